@@ -1,0 +1,1 @@
+"""The platform-agnostic core: taxonomy, keyword rules, features, the auto-sklearn search, the model, metrics."""

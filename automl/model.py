@@ -1,0 +1,359 @@
+"""The pre-annotation model: one auto-sklearn ensemble per facet and level, keyword rules where examples are few,
+per-label decision rules and thresholds tuned on out-of-fold predictions, and hierarchy-consistent output."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.model_selection import KFold
+
+from automl.features import TextFeatures, TextSettings
+from automl.metrics import LevelScore, best_f1_thresholds, score_level
+from automl.search import SearchReport, SearchSettings, WeightedEnsemble, search_ensemble
+from automl.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+MODEL, KEYWORD = "model", "keyword"
+# How a label is decided. A trained label takes whichever rule scored best out of fold on the training data.
+RULE_KEYWORD = "keyword"  # the keyword rule alone (also every label with too few examples)
+RULE_MODEL = "model"  # the model's probability over the label's threshold
+RULE_UNION = "model_or_keyword"  # either fires
+RULE_GATED = "keyword_and_model"  # the keyword fires and the model agrees
+RULE_NONE = "none"  # too few examples and no keyword rule: never proposed
+HIERARCHY_MODES = ("imply_parents", "require_parent")
+_SOURCE_CODES = {0: None, 1: MODEL, 2: KEYWORD}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    text: TextSettings = field(default_factory=TextSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    budget_seconds: int = 300  # total search time, shared by the facet/levels that have trainable labels
+    min_examples: int = 10
+    cv_folds: int = 5
+    hierarchy: str = "imply_parents"
+
+    def __post_init__(self) -> None:
+        if self.hierarchy not in HIERARCHY_MODES:
+            raise ValueError(f"hierarchy must be one of {', '.join(HIERARCHY_MODES)}, not {self.hierarchy!r}")
+        if self.min_examples < 2 or self.cv_folds < 2:
+            raise ValueError("min_examples and cv_folds must be at least 2")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    code: str
+    confidence: float
+    source: str  # MODEL or KEYWORD
+
+
+@dataclass
+class LevelModel:
+    facet: str
+    level: int
+    codes: list[str]
+    rules: dict[str, str]
+    keyword_precision: dict[str, float]
+    model_codes: list[str] = field(default_factory=list)
+    ensemble: WeightedEnsemble | None = None
+    cuts: dict[str, float] = field(default_factory=dict)
+    calibrator: IsotonicRegression | None = None
+    search: SearchReport | None = None
+    train_positives: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Decisions:
+    """Per facet: decisions, confidences and sources over the facet's codes, for a batch of texts."""
+
+    codes: list[str]
+    chosen: np.ndarray  # bool (texts x codes)
+    confidence: np.ndarray  # float
+    source: np.ndarray  # int8: 0 none, 1 model, 2 keyword
+
+
+class PreAnnotator:
+    """Learns from labelled texts and proposes labels, with confidence and source, for every facet of a taxonomy."""
+
+    def __init__(self, taxonomy: Taxonomy, settings: ModelSettings | None = None):
+        self.taxonomy = taxonomy
+        self.settings = settings or ModelSettings()
+
+    # ---- training -------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[set[str]],
+        progress: Callable[[str], None] | None = None,
+    ) -> PreAnnotator:
+        started = time.monotonic()
+        s = self.settings
+        say = progress or (lambda _msg: None)
+        labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
+        self.features_ = TextFeatures(self.taxonomy, s.text).fit(texts)
+        X, hits = self.features_.transform(texts)
+        self.n_train_ = len(texts)
+
+        plan = []
+        for facet in self.taxonomy.facets:
+            for level in self.taxonomy.levels(facet):
+                codes = self.taxonomy.codes_at(facet, level)
+                truth = _indicator(labels, codes)
+                positives = truth.sum(axis=0)
+                trainable = (positives >= s.min_examples) & (len(texts) - positives >= s.min_examples)
+                plan.append((facet, level, codes, truth, trainable))
+        searches = sum(1 for *_, trainable in plan if trainable.any())
+        per_search = int(s.budget_seconds / searches) if searches else 0
+
+        self.levels_: list[LevelModel] = []
+        oof: dict[tuple[str, int], Decisions] = {}
+        for facet, level, codes, truth, trainable in plan:
+            say(f"{facet} level {level}: {int(trainable.sum())} of {len(codes)} labels have enough examples")
+            model, decisions = self._fit_level(facet, level, codes, truth, trainable, X, hits, per_search)
+            self.levels_.append(model)
+            oof[(facet, level)] = decisions
+
+        # Held-out quality: out-of-fold decisions, made hierarchy-consistent exactly as predictions are.
+        self.heldout_: list[LevelScore] = []
+        for facet in self.taxonomy.facets:
+            merged = self._harmonise(facet, {lv: d for (f, lv), d in oof.items() if f == facet})
+            for level in self.taxonomy.levels(facet):
+                codes = self.taxonomy.codes_at(facet, level)
+                idx = [merged.codes.index(c) for c in codes]
+                self.heldout_.append(
+                    score_level(facet, level, codes, _indicator(labels, codes), merged.chosen[:, idx])
+                )
+        self.fit_seconds_ = time.monotonic() - started
+        return self
+
+    def _fit_level(self, facet, level, codes, truth, trainable, X, hits, budget):
+        s = self.settings
+        kw = self.features_.hits_for(hits, codes)
+        has_rule = self.features_.matcher_.has_rule()[[self.features_.code_index_[c] for c in codes]]
+        precision = _keyword_precision(kw, truth)
+        rules = {c: (RULE_KEYWORD if has_rule[j] else RULE_NONE) for j, c in enumerate(codes)}
+        model = LevelModel(facet, level, codes, rules, dict(zip(codes, precision)),
+                           train_positives={c: int(n) for c, n in zip(codes, truth.sum(axis=0))})
+        chosen = kw & has_rule
+        confidence = np.where(chosen, precision, 0.0)
+        source = np.where(chosen, 2, 0).astype(np.int8)
+        if not trainable.any():
+            return model, Decisions(codes, chosen, confidence, source)
+
+        model_idx = np.flatnonzero(trainable)
+        model.model_codes = [codes[j] for j in model_idx]
+        Y = truth[:, model_idx]
+        search = replace(s.search, budget_seconds=budget, seed=s.search.seed + level)
+        ensemble, report = search_ensemble(X, Y, search)
+        model.search = report
+        log.info("%s level %s: search %.0fs, %d pipelines tried, ensemble %s%s", facet, level, report.seconds,
+                 report.evaluations, "; ".join(report.members), f" ({report.fallback})" if report.fallback else "")
+        proba = _out_of_fold(ensemble, X, Y, s.cv_folds, s.search.seed)
+        model.ensemble = ensemble.fit(X, Y)
+
+        margins, outcomes = [], []
+        for jj, j in enumerate(model_idx):
+            rule, cut = _choose_rule(proba[:, jj], truth[:, j], kw[:, j] if has_rule[j] else None)
+            code = codes[j]
+            model.rules[code], model.cuts[code] = rule, cut
+            fired, by_model = _apply_rule(rule, proba[:, jj], cut, kw[:, j])
+            chosen[:, j] = fired
+            source[:, j] = np.where(by_model, 1, np.where(fired, 2, 0))
+            if np.isfinite(cut):
+                margins.append(_logit(proba[:, jj]) - _logit(cut))
+                outcomes.append(truth[:, j])
+        if margins:
+            model.calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+                np.concatenate(margins), np.concatenate(outcomes).astype(float)
+            )
+        confidence = self._confidence(model, proba, kw, chosen, source)
+        return model, Decisions(codes, chosen, confidence, source)
+
+    # ---- prediction -----------------------------------------------------------------------------------------
+    def decide(self, texts: Sequence[str]) -> dict[str, Decisions]:
+        X, hits = self.features_.transform(texts)
+        per_facet: dict[str, dict[int, Decisions]] = {}
+        for model in self.levels_:
+            kw = self.features_.hits_for(hits, model.codes)
+            has_rule = np.array([model.rules[c] != RULE_NONE for c in model.codes])
+            chosen = kw & has_rule
+            source = np.where(chosen, 2, 0).astype(np.int8)
+            proba = np.zeros((len(texts), len(model.model_codes)))
+            if model.ensemble is not None and len(texts):
+                proba = model.ensemble.predict_proba(X)
+                for jj, code in enumerate(model.model_codes):
+                    j = model.codes.index(code)
+                    fired, by_model = _apply_rule(model.rules[code], proba[:, jj], model.cuts[code], kw[:, j])
+                    chosen[:, j] = fired
+                    source[:, j] = np.where(by_model, 1, np.where(fired, 2, 0))
+            confidence = self._confidence(model, proba, kw, chosen, source)
+            per_facet.setdefault(model.facet, {})[model.level] = Decisions(model.codes, chosen, confidence, source)
+        return {facet: self._harmonise(facet, levels) for facet, levels in per_facet.items()}
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, list[Proposal]]]:
+        """Per text, per facet: the proposed codes, most confident first."""
+        out: list[dict[str, list[Proposal]]] = [{} for _ in texts]
+        for facet, d in self.decide(texts).items():
+            for i in range(len(texts)):
+                picks = [
+                    Proposal(d.codes[j], round(float(d.confidence[i, j]), 4), _SOURCE_CODES[int(d.source[i, j])])
+                    for j in np.flatnonzero(d.chosen[i])
+                ]
+                out[i][facet] = sorted(picks, key=lambda p: (-p.confidence, p.code))
+        return out
+
+    def score(self, texts: Sequence[str], labels: Sequence[set[str]]) -> list[LevelScore]:
+        """Precision, recall and F1 per facet and level against known labels (ancestors implied)."""
+        truth = [self.taxonomy.with_ancestors(ls) for ls in labels]
+        out = []
+        for facet, d in self.decide(texts).items():
+            for level in self.taxonomy.levels(facet):
+                codes = self.taxonomy.codes_at(facet, level)
+                idx = [d.codes.index(c) for c in codes]
+                out.append(score_level(facet, level, codes, _indicator(truth, codes), d.chosen[:, idx]))
+        return out
+
+    # ---- helpers --------------------------------------------------------------------------------------------
+    def _confidence(self, model: LevelModel, proba, kw, chosen, source) -> np.ndarray:
+        """Model-decided labels: calibrated probability that the label is right given its margin over the threshold.
+        Keyword-decided labels: the rule's (smoothed) precision on the training data."""
+        confidence = np.tile(np.array([model.keyword_precision[c] for c in model.codes]), (len(chosen), 1))
+        if model.calibrator is not None:
+            for jj, code in enumerate(model.model_codes):
+                j = model.codes.index(code)
+                cut = model.cuts[code]
+                if not np.isfinite(cut):
+                    continue
+                by_model = source[:, j] == 1
+                if by_model.any():
+                    margin = _logit(proba[by_model, jj]) - _logit(cut)
+                    confidence[by_model, j] = model.calibrator.predict(margin)
+        return np.where(chosen, np.clip(confidence, 0.0, 1.0), 0.0)
+
+    def _harmonise(self, facet: str, levels: dict[int, Decisions]) -> Decisions:
+        """Join a facet's levels and make them consistent with the tree."""
+        codes = [c for lv in sorted(levels) for c in levels[lv].codes]
+        chosen = np.hstack([levels[lv].chosen for lv in sorted(levels)]).copy()
+        confidence = np.hstack([levels[lv].confidence for lv in sorted(levels)]).copy()
+        source = np.hstack([levels[lv].source for lv in sorted(levels)]).copy()
+        index = {c: j for j, c in enumerate(codes)}
+        nodes = self.taxonomy.nodes
+        if self.settings.hierarchy == "imply_parents":
+            # Deepest first, so that a proposal lifts its whole ancestry.
+            for code in sorted(codes, key=lambda c: -nodes[c].level):
+                parent = nodes[code].parent
+                if parent is None:
+                    continue
+                j, p = index[code], index[parent]
+                child = chosen[:, j]
+                lifted = child & ~chosen[:, p]
+                source[lifted, p] = source[lifted, j]
+                confidence[:, p] = np.where(child, np.maximum(confidence[:, p], confidence[:, j]), confidence[:, p])
+                chosen[:, p] |= child
+        else:
+            for code in sorted(codes, key=lambda c: nodes[c].level):
+                parent = nodes[code].parent
+                if parent is not None:
+                    chosen[:, index[code]] &= chosen[:, index[parent]]
+        confidence = np.where(chosen, confidence, 0.0)
+        source = np.where(chosen, source, 0).astype(np.int8)
+        return Decisions(codes, chosen, confidence, source)
+
+    def summary(self) -> dict:
+        return {
+            "n_train": self.n_train_,
+            "n_terms": self.features_.n_terms,
+            "fit_seconds": round(self.fit_seconds_, 1),
+            "levels": [
+                {
+                    "facet": m.facet,
+                    "level": m.level,
+                    "labels": len(m.codes),
+                    "model_labels": len(m.model_codes),
+                    "rules": _count(m.rules.values()),
+                    "search_seconds": round(m.search.seconds, 1) if m.search else 0.0,
+                    "pipelines_tried": m.search.evaluations if m.search else 0,
+                    "ensemble": m.search.members if m.search else [],
+                    "fallback": m.search.fallback if m.search else "",
+                }
+                for m in self.levels_
+            ],
+        }
+
+
+def _indicator(label_sets: Sequence[set[str]], codes: Sequence[str]) -> np.ndarray:
+    out = np.zeros((len(label_sets), len(codes)), dtype=bool)
+    index = {c: j for j, c in enumerate(codes)}
+    for i, labels in enumerate(label_sets):
+        for code in labels:
+            j = index.get(code)
+            if j is not None:
+                out[i, j] = True
+    return out
+
+
+def _keyword_precision(kw: np.ndarray, truth: np.ndarray, strength: float = 2.0) -> np.ndarray:
+    """Each rule's precision on the training data, shrunk toward the pooled precision of all rules."""
+    hits, correct = kw.sum(axis=0), (kw & truth).sum(axis=0)
+    pooled = correct.sum() / hits.sum() if hits.sum() else 0.5
+    return (correct + strength * pooled) / (hits + strength)
+
+
+def _out_of_fold(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Probabilities for every training text from ensembles that did not see it."""
+    folds = max(2, min(folds, len(Y) // 2))
+    proba = np.zeros(Y.shape)
+    for train, held in KFold(folds, shuffle=True, random_state=seed).split(X):
+        fold = WeightedEnsemble(ensemble.members).fit(X[train], Y[train])
+        proba[held] = fold.predict_proba(X[held])
+    return proba
+
+
+def _choose_rule(proba: np.ndarray, truth: np.ndarray, kw: np.ndarray | None) -> tuple[str, float]:
+    """The rule and threshold with the best out-of-fold F1; ties go to the simpler rule (keyword first)."""
+    col = truth.reshape(-1, 1)
+    cut, tp, picked = best_f1_thresholds(proba.reshape(-1, 1), col)
+    positives = truth.sum()
+    candidates = []
+    if kw is not None:
+        candidates.append((2 * (kw & truth).sum() / (kw.sum() + positives), RULE_KEYWORD, np.inf))
+    candidates.append((2 * tp[0] / (picked[0] + positives), RULE_MODEL, cut[0]))
+    if kw is not None:
+        for rule, scores in ((RULE_UNION, np.where(kw, np.inf, proba)), (RULE_GATED, np.where(kw, proba, -np.inf))):
+            c, t, p = best_f1_thresholds(scores.reshape(-1, 1), col)
+            if np.isfinite(c[0]):
+                candidates.append((2 * t[0] / (p[0] + positives), rule, c[0]))
+    best = max(candidates, key=lambda c: c[0])  # max keeps the first of equals
+    return best[1], float(best[2])
+
+
+def _apply_rule(rule: str, proba: np.ndarray, cut: float, kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fired, fired because of the model) for one label."""
+    over = proba > cut
+    if rule == RULE_MODEL:
+        return over, over
+    if rule == RULE_UNION:
+        return over | kw, over
+    if rule == RULE_GATED:
+        return over & kw, np.zeros_like(over)
+    if rule == RULE_KEYWORD:
+        return kw.copy(), np.zeros_like(over)
+    return np.zeros_like(over), np.zeros_like(over)
+
+
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out

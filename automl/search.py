@@ -1,0 +1,216 @@
+"""The auto-sklearn search for one multilabel level, and the weighted ensemble it yields."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from automl.components import (
+    BUILTIN_CLASSIFIERS,
+    CLASSIFIERS,
+    DATA_PREPROCESSOR,
+    SparseLinearSVC,
+    OneVsRestLinear,
+)
+
+log = logging.getLogger(__name__)
+
+# auto-sklearn refuses budgets under ~30 s (it reserves time for its own start-up and ensemble building).
+MIN_SEARCH_SECONDS = 30
+_IDENTITY_STEPS = {"KeepSparseFeatures", "DataPreprocessorChoice", "Balancing", "NoPreprocessing",
+                   "FeaturePreprocessorChoice"}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    budget_seconds: int = 60
+    per_run_seconds: int | None = None
+    memory_mb: int = 3072
+    seed: int = 1
+    max_evaluations: int | None = None
+    ensemble_size: int = 10
+    max_members: int = 3
+    classifiers: tuple[str, ...] = CLASSIFIERS + BUILTIN_CLASSIFIERS
+    n_jobs: int = 1
+    work_dir: str | None = None
+    log_file: str | None = None
+
+
+@dataclass
+class SearchReport:
+    seconds: float
+    evaluations: int
+    members: list[str] = field(default_factory=list)
+    fallback: str = ""
+
+
+class WeightedEnsemble:
+    """A weighted average of per-label probabilities from fitted pipelines (what auto-sklearn's ensemble does)."""
+
+    def __init__(self, members: list[tuple[float, object]]):
+        self.members = members
+
+    def fit(self, X, Y) -> WeightedEnsemble:
+        target = _target(Y)
+        fitted = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for weight, pipeline in self.members:
+                fitted.append((weight, _compact(copy.deepcopy(pipeline).fit(X, target))))
+        self.members_ = fitted
+        self.n_labels_ = Y.shape[1]
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        total = sum(w for w, _ in self.members_)
+        out = np.zeros((X.shape[0], self.n_labels_))
+        for weight, pipeline in self.members_:
+            proba = np.asarray(pipeline.predict_proba(X), dtype=float)
+            if self.n_labels_ == 1:
+                proba = proba[:, -1:] if proba.ndim == 2 else proba.reshape(-1, 1)
+            out += weight * proba
+        return out / total
+
+
+class LinearScores:
+    """A fitted one-vs-rest linear model reduced to its weights: per-label logistic link of X @ W.T + b."""
+
+    def __init__(self, weights: np.ndarray, intercepts: np.ndarray):
+        self.weights = weights
+        self.intercepts = intercepts
+
+    def predict_proba(self, X) -> np.ndarray:
+        scores = np.asarray(X @ self.weights.T, dtype=float) + self.intercepts
+        return 1.0 / (1.0 + np.exp(-np.clip(scores, -30, 30)))
+
+
+def _compact(fitted):
+    """Keep only the weights of a linear member (float32): a level with 100 labels otherwise pickles to ~100 MB."""
+    component = fitted
+    if hasattr(fitted, "steps"):
+        # Our search space makes every step before the classifier an identity; verify rather than assume.
+        names = [getattr(getattr(step, "choice", step), "__class__").__name__ for _, step in fitted.steps[:-1]]
+        if any(n not in _IDENTITY_STEPS for n in names):
+            return fitted
+        component = getattr(fitted.steps[-1][1], "choice", fitted.steps[-1][1])
+    if not isinstance(component, OneVsRestLinear):
+        return fitted
+    estimators = component.estimator.estimators_
+    weights = np.vstack([np.asarray(e.coef_, dtype=np.float32).reshape(1, -1) for e in estimators])
+    intercepts = np.array([float(np.ravel(e.intercept_)[0]) for e in estimators])
+    return LinearScores(weights, intercepts)
+
+
+def _target(Y: np.ndarray) -> np.ndarray:
+    """auto-sklearn reads a single-column indicator matrix as multiclass: hand it a binary vector instead."""
+    Y = np.asarray(Y, dtype=int)
+    return Y[:, 0] if Y.shape[1] == 1 else Y
+
+
+def _logging_config(log_file: str | None) -> dict:
+    handler = (
+        {"class": "logging.FileHandler", "filename": log_file, "level": "WARNING", "formatter": "plain"}
+        if log_file
+        else {"class": "logging.NullHandler"}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
+        "handlers": {"out": handler},
+        "root": {"handlers": ["out"], "level": "WARNING"},
+        "loggers": {name: {"handlers": ["out"], "level": "WARNING", "propagate": False}
+                    for name in ("Client-AutoML", "Client-AutoMLSMBO", "Client-EnsembleBuilder", "smac",
+                                 "Client-TAE", "EnsembleBuilder", "distributed", "AutoML", "pynisher")},
+    }
+
+
+def search_ensemble(X, Y: np.ndarray, settings: SearchSettings) -> tuple[WeightedEnsemble, SearchReport]:
+    """Search pipelines for the indicator matrix `Y` with auto-sklearn; return an (unfitted) weighted ensemble of the
+    best ones. Falls back to a default linear model, with the reason in the report, when the search finds nothing."""
+    import autosklearn.classification
+    import autosklearn.metrics
+
+    from automl.components import register_components
+    from automl.metrics import tuned_threshold_f1
+
+    register_components()
+    budget = max(MIN_SEARCH_SECONDS, int(settings.budget_seconds))
+    per_run = settings.per_run_seconds or max(10, budget // 4)
+    scorer = autosklearn.metrics.make_scorer("tuned_threshold_f1", tuned_threshold_f1, needs_proba=True)
+    parent = Path(settings.work_dir) if settings.work_dir else None
+    if parent:
+        parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="search-", dir=parent))
+    if settings.log_file:
+        Path(settings.log_file).parent.mkdir(parents=True, exist_ok=True)
+    smac_args = {"runcount_limit": settings.max_evaluations} if settings.max_evaluations else None
+    started = time.monotonic()
+    report = SearchReport(seconds=0.0, evaluations=0)
+    try:
+        automl = autosklearn.classification.AutoSklearnClassifier(
+            time_left_for_this_task=budget,
+            per_run_time_limit=min(per_run, budget),
+            memory_limit=settings.memory_mb,
+            seed=settings.seed,
+            n_jobs=settings.n_jobs,
+            metric=scorer,
+            include={
+                "classifier": list(settings.classifiers),
+                "feature_preprocessor": ["no_preprocessing"],
+                "data_preprocessor": [DATA_PREPROCESSOR],
+            },
+            # Warm starts propose configurations outside the restricted space and flood the log.
+            initial_configurations_via_metalearning=0,
+            ensemble_kwargs={"ensemble_size": settings.ensemble_size},
+            smac_scenario_args=smac_args,
+            tmp_folder=str(scratch / "autosklearn"),
+            delete_tmp_folder_after_terminate=True,
+            logging_config=_logging_config(settings.log_file),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            automl.fit(X, _target(Y))
+        report.evaluations = len(automl.cv_results_["params"])
+        members = [
+            (float(w), p) for w, p in automl.get_models_with_weights() if "Dummy" not in type(p).__name__
+            and _classifier_name(p) != "dummy"
+        ]
+    except Exception as exc:  # auto-sklearn raises many kinds; the fallback below keeps the service working
+        log.warning("auto-sklearn search failed (%s: %s); using the default linear model", type(exc).__name__, exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG))
+        members, report.fallback = [], f"search failed: {type(exc).__name__}: {exc}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    members = sorted(members, key=lambda m: -m[0])[: settings.max_members]
+    if not members:
+        report.fallback = report.fallback or "no pipeline finished within the budget"
+        members = [(1.0, SparseLinearSVC(C=0.5, class_weight="none", random_state=settings.seed))]
+    report.members = [f"{w:.2f} {_describe(p)}" for w, p in members]
+    report.seconds = time.monotonic() - started
+    return WeightedEnsemble(members), report
+
+
+def _classifier_name(pipeline) -> str:
+    try:
+        return pipeline.config["classifier:__choice__"]
+    except (AttributeError, KeyError, TypeError):
+        return type(pipeline).__name__
+
+
+def _describe(pipeline) -> str:
+    name = _classifier_name(pipeline)
+    try:
+        params = {k.split(":")[-1]: v for k, v in pipeline.config.get_dictionary().items()
+                  if k.startswith(f"classifier:{name}:")}
+    except AttributeError:
+        params = {k: v for k, v in vars(pipeline).items() if k in ("C", "class_weight")}
+    return f"{name}({', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}' for k, v in params.items())})"

@@ -1,0 +1,1 @@
+"""One adapter per labelling platform behind one protocol (see connectors.base)."""

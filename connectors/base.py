@@ -1,0 +1,79 @@
+"""The one small protocol every platform adapter implements, and the records that cross it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from automl.model import Proposal
+from automl.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Asset:
+    id: str
+    text: str
+    labels: frozenset[str] | None  # None: no human label yet (to pre-annotate); most specific codes otherwise
+
+    @property
+    def text_hash(self) -> str:
+        return text_hash(self.text)
+
+
+@dataclass(frozen=True)
+class PreAnnotation:
+    asset_id: str
+    text_hash: str
+    proposals: dict[str, list[Proposal]]  # facet -> proposals
+
+
+@dataclass
+class SkipLog:
+    """Counts skipped records by reason, keeping a few places per reason for the log line."""
+
+    counts: Counter = field(default_factory=Counter)
+    places: dict[str, list[str]] = field(default_factory=dict)
+
+    def skip(self, reason: str, place: str) -> None:
+        self.counts[reason] += 1
+        self.places.setdefault(reason, [])
+        if len(self.places[reason]) < 5:
+            self.places[reason].append(place)
+        log.debug("skipped %s: %s", place, reason)
+
+    def report(self, source: str) -> None:
+        for reason, n in self.counts.most_common():
+            more = ", ..." if n > len(self.places[reason]) else ""
+            log.warning("%s: skipped %d record(s): %s (%s%s)", source, n, reason, ", ".join(self.places[reason]), more)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+@dataclass
+class PushReport:
+    written: int = 0
+    already: int = 0  # same asset, model version and text: nothing to do
+
+
+class Connector(Protocol):
+    """What the worker needs from a labelling platform."""
+
+    platform: str
+    skipped: SkipLog
+
+    def pull_taxonomy(self) -> Taxonomy: ...
+
+    def pull_assets(self) -> Iterator[Asset]: ...
+
+    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport: ...

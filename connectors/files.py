@@ -1,0 +1,258 @@
+"""The embedded platform: assets in a CSV or JSONL file, pre-annotations appended to a JSONL file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from automl.taxonomy import Taxonomy, load_taxonomy
+from connectors.base import Asset, PreAnnotation, PushReport, SkipLog
+
+log = logging.getLogger(__name__)
+
+
+class AssetFileError(ValueError):
+    """The assets file cannot be read at all; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class FilesSettings:
+    assets: Path
+    taxonomy: Path
+    output: Path
+    id_column: str = "id"
+    text_column: str = "text"
+    labels_column: str = "labels"
+    label_separator: str = ";"
+    encoding: str = "utf-8"
+    facet_roots: dict[str, list[str]] = field(default_factory=dict)
+    default_facet: str = "subject"
+
+
+def _records(path: Path, encoding: str, columns: Sequence[str]) -> Iterator[tuple[str, dict | None, str]]:
+    """Yield (place, record, problem) for every record; a record that cannot be read comes with its problem."""
+    if not path.is_file():
+        raise AssetFileError(f"{path}: no such file. Fix: check the assets path (--assets or [files] assets).")
+    raw = path.read_bytes()
+    # surrogateescape keeps undecodable bytes visible per record, so one bad row is skipped, not the whole file.
+    text = raw.decode(encoding, errors="surrogateescape")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    fix_columns = "Fix: rename the column in the file or set id_column/text_column/labels_column in [files]."
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        checked = False
+        for number, line in enumerate(text.splitlines(), start=1):
+            place = f"{path.name}:{number}"
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield place, None, f"not valid JSON ({exc.msg})"
+                continue
+            if not isinstance(record, dict):
+                yield place, None, "not a JSON object"
+                continue
+            if not checked:
+                missing = [c for c in columns if c not in record]
+                if missing:
+                    raise AssetFileError(
+                        f"{place}: record has no {', '.join(map(repr, missing))} field (it has"
+                        f" {', '.join(map(repr, record)) or 'none'}). {fix_columns}"
+                    )
+                checked = True
+            yield place, record, ""
+        return
+    if path.suffix.lower() not in (".csv", ".txt", ".tsv"):
+        raise AssetFileError(f"{path}: unknown format {path.suffix!r}. Fix: use a .csv or .jsonl file.")
+    csv.field_size_limit(max(csv.field_size_limit(), len(raw)))  # long texts are fine; the 128 KiB default is not
+    dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+    header = reader.fieldnames or []
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise AssetFileError(
+            f"{path}: missing column(s) {', '.join(map(repr, missing))}; the header has"
+            f" {', '.join(map(repr, header)) or 'nothing'}. {fix_columns}"
+        )
+    try:
+        for record in reader:
+            yield f"{path.name}:{reader.line_num}", record, ""
+    except csv.Error as exc:
+        raise AssetFileError(f"{path.name}:{reader.line_num}: the CSV cannot be parsed ({exc}). Fix: repair the"
+                             " quoting on that line; records before it were read.") from exc
+
+
+def _undecodable(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def read_assets(
+    path: Path,
+    taxonomy: Taxonomy,
+    skipped: SkipLog,
+    *,
+    id_column: str = "id",
+    text_column: str = "text",
+    labels_column: str = "labels",
+    label_separator: str = ";",
+    encoding: str = "utf-8",
+    require_labels: bool = False,
+) -> Iterator[Asset]:
+    """Read assets; every record that cannot be used is skipped with its place and reason in `skipped`."""
+    seen: dict[str, str] = {}
+    for place, record, problem in _records(Path(path), encoding, [id_column, text_column]):
+        if record is None:
+            skipped.skip(problem, place)
+            continue
+        raw_id, text, raw_labels = record.get(id_column), record.get(text_column), record.get(labels_column)
+        if raw_id is None or str(raw_id).strip() == "":
+            skipped.skip("empty id", place)
+            continue
+        asset_id = str(raw_id).strip()
+        if not isinstance(text, str):
+            skipped.skip("text is missing or not a string", place)
+            continue
+        if any(_undecodable(v) for v in (asset_id, text, raw_labels if isinstance(raw_labels, str) else "")):
+            skipped.skip(f"bytes that are not valid {encoding} (fix: save the file as {encoding} or set"
+                         " [files] encoding)", place)
+            continue
+        if not text.strip():
+            skipped.skip("empty text", place)
+            continue
+        if asset_id in seen:
+            skipped.skip("duplicate id (the first record is kept)", f"{place} (first at {seen[asset_id]})")
+            continue
+        seen[asset_id] = place
+        labels = _parse_labels(raw_labels, label_separator)
+        if labels is not None:
+            known = frozenset(c for c in labels if c in taxonomy)
+            for code in sorted(set(labels) - known):
+                skipped.skip(f"label {code!r} is not in the taxonomy (label dropped)", place)
+            if not known:
+                skipped.skip("every label is outside the taxonomy (asset left out)", place)
+                continue
+            labels = known
+        elif require_labels:
+            skipped.skip("no labels", place)
+            continue
+        yield Asset(asset_id, text, labels)
+
+
+def _parse_labels(raw, separator: str) -> list[str] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, list):
+        codes = [str(c).strip() for c in raw]
+    else:
+        codes = [c.strip() for c in str(raw).split(separator)]
+    codes = [c for c in codes if c]
+    return codes or None
+
+
+class PreAnnotationFile:
+    """Append-only JSONL of pre-annotations; knows what it holds so that nothing is written twice."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._keys: set[tuple[str, str, str]] | None = None
+
+    def keys(self) -> set[tuple[str, str, str]]:
+        if self._keys is None:
+            self._keys = set()
+            if self.path.exists():
+                self._repair_tail()
+                with self.path.open(encoding="utf-8", errors="replace") as handle:
+                    for number, line in enumerate(handle, start=1):
+                        try:
+                            rec = json.loads(line)
+                            self._keys.add((rec["asset_id"], rec["model_version"], rec["text_sha256"]))
+                        except (json.JSONDecodeError, KeyError, TypeError):
+                            log.warning("%s:%d: unreadable pre-annotation line left as is", self.path, number)
+        return self._keys
+
+    def _repair_tail(self) -> None:
+        """A crash mid-write can leave a partial last line: cut it off (it was never a complete record)."""
+        with self.path.open("rb+") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            if size == 0:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            chunk = min(size, 1 << 20)
+            handle.seek(size - chunk)
+            tail = handle.read(chunk)
+            cut = tail.rfind(b"\n")
+            keep = size - chunk + cut + 1 if cut >= 0 else 0
+            log.warning("%s: removing a partial last line (%d bytes) left by an interrupted write",
+                        self.path, size - keep)
+            handle.truncate(keep)
+
+    def append(self, records: list[dict]) -> None:
+        keys = self.keys()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            for rec in records:
+                handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        keys.update((r["asset_id"], r["model_version"], r["text_sha256"]) for r in records)
+
+
+class FilesConnector:
+    platform = "files"
+
+    def __init__(self, settings: FilesSettings):
+        self.settings = settings
+        self.skipped = SkipLog()
+        self.output = PreAnnotationFile(settings.output)
+        self._taxonomy: Taxonomy | None = None
+
+    def pull_taxonomy(self) -> Taxonomy:
+        if self._taxonomy is None:
+            s = self.settings
+            self._taxonomy = load_taxonomy(s.taxonomy, s.facet_roots, s.default_facet)
+        return self._taxonomy
+
+    def pull_assets(self) -> Iterator[Asset]:
+        s = self.settings
+        self.skipped = SkipLog()
+        yield from read_assets(
+            s.assets, self.pull_taxonomy(), self.skipped, id_column=s.id_column, text_column=s.text_column,
+            labels_column=s.labels_column, label_separator=s.label_separator, encoding=s.encoding,
+        )
+        self.skipped.report(str(s.assets))
+
+    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:
+        taxonomy = self.pull_taxonomy()
+        keys = self.output.keys()
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        records, report = [], PushReport()
+        for item in items:
+            if (item.asset_id, model_version, item.text_hash) in keys:
+                report.already += 1
+                continue
+            records.append({
+                "asset_id": item.asset_id,
+                "model_version": model_version,
+                "created_at": now,
+                "text_sha256": item.text_hash,
+                "facets": {
+                    facet: [{"code": p.code, "name": taxonomy.nodes[p.code].name, "confidence": p.confidence,
+                             "source": p.source} for p in proposals]
+                    for facet, proposals in item.proposals.items()
+                },
+            })
+        if records:
+            self.output.append(records)
+        report.written = len(records)
+        return report

@@ -1,0 +1,1 @@
+"""Configuration, model registry, worker and command line."""

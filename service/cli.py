@@ -1,0 +1,239 @@
+"""The `classie-automl` command line: train, predict, evaluate, run (once or polling), models."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from automl.taxonomy import TaxonomyError
+from connectors.base import SkipLog
+from connectors.files import AssetFileError, FilesConnector, FilesSettings, read_assets
+from service.config import ConfigError, Settings, load_settings
+from service.registry import ModelRegistry, RegistryError
+from service.worker import CycleReport, Worker, training_fingerprint
+
+log = logging.getLogger("classie_automl")
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="AutoML pre-annotation for hierarchical text labelling.")
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file.")]
+PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Labelling platform (files).")]
+AssetsOpt = Annotated[Optional[Path], typer.Option("--assets", help="Assets file (CSV or JSONL), platform files.")]
+TaxonomyOpt = Annotated[Optional[Path], typer.Option("--taxonomy", help="Taxonomy CSV.")]
+StateOpt = Annotated[Optional[Path], typer.Option("--state", help="State folder (models, outputs, logs).")]
+BudgetOpt = Annotated[Optional[int], typer.Option("--budget", help="Total search time per training, seconds.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", help="Pre-annotations JSONL (platform files).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+def _settings(config, platform, assets, taxonomy, state, budget, output=None) -> Settings:
+    overrides: dict = {}
+    if platform:
+        overrides["platform"] = platform
+    if state:
+        overrides["state_dir"] = str(state)
+    if assets:
+        overrides.setdefault("files", {})["assets"] = str(assets)
+    if output:
+        overrides.setdefault("files", {})["output"] = str(output)
+    if taxonomy:
+        overrides.setdefault("taxonomy", {})["path"] = str(taxonomy)
+    if budget is not None:
+        overrides.setdefault("model", {})["budget_seconds"] = budget
+    return load_settings(config, overrides)
+
+
+def _connector(settings: Settings) -> FilesConnector:
+    missing = [name for name, value in (("--assets / [files] assets", settings.files.assets),
+                                        ("--taxonomy / [taxonomy] path", settings.taxonomy.path)) if value is None]
+    if missing:
+        raise ConfigError(f"platform files needs {' and '.join(missing)}. Fix: pass the flag or set it in --config.")
+    f = settings.files
+    return FilesConnector(FilesSettings(
+        assets=f.assets, taxonomy=settings.taxonomy.path, output=settings.output_path, id_column=f.id_column,
+        text_column=f.text_column, labels_column=f.labels_column, label_separator=f.label_separator,
+        encoding=f.encoding, facet_roots=settings.taxonomy.facet_roots, default_facet=settings.taxonomy.default_facet,
+    ))
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("distributed", "smac", "autosklearn", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _worker(settings: Settings) -> Worker:
+    return Worker(settings, _connector(settings), ModelRegistry(settings.state_dir / "models"))
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _guard(func):
+    """Known input problems end with their message and exit code 2, not a traceback."""
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, TaxonomyError, AssetFileError, RegistryError) as exc:
+            _fail(exc)
+    return run
+
+
+def _print_metrics(title: str, metrics: list[dict]) -> None:
+    typer.echo(title)
+    typer.echo(f"  {'facet':<12}{'level':>5}{'labels':>8}{'micro P':>9}{'micro R':>9}{'micro F1':>10}{'macro F1':>10}")
+    for m in metrics:
+        typer.echo(f"  {m['facet']:<12}{m['level']:>5}{m['n_labels']:>8}{m['micro_precision']:>9.3f}"
+                   f"{m['micro_recall']:>9.3f}{m['micro_f1']:>10.3f}{m['macro_f1']:>10.3f}")
+
+
+def _print_cycle(report: CycleReport) -> None:
+    skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
+    typer.echo(f"pulled {report.pulled} assets: {report.labelled} labelled, {report.unlabelled} to pre-annotate;"
+               f" skipped records: {skipped}")
+    typer.echo(f"model {report.model_version}: " + (f"trained ({report.train_reason})" if report.trained
+                                                    else "current, no training needed"))
+    typer.echo(f"pre-annotations: {report.written} written, {report.already} already there for this version")
+    typer.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
+    if report.trained:
+        _print_metrics("held-out quality (cross-validated on the labelled assets):", report.heldout)
+
+
+def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> list[dict]:
+    worker = _worker(settings)
+    current = worker.registry.current()
+    if current is None:
+        raise RegistryError(f"no model in {worker.registry.root}. Fix: run `classie-automl train` first.")
+    model = worker.registry.load(current)
+    skipped = SkipLog()
+    f = settings.files
+    assets = list(read_assets(test, model.taxonomy, skipped, id_column=f.id_column, text_column=f.text_column,
+                              labels_column=f.labels_column, label_separator=f.label_separator,
+                              encoding=f.encoding, require_labels=True))
+    skipped.report(str(test))
+    if not assets:
+        raise AssetFileError(f"{test}: no labelled asset to evaluate on. Fix: give a file with labels.")
+    scores = [s.to_dict() for s in model.score([a.text for a in assets], [set(a.labels) for a in assets])]
+    _print_metrics(f"model {current.name} on {len(assets)} labelled assets of {test.name}:", scores)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(scores, indent=1), encoding="utf-8")
+        typer.echo(f"wrote {json_out}")
+    return scores
+
+
+@app.command()
+@_guard
+def train(config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
+          taxonomy: TaxonomyOpt = None, state: StateOpt = None, budget: BudgetOpt = None,
+          verbose: VerboseOpt = False) -> None:
+    """Pull the labelled assets and train a new model version (always)."""
+    _setup_logging(verbose)
+    settings = _settings(config, platform, assets, taxonomy, state, budget)
+    worker = _worker(settings)
+    tax, labelled, _ = worker.pull()
+    version = worker.train(tax, labelled, training_fingerprint(labelled, tax, settings.model.fingerprint()))
+    typer.echo(f"model {version.name} trained on {version.n_train} labelled assets"
+               f" in {version.summary.get('fit_seconds', 0):.0f} s")
+    _print_metrics("held-out quality (cross-validated on the labelled assets):", version.metrics)
+
+
+@app.command()
+@_guard
+def predict(config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
+            taxonomy: TaxonomyOpt = None, state: StateOpt = None, output: OutputOpt = None,
+            verbose: VerboseOpt = False) -> None:
+    """Pre-annotate the unlabelled assets with the current model (no training)."""
+    _setup_logging(verbose)
+    settings = _settings(config, platform, assets, taxonomy, state, None, output)
+    worker = _worker(settings)
+    current = worker.registry.current()
+    if current is None:
+        raise RegistryError(f"no model in {worker.registry.root}. Fix: run `classie-automl train` first.")
+    _, _, unlabelled = worker.pull()
+    report = CycleReport(model_version=current.name)
+    worker.pre_annotate(worker.registry.load(current), current, unlabelled, report)
+    typer.echo(f"model {current.name}: {report.written} pre-annotations written, {report.already} already there"
+               f" ({settings.output_path})")
+
+
+@app.command()
+@_guard
+def evaluate(test: Annotated[Path, typer.Option("--test", help="Labelled assets file to score against.")],
+             json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the scores here.")] = None,
+             config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
+             taxonomy: TaxonomyOpt = None, state: StateOpt = None, verbose: VerboseOpt = False) -> None:
+    """Score the current model on a labelled file: precision, recall, F1 per facet and level."""
+    _setup_logging(verbose)
+    settings = _settings(config, platform, assets, taxonomy, state, None)
+    _evaluate(settings, test, json_out)
+
+
+@app.command()
+@_guard
+def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.")] = False,
+        config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
+        taxonomy: TaxonomyOpt = None, state: StateOpt = None, budget: BudgetOpt = None,
+        output: OutputOpt = None, verbose: VerboseOpt = False) -> None:
+    """Pull, train when the human labels changed, pre-annotate what is new; once, or every interval."""
+    _setup_logging(verbose)
+    settings = _settings(config, platform, assets, taxonomy, state, budget, output)
+    worker = _worker(settings)
+    if once:
+        report = worker.run_once()
+        _print_cycle(report)
+        if settings.evaluation.test:
+            _evaluate(settings, settings.evaluation.test, settings.state_dir / "evaluation.json")
+        return
+    stop = threading.Event()
+
+    def request_stop(signum, _frame):
+        log.info("received %s: stopping after this step", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    while not stop.is_set():
+        try:
+            worker.run_once()
+        except (TaxonomyError, AssetFileError) as exc:
+            log.error("cycle failed: %s (will try again in %.0f s)", exc, settings.worker.interval_seconds)
+        stop.wait(settings.worker.interval_seconds)
+    log.info("stopped")
+
+
+@app.command()
+@_guard
+def models(config: ConfigOpt = None, state: StateOpt = None,
+           promote: Annotated[Optional[int], typer.Option("--promote", help="Make version N current.")] = None
+           ) -> None:
+    """List model versions (current marked *), or promote one (rollback)."""
+    settings = _settings(config, None, None, None, state, None)
+    registry = ModelRegistry(settings.state_dir / "models")
+    if promote is not None:
+        registry.promote(promote)
+    current = registry.current()
+    for v in registry.versions():
+        mark = "*" if current and v.number == current.number else " "
+        f1 = " ".join(f"{m['facet']}/L{m['level']}={m['micro_f1']:.3f}" for m in v.metrics)
+        typer.echo(f"{mark} {v.name:<6} {v.created_at}  trained on {v.n_train:>6}  held-out micro-F1 {f1}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Configuration: a TOML file, then environment variables (CLASSIE_SECTION__KEY), then command-line flags."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from automl.features import TextSettings
+from automl.model import ModelSettings
+from automl.search import SearchSettings
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the setting, where it came from, and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FilesConfig(_Section):
+    assets: Path | None = None
+    output: Path | None = None  # default: <state>/preannotations.jsonl
+    id_column: str = "id"
+    text_column: str = "text"
+    labels_column: str = "labels"
+    label_separator: str = ";"
+    encoding: str = "utf-8"
+
+
+class TaxonomyConfig(_Section):
+    path: Path | None = None
+    default_facet: str = "subject"
+    facet_roots: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class ModelConfig(_Section):
+    budget_seconds: int = Field(300, ge=1, description="total auto-sklearn search time per training")
+    per_run_seconds: int | None = Field(None, ge=1)
+    memory_mb: int = Field(3072, ge=256)
+    seed: int = 1
+    max_evaluations: int | None = Field(None, ge=1, description="cap on pipelines tried per search")
+    ensemble_size: int = Field(10, ge=1)
+    max_members: int = Field(3, ge=1)
+    n_jobs: int = Field(1, ge=1)
+    min_examples: int = Field(10, ge=2)
+    cv_folds: int = Field(5, ge=2)
+    max_chars: int = Field(3000, ge=1)
+    max_df: float = Field(0.2, gt=0, le=1)
+    min_df: int = Field(2, ge=1)
+    ngram_max: int = Field(2, ge=1, le=3)
+    hierarchy: Literal["imply_parents", "require_parent"] = "imply_parents"
+
+    def to_settings(self, state_dir: Path) -> ModelSettings:
+        return ModelSettings(
+            text=TextSettings(max_chars=self.max_chars, max_df=self.max_df, min_df=self.min_df,
+                              ngram_max=self.ngram_max),
+            search=SearchSettings(
+                per_run_seconds=self.per_run_seconds, memory_mb=self.memory_mb, seed=self.seed,
+                max_evaluations=self.max_evaluations, ensemble_size=self.ensemble_size,
+                max_members=self.max_members, n_jobs=self.n_jobs, work_dir=str(state_dir / "tmp"),
+                log_file=str(state_dir / "logs" / "autosklearn.log"),
+            ),
+            budget_seconds=self.budget_seconds,
+            min_examples=self.min_examples,
+            cv_folds=self.cv_folds,
+            hierarchy=self.hierarchy,
+        )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change what a model learns (not how long it may search)."""
+        return self.model_dump(include={"max_chars", "max_df", "min_df", "ngram_max", "min_examples", "hierarchy"})
+
+
+class WorkerConfig(_Section):
+    interval_seconds: float = Field(60.0, gt=0)
+    batch_size: int = Field(500, ge=1)
+
+
+class EvaluationConfig(_Section):
+    test: Path | None = None  # a labelled assets file; `run --once` then reports quality against it
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLASSIE_", env_nested_delimiter="__", extra="forbid")
+
+    platform: Literal["files"] = "files"
+    state_dir: Path = Path("state")
+    files: FilesConfig = Field(default_factory=FilesConfig)
+    taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @property
+    def output_path(self) -> Path:
+        return self.files.output or self.state_dir / "preannotations.jsonl"
+
+
+_PATHS = (("state_dir",), ("files", "assets"), ("files", "output"), ("taxonomy", "path"), ("evaluation", "test"))
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _resolve_paths(data: dict, root: Path) -> dict:
+    """Paths in a config file are relative to the file, so a config works from any working directory."""
+    for keys in _PATHS:
+        holder = data
+        for key in keys[:-1]:
+            holder = holder.get(key) if isinstance(holder.get(key), dict) else {}
+        if isinstance(holder.get(keys[-1]), str):
+            holder[keys[-1]] = str((root / holder[keys[-1]]).expanduser())
+    return data
+
+
+def load_settings(config_file: Path | None = None, overrides: dict | None = None) -> Settings:
+    data: dict = {}
+    source = "defaults"
+    if config_file is not None:
+        source = str(config_file)
+        try:
+            data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{config_file}: no such config file. Fix: check the --config path.") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: not valid TOML ({exc}). Fix: correct the file.") from None
+        data = _resolve_paths(data, Path(config_file).resolve().parent)
+    env = EnvSettingsSource(Settings, env_prefix="CLASSIE_", env_nested_delimiter="__")()
+    merged = _merge(_merge(data, env), overrides or {})
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"configuration ({source}, CLASSIE_* environment, flags): {problems}") from None

@@ -1,0 +1,120 @@
+"""The model registry on disk: one folder per version (model, metadata), and a pointer to the current one.
+
+Layout under <state>/models/:
+    v0001/model.joblib   the fitted PreAnnotator
+    v0001/meta.json      number, name, creation time, training-set fingerprint, configuration, held-out metrics
+    CURRENT              the number of the version that serves predictions
+
+Writes are atomic (a temporary folder renamed into place; CURRENT replaced by rename), so a crash never leaves a
+half-written version visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import joblib
+
+from automl.model import PreAnnotator
+
+_VERSION_DIR = re.compile(r"^v(\d{4,})$")
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+@dataclass
+class ModelVersion:
+    number: int
+    created_at: str
+    fingerprint: str
+    config: dict
+    metrics: list[dict]
+    summary: dict = field(default_factory=dict)
+    n_train: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"v{self.number}"
+
+
+class ModelRegistry:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._loaded: tuple[int, PreAnnotator] | None = None
+
+    def _dir(self, number: int) -> Path:
+        return self.root / f"v{number:04d}"
+
+    def versions(self) -> list[ModelVersion]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for child in sorted(self.root.iterdir()):
+            if _VERSION_DIR.match(child.name) and (child / "meta.json").is_file():
+                out.append(ModelVersion(**json.loads((child / "meta.json").read_text(encoding="utf-8"))))
+        return sorted(out, key=lambda v: v.number)
+
+    def current(self) -> ModelVersion | None:
+        pointer = self.root / "CURRENT"
+        if not pointer.is_file():
+            return None
+        number = int(pointer.read_text().strip())
+        meta = self._dir(number) / "meta.json"
+        if not meta.is_file():
+            raise RegistryError(f"{pointer} names version {number}, which is missing. Fix: `classie-automl models"
+                                " promote N` with an existing version, or delete CURRENT to retrain.")
+        return ModelVersion(**json.loads(meta.read_text(encoding="utf-8")))
+
+    def load(self, version: ModelVersion) -> PreAnnotator:
+        if self._loaded and self._loaded[0] == version.number:
+            return self._loaded[1]
+        model = joblib.load(self._dir(version.number) / "model.joblib")
+        self._loaded = (version.number, model)
+        return model
+
+    def register(self, model: PreAnnotator, fingerprint: str, config: dict, promote: bool = True) -> ModelVersion:
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        try:
+            joblib.dump(model, staging / "model.joblib", compress=3)
+            existing = [v.number for v in self.versions()]
+            number = max(existing, default=0) + 1
+            while True:
+                version = ModelVersion(
+                    number=number,
+                    created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    fingerprint=fingerprint,
+                    config=config,
+                    metrics=[s.to_dict() for s in model.heldout_],
+                    summary=model.summary(),
+                    n_train=model.n_train_,
+                )
+                (staging / "meta.json").write_text(json.dumps(asdict(version), indent=1), encoding="utf-8")
+                try:
+                    os.rename(staging, self._dir(number))  # fails if another process took this number
+                    break
+                except OSError:
+                    number += 1
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._loaded = (number, model)
+        if promote:
+            self.promote(number)
+        return version
+
+    def promote(self, number: int) -> None:
+        if not (self._dir(number) / "meta.json").is_file():
+            raise RegistryError(f"no model version {number} in {self.root}")
+        tmp = self.root / f".CURRENT.{os.getpid()}"
+        tmp.write_text(f"{number}\n")
+        os.replace(tmp, self.root / "CURRENT")
