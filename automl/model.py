@@ -14,7 +14,7 @@ from sklearn.model_selection import KFold
 
 from automl.features import TextFeatures, TextSettings
 from automl.metrics import LevelScore, best_f1_thresholds, score_level
-from automl.search import SearchReport, SearchSettings, WeightedEnsemble, search_ensemble
+from automl.search import MIN_SEARCH_SECONDS, SearchReport, SearchSettings, WeightedEnsemble, search_ensemble
 from automl.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -108,13 +108,18 @@ class PreAnnotator:
                 positives = truth.sum(axis=0)
                 trainable = (positives >= s.min_examples) & (len(texts) - positives >= s.min_examples)
                 plan.append((facet, level, codes, truth, trainable))
-        searches = sum(1 for *_, trainable in plan if trainable.any())
-        per_search = int(s.budget_seconds / searches) if searches else 0
+        # A pipeline's fit time grows with the number of labels: share the budget in proportion to them, so that
+        # every search can try a similar number of pipelines.
+        trainable_total = sum(int(t.sum()) for *_, t in plan)
 
         self.levels_: list[LevelModel] = []
         oof: dict[tuple[str, int], Decisions] = {}
         for facet, level, codes, truth, trainable in plan:
-            say(f"{facet} level {level}: {int(trainable.sum())} of {len(codes)} labels have enough examples")
+            n = int(trainable.sum())
+            per_search = max(MIN_SEARCH_SECONDS, int(s.budget_seconds * n / trainable_total)) if n else 0
+            say(f"{facet} level {level}: {n} of {len(codes)} labels have {s.min_examples}+ examples"
+                + (f"; searching pipelines for {per_search} s, then {s.cv_folds}-fold"
+                   " thresholds" if n else "; keyword rules only"))
             model, decisions = self._fit_level(facet, level, codes, truth, trainable, X, hits, per_search)
             self.levels_.append(model)
             oof[(facet, level)] = decisions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import shutil
@@ -93,26 +94,54 @@ class LinearScores:
 
 
 def _compact(fitted):
-    """Keep only the weights of a linear member (float32): a level with 100 labels otherwise pickles to ~100 MB."""
+    """Reduce a fitted member to its weights (float32) when its probabilities are a logistic link of a linear score:
+    our linear components by construction, multinomial naive Bayes exactly (its two-class log-odds are linear).
+    A level with 100 labels otherwise pickles to ~100 MB."""
     component = fitted
     if hasattr(fitted, "steps"):
         # Our search space makes every step before the classifier an identity; verify rather than assume.
-        names = [getattr(getattr(step, "choice", step), "__class__").__name__ for _, step in fitted.steps[:-1]]
+        names = [getattr(step, "choice", step).__class__.__name__ for _, step in fitted.steps[:-1]]
         if any(n not in _IDENTITY_STEPS for n in names):
             return fitted
         component = getattr(fitted.steps[-1][1], "choice", fitted.steps[-1][1])
-    if not isinstance(component, OneVsRestLinear):
+    if not (isinstance(component, OneVsRestLinear) or component.__class__.__name__ == "MultinomialNB"):
         return fitted
-    estimators = component.estimator.estimators_
-    weights = np.vstack([np.asarray(e.coef_, dtype=np.float32).reshape(1, -1) for e in estimators])
-    intercepts = np.array([float(np.ravel(e.intercept_)[0]) for e in estimators])
-    return LinearScores(weights, intercepts)
+    estimator = component.estimator
+    weights, intercepts = [], []
+    for binary in getattr(estimator, "estimators_", [estimator]):
+        if hasattr(binary, "coef_") and not hasattr(binary, "feature_log_prob_"):
+            weights.append(np.ravel(binary.coef_))
+            intercepts.append(float(np.ravel(binary.intercept_)[0]))
+        elif hasattr(binary, "feature_log_prob_") and len(binary.classes_) == 2:
+            weights.append(binary.feature_log_prob_[1] - binary.feature_log_prob_[0])
+            intercepts.append(float(binary.class_log_prior_[1] - binary.class_log_prior_[0]))
+        else:  # e.g. a label that was constant in this fold: keep the member as it is
+            return fitted
+    return LinearScores(np.vstack(weights).astype(np.float32), np.array(intercepts))
 
 
 def _target(Y: np.ndarray) -> np.ndarray:
     """auto-sklearn reads a single-column indicator matrix as multiclass: hand it a binary vector instead."""
     Y = np.asarray(Y, dtype=int)
     return Y[:, 0] if Y.shape[1] == 1 else Y
+
+
+@contextlib.contextmanager
+def _root_logger_kept():
+    """auto-sklearn applies its logging config to the root logger; give the service its own handlers back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
 
 
 def _logging_config(log_file: str | None) -> dict:
@@ -127,9 +156,6 @@ def _logging_config(log_file: str | None) -> dict:
         "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
         "handlers": {"out": handler},
         "root": {"handlers": ["out"], "level": "WARNING"},
-        "loggers": {name: {"handlers": ["out"], "level": "WARNING", "propagate": False}
-                    for name in ("Client-AutoML", "Client-AutoMLSMBO", "Client-EnsembleBuilder", "smac",
-                                 "Client-TAE", "EnsembleBuilder", "distributed", "AutoML", "pynisher")},
     }
 
 
@@ -176,7 +202,7 @@ def search_ensemble(X, Y: np.ndarray, settings: SearchSettings) -> tuple[Weighte
             delete_tmp_folder_after_terminate=True,
             logging_config=_logging_config(settings.log_file),
         )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _root_logger_kept():
             warnings.simplefilter("ignore")
             automl.fit(X, _target(Y))
         report.evaluations = len(automl.cv_results_["params"])

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "ukcat"
+
+SMALL_TAXONOMY = """code,name,parent_code,keywords,include_regex,exclude_regex
+AN,Animals,,animal;pets,,
+AN1,Cats,AN,cat;cats;feline,,
+AN2,Dogs,AN,dog;dogs,,
+HE,Health,,,\\b(health|hospital)\\b,mental health
+HE1,Mental health,HE,mental health,,
+ED,Education,,school;education,,
+"""
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+@pytest.fixture
+def small_taxonomy(tmp_path: Path) -> Path:
+    return write(tmp_path / "taxonomy.csv", SMALL_TAXONOMY)
+
+
+def write_assets(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "text", "labels"])
+        out.writerows(rows)
+    return path
+
+
+def example_rows(name: str, limit: int | None = None) -> list[tuple[str, str, str]]:
+    with (EXAMPLE / name).open(encoding="utf-8", newline="") as f:
+        rows = [(r["id"], r["text"], r["labels"]) for r in csv.DictReader(f)]
+    return rows[:limit] if limit else rows

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from automl.model import ModelSettings, PreAnnotator
+from automl.taxonomy import load_taxonomy
+from service.registry import ModelRegistry, RegistryError
+
+
+@pytest.fixture
+def keyword_model(small_taxonomy):
+    # No labelled text: a keyword-only model, trained in milliseconds, still a full PreAnnotator.
+    return PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings()).fit([], [])
+
+
+def test_register_load_and_promote(tmp_path, keyword_model):
+    registry = ModelRegistry(tmp_path / "models")
+    assert registry.current() is None and registry.versions() == []
+    v1 = registry.register(keyword_model, "fp1", {"budget_seconds": 1})
+    v2 = registry.register(keyword_model, "fp2", {"budget_seconds": 1})
+    assert (v1.number, v2.number) == (1, 2) and v2.name == "v2"
+    assert registry.current().fingerprint == "fp2"
+    fresh = ModelRegistry(tmp_path / "models")  # a new process: loads from disk, no retraining
+    loaded = fresh.load(fresh.current())
+    assert loaded.predict(["our cats and dogs"])[0]["subject"][0].source == "keyword"
+    assert {m["facet"] for m in fresh.current().metrics} == {"subject"}
+    fresh.promote(1)
+    assert ModelRegistry(tmp_path / "models").current().fingerprint == "fp1"
+    assert [v.number for v in fresh.versions()] == [1, 2]
+
+
+def test_no_half_written_version_is_visible(tmp_path, keyword_model, monkeypatch):
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register(keyword_model, "fp1", {})
+    import joblib
+
+    def broken_dump(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(joblib, "dump", broken_dump)
+    with pytest.raises(OSError):
+        registry.register(keyword_model, "fp2", {})
+    assert [v.number for v in registry.versions()] == [1]
+    assert registry.current().number == 1
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".staging")]
+
+
+def test_missing_current_version_is_a_clear_error(tmp_path, keyword_model):
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register(keyword_model, "fp1", {})
+    (tmp_path / "models" / "CURRENT").write_text("7\n")
+    with pytest.raises(RegistryError, match="version 7, which is missing"):
+        registry.current()
+    with pytest.raises(RegistryError, match="no model version 9"):
+        registry.promote(9)

@@ -1,0 +1,124 @@
+"""End to end: the installed `classie-automl` command on a small UK-CAT subset with a tiny search budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from automl.taxonomy import load_taxonomy
+from conftest import EXAMPLE, example_rows, write, write_assets
+
+CLI = str(Path(sys.executable).parent / "classie-automl")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    labelled = example_rows("train.csv", 400)
+    unlabelled = [(i, t, "") for i, t, _ in example_rows("test.csv", 40)]
+    bad = [(labelled[0][0], "a duplicate of the first id", "ED"), ("empty-1", "  ", "")]
+    write_assets(root / "assets.csv", labelled + unlabelled + bad)
+    write_assets(root / "test.csv", example_rows("test.csv")[40:120])
+    write(root / "config.toml", f"""
+state_dir = "state"
+[files]
+assets = "assets.csv"
+[taxonomy]
+path = "{EXAMPLE / 'taxonomy.csv'}"
+facet_roots = {{ population = ["BE"] }}
+[model]
+budget_seconds = 30
+max_evaluations = 3
+cv_folds = 3
+""")
+    return root, {i for i, _, _ in unlabelled}
+
+
+def records(root: Path) -> list[dict]:
+    path = root / "state" / "preannotations.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_once_trains_pre_annotates_and_is_idempotent(project):
+    root, unlabelled_ids = project
+    first = cli("run", "--once", "--config", str(root / "config.toml"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "model v1: trained (no model yet)" in first.stdout
+    assert "40 written" in first.stdout
+    assert "1 duplicate id" in first.stdout and "1 empty text" in first.stdout
+
+    written = records(root)
+    assert {r["asset_id"] for r in written} == unlabelled_ids and len(written) == 40
+    taxonomy = load_taxonomy(EXAMPLE / "taxonomy.csv", facet_roots={"population": ["BE"]})
+    sources = set()
+    for rec in written:
+        assert rec["model_version"] == "v1" and rec["created_at"] and len(rec["text_sha256"]) == 64
+        assert set(rec["facets"]) == {"subject", "population"}
+        for facet, proposals in rec["facets"].items():
+            codes = {p["code"] for p in proposals}
+            for p in proposals:
+                assert taxonomy.nodes[p["code"]].facet == facet
+                assert 0.0 < p["confidence"] <= 1.0
+                sources.add(p["source"])
+                parent = taxonomy.nodes[p["code"]].parent
+                assert parent is None or parent in codes, f"{p['code']} proposed without {parent}"
+    assert sources == {"model", "keyword"}
+    assert sum(bool(r["facets"]["subject"]) for r in written) >= 30  # nearly every charity gets a subject
+
+    second = cli("run", "--once", "--config", str(root / "config.toml"))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "current, no training needed" in second.stdout
+    assert "0 written, 40 already there" in second.stdout
+    assert len(records(root)) == 40
+
+
+def test_evaluate_writes_scores_per_facet_and_level(project):
+    root, _ = project
+    out = root / "scores.json"
+    done = cli("evaluate", "--config", str(root / "config.toml"), "--test", str(root / "test.csv"), "--json", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = json.loads(out.read_text())
+    assert {(s["facet"], s["level"]) for s in scores} == {("subject", 1), ("subject", 2), ("subject", 3),
+                                                          ("population", 1), ("population", 2), ("population", 3)}
+    for s in scores:
+        assert set(s) == {"facet", "level", "n_labels", "micro_precision", "micro_recall", "micro_f1", "macro_f1",
+                          "per_label"}
+        for label in s["per_label"].values():
+            assert set(label) == {"precision", "recall", "f1", "support"}
+    subject1 = next(s for s in scores if (s["facet"], s["level"]) == ("subject", 1))
+    assert subject1["micro_f1"] > 0.3  # far above chance even with 400 examples and 3 pipelines per search
+    assert "micro F1" in done.stdout
+
+
+def test_changed_human_labels_train_a_new_version(project):
+    root, unlabelled_ids = project
+    labelled = example_rows("train.csv", 400)
+    labelled[0] = (labelled[0][0], labelled[0][1], labelled[0][2] + ";HE")  # a human adds a label
+    unlabelled = [(i, t, "") for i, t, _ in example_rows("test.csv", 40)]
+    write_assets(root / "assets.csv", labelled + unlabelled)
+
+    third = cli("run", "--once", "--config", str(root / "config.toml"))
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "model v2: trained (human labels, taxonomy or model settings changed)" in third.stdout
+    v2 = [r for r in records(root) if r["model_version"] == "v2"]
+    assert {r["asset_id"] for r in v2} == unlabelled_ids
+    listing = cli("models", "--config", str(root / "config.toml"))
+    assert listing.returncode == 0 and "* v2" in listing.stdout and "  v1" in listing.stdout
+
+
+def test_bad_taxonomy_fails_cleanly_before_anything_is_written(tmp_path):
+    write(tmp_path / "tax.csv", "code,name,parent_code\nA,a,B\nB,b,A\n")
+    write_assets(tmp_path / "a.csv", [("1", "text", "")])
+    done = cli("run", "--once", "--platform", "files", "--assets", str(tmp_path / "a.csv"), "--taxonomy",
+               str(tmp_path / "tax.csv"), "--state", str(tmp_path / "state"))
+    assert done.returncode == 2
+    assert "cycle" in done.stderr and "Fix:" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "state" / "preannotations.jsonl").exists()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import scipy.sparse as sp
+from autosklearn.pipeline.components.classification.multinomial_nb import MultinomialNB
+
+from automl.components import SparseLinearSVC, SparseLogisticRegression
+from automl.search import LinearScores, SearchSettings, WeightedEnsemble, search_ensemble
+
+
+def data(n=240, d=60, k=3, seed=0):
+    rng = np.random.RandomState(seed)
+    X = sp.csr_matrix(rng.rand(n, d) * (rng.rand(n, d) > 0.7))
+    Y = (X[:, :k].toarray() > 0.2).astype(int)
+    return X, Y
+
+
+def test_compacted_members_predict_exactly_as_the_fitted_ones():
+    X, Y = data()
+    members = [
+        (0.5, SparseLinearSVC(C=0.5, class_weight="none", random_state=1)),
+        (0.3, SparseLogisticRegression(C=10.0, class_weight="balanced", random_state=1)),
+        (0.2, MultinomialNB(alpha=0.5, fit_prior="True", random_state=1)),
+    ]
+    ensemble = WeightedEnsemble(members).fit(X, Y)
+    assert all(isinstance(m, LinearScores) for _, m in ensemble.members_)
+    expected = sum(w * copy.deepcopy(m).fit(X, Y).predict_proba(X) for w, m in members)
+    np.testing.assert_allclose(ensemble.predict_proba(X), expected, atol=1e-5)
+
+
+def test_single_label_target():
+    X, Y = data(k=1)
+    ensemble = WeightedEnsemble([(1.0, SparseLinearSVC(C=1.0, class_weight="none"))]).fit(X, Y)
+    proba = ensemble.predict_proba(X)
+    assert proba.shape == (X.shape[0], 1) and ((proba > 0.5)[:, 0] == Y[:, 0]).mean() > 0.8
+
+
+def test_real_search_returns_a_working_ensemble(tmp_path):
+    X, Y = data()
+    settings = SearchSettings(budget_seconds=30, max_evaluations=3, work_dir=str(tmp_path),
+                              log_file=str(tmp_path / "logs" / "autosklearn.log"))
+    ensemble, report = search_ensemble(X, Y, settings)
+    assert report.fallback == "" and report.evaluations >= 1 and report.members
+    assert report.seconds < 60
+    proba = ensemble.fit(X, Y).predict_proba(X)
+    assert proba.shape == Y.shape and 0 <= proba.min() and proba.max() <= 1
+    assert not list(tmp_path.glob("search-*")), "the search's scratch folder is removed"
+
+
+def test_same_seed_same_search(tmp_path):
+    X, Y = data(seed=3)
+    settings = SearchSettings(budget_seconds=30, max_evaluations=4, seed=7, work_dir=str(tmp_path))
+    first = search_ensemble(X, Y, settings)[1].members
+    again = search_ensemble(X, Y, settings)[1].members
+    assert first == again

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import numpy as np
+
+from automl.metrics import best_f1_thresholds, score_level, tuned_threshold_f1
+from automl.model import RULE_GATED, RULE_KEYWORD, RULE_MODEL, RULE_UNION, _apply_rule, _choose_rule
+
+
+def test_best_threshold_maximises_f1_and_respects_ties():
+    scores = np.array([[0.9], [0.8], [0.7], [0.7], [0.2]])
+    truth = np.array([[1], [1], [0], [1], [0]], dtype=bool)
+    cuts, tp, picked = best_f1_thresholds(scores, truth)
+    # Taking the top 4 (both 0.7s: ties cannot be split) gives F1 = 6/7, the best reachable.
+    assert 0.2 < cuts[0] < 0.7
+    assert (tp[0], picked[0]) == (3, 4)
+    assert ((scores[:, 0] > cuts[0]) == [True, True, True, True, False]).all()
+
+
+def test_label_without_positives_is_never_proposed():
+    cuts, _, _ = best_f1_thresholds(np.array([[0.9], [0.1]]), np.array([[0], [0]], dtype=bool))
+    assert np.isinf(cuts[0])
+
+
+def test_tuned_threshold_f1_is_one_for_a_perfect_ranking_and_lower_otherwise():
+    truth = np.array([[1, 0], [0, 1], [1, 0], [0, 0]])
+    assert tuned_threshold_f1(truth, np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.1, 0.2]])) == 1.0
+    assert tuned_threshold_f1(truth, np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.9, 0.8]])) < 0.8
+
+
+def test_rule_choice_prefers_a_perfect_keyword_and_uses_the_model_otherwise():
+    truth = np.array([1, 1, 0, 0, 1, 0], dtype=bool)
+    perfect_kw = truth.copy()
+    noisy_proba = np.array([0.6, 0.4, 0.5, 0.1, 0.7, 0.3])
+    assert _choose_rule(noisy_proba, truth, perfect_kw)[0] == RULE_KEYWORD
+    good_proba = np.array([0.9, 0.8, 0.2, 0.1, 0.7, 0.3])
+    useless_kw = np.array([0, 0, 1, 1, 0, 1], dtype=bool)
+    rule, cut = _choose_rule(good_proba, truth, useless_kw)
+    assert rule == RULE_MODEL and 0.3 < cut < 0.7
+    assert _choose_rule(good_proba, truth, None)[0] == RULE_MODEL
+
+
+def test_union_and_gated_rules():
+    proba = np.array([0.9, 0.1, 0.9, 0.1])
+    kw = np.array([False, True, True, False])
+    fired, by_model = _apply_rule(RULE_UNION, proba, 0.5, kw)
+    assert fired.tolist() == [True, True, True, False] and by_model.tolist() == [True, False, True, False]
+    fired, by_model = _apply_rule(RULE_GATED, proba, 0.5, kw)
+    assert fired.tolist() == [False, False, True, False] and not by_model.any()
+
+
+def test_score_level_micro_and_macro():
+    truth = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0]], dtype=bool)
+    pred = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=bool)
+    s = score_level("f", 1, ["a", "b", "c"], truth, pred)
+    assert s.n_labels == 2  # c has no positive in truth: out of the macro average
+    assert (s.micro_precision, s.micro_recall) == (2 / 3, 2 / 3)
+    assert abs(s.macro_f1 - (2 / 3 + 1.0) / 2) < 1e-9
+    assert s.per_label["c"].precision == 0.0 and s.per_label["c"].support == 0
