@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import clone
 
 from automl.components import (
     BUILTIN_CLASSIFIERS,
@@ -216,7 +217,8 @@ def search_ensemble(X, Y: np.ndarray, settings: SearchSettings) -> tuple[Weighte
         members, report.fallback = [], f"search failed: {type(exc).__name__}: {exc}"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    members = sorted(members, key=lambda m: -m[0])[: settings.max_members]
+    # Unfitted copies: the ensemble refits them anyway, and auto-sklearn's fitted ones would be saved with the model.
+    members = [(w, clone(p)) for w, p in sorted(members, key=lambda m: -m[0])[: settings.max_members]]
     if not members:
         report.fallback = report.fallback or "no pipeline finished within the budget"
         members = [(1.0, SparseLinearSVC(C=0.5, class_weight="none", random_state=settings.seed))]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from automl.taxonomy import Taxonomy, load_taxonomy
+from automl.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 from connectors.base import Asset, PreAnnotation, PushReport, SkipLog
 
 log = logging.getLogger(__name__)
@@ -215,13 +215,19 @@ class FilesConnector:
         self.settings = settings
         self.skipped = SkipLog()
         self.output = PreAnnotationFile(settings.output)
-        self._taxonomy: Taxonomy | None = None
+        self._taxonomy: tuple[tuple, Taxonomy] | None = None
 
     def pull_taxonomy(self) -> Taxonomy:
-        if self._taxonomy is None:
-            s = self.settings
-            self._taxonomy = load_taxonomy(s.taxonomy, s.facet_roots, s.default_facet)
-        return self._taxonomy
+        """The taxonomy file, re-read when it changes (a polling worker picks up edits)."""
+        s = self.settings
+        try:
+            stat = Path(s.taxonomy).stat()
+        except FileNotFoundError:
+            raise TaxonomyError(f"{s.taxonomy}: no such file. Fix: check --taxonomy or [taxonomy] path.") from None
+        key = (stat.st_mtime_ns, stat.st_size)
+        if self._taxonomy is None or self._taxonomy[0] != key:
+            self._taxonomy = (key, load_taxonomy(s.taxonomy, s.facet_roots, s.default_facet))
+        return self._taxonomy[1]
 
     def pull_assets(self) -> Iterator[Asset]:
         s = self.settings

@@ -112,3 +112,18 @@ def test_partial_last_line_from_a_crash_is_cut_and_nothing_else_lost(tmp_path, s
     assert again.push([_item("1", "cats"), _item("2", "dogs")], "v1").written == 1
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert [json.loads(line)["asset_id"] for line in lines] == ["1", "2"]
+
+
+def test_taxonomy_is_reread_when_it_changes_and_a_missing_one_is_named(tmp_path, small_taxonomy):
+    import os
+
+    from automl.taxonomy import TaxonomyError
+
+    assets = write_assets(tmp_path / "a.csv", [("1", "cats", "")])
+    c = connector(tmp_path, assets, small_taxonomy)
+    assert "ZZ" not in c.pull_taxonomy()
+    small_taxonomy.write_text(small_taxonomy.read_text() + "ZZ,Zebras,AN,zebra,,\n")
+    os.utime(small_taxonomy, ns=(1, 1))  # a different mtime even on coarse clocks
+    assert "ZZ" in c.pull_taxonomy()
+    with pytest.raises(TaxonomyError, match="no such file"):
+        connector(tmp_path, assets, tmp_path / "missing.csv").pull_taxonomy()

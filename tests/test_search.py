@@ -47,6 +47,16 @@ def test_real_search_returns_a_working_ensemble(tmp_path):
     proba = ensemble.fit(X, Y).predict_proba(X)
     assert proba.shape == Y.shape and 0 <= proba.min() and proba.max() <= 1
     assert not list(tmp_path.glob("search-*")), "the search's scratch folder is removed"
+    # Members come back unfitted (auto-sklearn's fitted copies would otherwise be saved with every model).
+    assert all(member.steps[-1][1].choice.estimator is None for _, member in ensemble.members)
+
+
+def test_a_failing_search_falls_back_to_the_default_linear_model(tmp_path):
+    X, Y = data()
+    settings = SearchSettings(budget_seconds=30, classifiers=("no_such_classifier",), work_dir=str(tmp_path))
+    ensemble, report = search_ensemble(X, Y, settings)
+    assert "search failed" in report.fallback and "no_such_classifier" in report.fallback
+    assert ensemble.fit(X, Y).predict_proba(X).shape == Y.shape
 
 
 def test_same_seed_same_search(tmp_path):
