@@ -60,9 +60,15 @@ class OneVsRestLinear:
             return np.column_stack([1 - positive, positive])
         return _sigmoid(scores)
 
-    @staticmethod
-    def get_properties(dataset_properties=None):
+    # Set by each subclass: auto-sklearn's short name, a readable name, and the range and default of C.
+    SHORTNAME = NAME = ""
+    C_RANGE = (0.01, 20.0, 0.5)
+
+    @classmethod
+    def get_properties(cls, dataset_properties=None):
         return {
+            "shortname": cls.SHORTNAME,
+            "name": cls.NAME,
             "handles_regression": False,
             "handles_classification": True,
             "handles_multiclass": True,
@@ -73,12 +79,13 @@ class OneVsRestLinear:
             "output": (PREDICTIONS,),
         }
 
-    @staticmethod
-    def _space(c_low, c_high, c_default):
+    @classmethod
+    def get_hyperparameter_search_space(cls, feat_type=None, dataset_properties=None):
+        low, high, default = cls.C_RANGE
         cs = ConfigurationSpace()
         cs.add_hyperparameters(
             [
-                UniformFloatHyperparameter("C", c_low, c_high, log=True, default_value=c_default),
+                UniformFloatHyperparameter("C", low, high, log=True, default_value=default),
                 CategoricalHyperparameter("class_weight", ["none", "balanced"], default_value="none"),
             ]
         )
@@ -86,24 +93,20 @@ class OneVsRestLinear:
 
 
 class SparseLinearSVC(OneVsRestLinear, AutoSklearnClassificationAlgorithm):
+    SHORTNAME, NAME = "sparse_linear_svc", "Linear SVM, one per label, logistic link"
+    C_RANGE = (0.01, 20.0, 0.5)
+
     def _binary(self):
         from sklearn.svm import LinearSVC
 
         weight = None if self.class_weight == "none" else self.class_weight
         return LinearSVC(C=float(self.C), class_weight=weight, dual=True, max_iter=5000, random_state=self.random_state)
 
-    @staticmethod
-    def get_properties(dataset_properties=None):
-        props = OneVsRestLinear.get_properties(dataset_properties)
-        props.update(shortname="sparse_linear_svc", name="Linear SVM, one per label, logistic link")
-        return props
-
-    @staticmethod
-    def get_hyperparameter_search_space(feat_type=None, dataset_properties=None):
-        return OneVsRestLinear._space(0.01, 20.0, 0.5)
-
 
 class SparseLogisticRegression(OneVsRestLinear, AutoSklearnClassificationAlgorithm):
+    SHORTNAME, NAME = "sparse_logistic_regression", "Logistic regression, one per label"
+    C_RANGE = (0.1, 1000.0, 10.0)
+
     def _binary(self):
         from sklearn.linear_model import LogisticRegression
 
@@ -111,16 +114,6 @@ class SparseLogisticRegression(OneVsRestLinear, AutoSklearnClassificationAlgorit
         return LogisticRegression(
             C=float(self.C), class_weight=weight, solver="liblinear", max_iter=1000, random_state=self.random_state
         )
-
-    @staticmethod
-    def get_properties(dataset_properties=None):
-        props = OneVsRestLinear.get_properties(dataset_properties)
-        props.update(shortname="sparse_logistic_regression", name="Logistic regression, one per label")
-        return props
-
-    @staticmethod
-    def get_hyperparameter_search_space(feat_type=None, dataset_properties=None):
-        return OneVsRestLinear._space(0.1, 1000.0, 10.0)
 
 
 class KeepSparseFeatures(AutoSklearnPreprocessingAlgorithm):
