@@ -1,0 +1,59 @@
+"""The command line around the model: errors, predict, the polling loop and its clean stop."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import write_assets
+
+CLI = str(Path(sys.executable).parent / "classie-automl")
+
+
+def flags(tmp_path: Path, taxonomy: Path) -> list[str]:
+    return ["--platform", "files", "--assets", str(tmp_path / "a.csv"), "--taxonomy", str(taxonomy),
+            "--state", str(tmp_path / "state")]
+
+
+def test_predict_without_a_model_says_what_to_do(tmp_path, small_taxonomy):
+    write_assets(tmp_path / "a.csv", [("1", "our cats", "")])
+    done = subprocess.run([CLI, "predict", *flags(tmp_path, small_taxonomy)], capture_output=True, text=True)
+    assert done.returncode == 2 and "no model" in done.stderr and "classie-automl train" in done.stderr
+
+
+def test_missing_setting_is_named(tmp_path):
+    done = subprocess.run([CLI, "run", "--once", "--state", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "--assets" in done.stderr and "--taxonomy" in done.stderr
+
+
+def test_keyword_only_project_then_predict(tmp_path, small_taxonomy):
+    # No human label at all: the model is the keyword rules alone, trained in a moment.
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats and dogs", ""), ("2", "mental health support", "")])
+    train = subprocess.run([CLI, "train", *flags(tmp_path, small_taxonomy)], capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr
+    done = subprocess.run([CLI, "predict", *flags(tmp_path, small_taxonomy)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "2 pre-annotations written" in done.stdout
+    lines = [json.loads(x) for x in (tmp_path / "state" / "preannotations.jsonl").read_text().splitlines()]
+    codes = {r["asset_id"]: {p["code"] for p in r["facets"]["subject"]} for r in lines}
+    assert codes == {"1": {"AN", "AN1", "AN2"}, "2": {"HE", "HE1"}}  # HE1's rule fires; HE is implied
+    assert {p["source"] for r in lines for p in r["facets"]["subject"]} == {"keyword"}
+
+
+def test_polling_worker_stops_cleanly_on_sigterm(tmp_path, small_taxonomy):
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats", "")])
+    proc = subprocess.Popen([CLI, "run", *flags(tmp_path, small_taxonomy)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    output = tmp_path / "state" / "preannotations.jsonl"
+    deadline = time.monotonic() + 60
+    while not output.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert output.exists(), proc.stderr.read() if proc.poll() is not None else "no cycle within 60 s"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "received SIGTERM" in err and "stopped" in err
