@@ -18,7 +18,8 @@ from connectors.base import SkipLog
 from connectors.files import AssetFileError, FilesConnector, FilesSettings, read_assets
 from service.config import ConfigError, Settings, load_settings
 from service.registry import ModelRegistry, RegistryError
-from service.worker import CycleReport, Worker, training_fingerprint
+from service.state import StateStore
+from service.worker import CycleReport, Worker
 
 log = logging.getLogger("classie_automl")
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -72,7 +73,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _worker(settings: Settings) -> Worker:
-    return Worker(settings, _connector(settings), ModelRegistry(settings.state_dir / "models"))
+    return Worker(settings, _connector(settings), ModelRegistry(settings.state_dir / "models"),
+                  StateStore(settings.state_dir / "state.sqlite3"))
 
 
 def _fail(exc: Exception) -> None:
@@ -144,7 +146,7 @@ def train(config: ConfigOpt = None, platform: PlatformOpt = None, assets: Assets
     settings = _settings(config, platform, assets, taxonomy, state, budget)
     worker = _worker(settings)
     tax, labelled, _ = worker.pull()
-    version = worker.train(tax, labelled, training_fingerprint(labelled, tax, settings.model.fingerprint()))
+    version = worker.train(tax, labelled)
     typer.echo(f"model {version.name} trained on {version.n_train} labelled assets"
                f" in {version.summary.get('fit_seconds', 0):.0f} s")
     _print_metrics("held-out quality (cross-validated on the labelled assets):", version.metrics)

@@ -79,6 +79,10 @@ class ModelConfig(_Section):
 class WorkerConfig(_Section):
     interval_seconds: float = Field(60.0, gt=0)
     batch_size: int = Field(500, ge=1)
+    # Retrain when at least this many labelled assets were added, changed or removed since the current model...
+    retrain_min_changes: int = Field(1, ge=1)
+    # ...and they are at least this fraction of the labelled assets the current model was trained on.
+    retrain_min_fraction: float = Field(0.0, ge=0, le=10)
 
 
 class EvaluationConfig(_Section):

@@ -40,6 +40,7 @@ class ModelVersion:
     metrics: list[dict]
     summary: dict = field(default_factory=dict)
     n_train: int = 0
+    setup_fingerprint: str = ""  # taxonomy and learning settings only: a change retrains whatever the labels
 
     @property
     def name(self) -> str:
@@ -81,7 +82,8 @@ class ModelRegistry:
         self._loaded = (version.number, model)
         return model
 
-    def register(self, model: PreAnnotator, fingerprint: str, config: dict, promote: bool = True) -> ModelVersion:
+    def register(self, model: PreAnnotator, fingerprint: str, config: dict, promote: bool = True,
+                 setup_fingerprint: str = "") -> ModelVersion:
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
@@ -97,6 +99,7 @@ class ModelRegistry:
                     metrics=[s.to_dict() for s in model.heldout_],
                     summary=model.summary(),
                     n_train=model.n_train_,
+                    setup_fingerprint=setup_fingerprint,
                 )
                 (staging / "meta.json").write_text(json.dumps(asdict(version), indent=1), encoding="utf-8")
                 try:

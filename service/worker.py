@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from automl.taxonomy import Taxonomy
 from connectors.base import Asset, Connector, PreAnnotation
 from service.config import Settings
 from service.registry import ModelRegistry, ModelVersion
+from service.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +33,33 @@ class CycleReport:
     model_version: str = ""
     predicted: int = 0
     written: int = 0
-    already: int = 0
+    already: int = 0  # had a pre-annotation of this version for this text: not predicted again
     timings: dict[str, float] = field(default_factory=dict)
     heldout: list[dict] = field(default_factory=list)
 
 
-def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, model_config: dict) -> str:
-    """Changes when a human label, a labelled text, the taxonomy or a learning setting changes."""
+def setup_fingerprint(taxonomy: Taxonomy, model_config: dict) -> str:
+    """Changes when the taxonomy or a learning setting changes: either retrains, whatever the labels."""
     digest = hashlib.sha256()
     digest.update(json.dumps(model_config, sort_keys=True).encode())
     digest.update(json.dumps(taxonomy.fingerprint_rows()).encode())
+    return digest.hexdigest()
+
+
+def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, model_config: dict) -> str:
+    """Changes when a human label, a labelled text, the taxonomy or a learning setting changes."""
+    digest = hashlib.sha256(setup_fingerprint(taxonomy, model_config).encode())
     for asset in sorted(labelled, key=lambda a: a.id):
         digest.update(json.dumps([asset.id, asset.text_hash, sorted(asset.labels or ())]).encode())
     return digest.hexdigest()
 
 
 class Worker:
-    def __init__(self, settings: Settings, connector: Connector, registry: ModelRegistry):
+    def __init__(self, settings: Settings, connector: Connector, registry: ModelRegistry, state: StateStore):
         self.settings = settings
         self.connector = connector
         self.registry = registry
+        self.state = state
 
     def pull(self) -> tuple[Taxonomy, list[Asset], list[Asset]]:
         taxonomy = self.connector.pull_taxonomy()
@@ -59,18 +68,48 @@ class Worker:
         unlabelled = [a for a in assets if a.labels is None]
         return taxonomy, labelled, unlabelled
 
-    def train(self, taxonomy: Taxonomy, labelled: Sequence[Asset], fingerprint: str) -> ModelVersion:
+    def train(self, taxonomy: Taxonomy, labelled: Sequence[Asset]) -> ModelVersion:
         s = self.settings
         log.info("training on %d labelled assets (search budget %d s in all)", len(labelled), s.model.budget_seconds)
         model = PreAnnotator(taxonomy, s.model.to_settings(s.state_dir))
         model.fit([a.text for a in labelled], [set(a.labels or ()) for a in labelled], progress=log.info)
-        version = self.registry.register(model, fingerprint, s.model.model_dump(mode="json"))
+        learning = s.model.fingerprint()
+        version = self.registry.register(
+            model, training_fingerprint(labelled, taxonomy, learning), s.model.model_dump(mode="json"),
+            setup_fingerprint=setup_fingerprint(taxonomy, learning),
+        )
+        self.state.record_training_set(version.name, labelled)
         levels = ", ".join(f"{m['facet']} L{m['level']} {m['micro_f1']:.3f}/{m['macro_f1']:.3f}"
                            for m in version.metrics)
         log.info("model %s ready in %.0f s; held-out micro/macro F1: %s", version.name, model.fit_seconds_, levels)
         return version
 
+    def retrain_reason(self, taxonomy: Taxonomy, labelled: Sequence[Asset], current: ModelVersion | None) -> str:
+        """Why to train now ("" for no training), by the configured rule."""
+        if current is None:
+            return "no model yet"
+        learning = self.settings.model.fingerprint()
+        if current.setup_fingerprint != setup_fingerprint(taxonomy, learning):
+            return "taxonomy or model settings changed"
+        if not self.state.knows_training_set(current.name) and labelled:
+            # State lost or written by an older version: the registry's fingerprint still tells "unchanged".
+            if current.fingerprint == training_fingerprint(labelled, taxonomy, learning):
+                self.state.record_training_set(current.name, labelled)
+        changes = self.state.label_changes(current.name, labelled)
+        rule = self.settings.worker
+        needed = max(rule.retrain_min_changes, math.ceil(rule.retrain_min_fraction * current.n_train))
+        if changes >= needed:
+            return f"{changes} labelled asset(s) added, changed or removed since {current.name}"
+        if changes:
+            log.info("%d label change(s) since %s, under the retrain rule (%d)", changes, current.name, needed)
+        return ""
+
     def pre_annotate(self, model: PreAnnotator, version: ModelVersion, assets: Sequence[Asset], report: CycleReport):
+        """Predict and push the assets that have no pre-annotation of this version for their current text."""
+        done = self.state.pushed_keys(version.name)
+        todo = [a for a in assets if (a.id, a.text_hash) not in done]
+        report.already += len(assets) - len(todo)
+        assets = todo
         batch = self.settings.worker.batch_size
         with tqdm(total=len(assets), desc=f"pre-annotating ({version.name})", unit="asset",
                   disable=None, leave=False) as bar:
@@ -79,6 +118,7 @@ class Worker:
                 proposals = model.predict([a.text for a in chunk])
                 items = [PreAnnotation(a.id, a.text_hash, p) for a, p in zip(chunk, proposals)]
                 pushed = self.connector.push(items, version.name)
+                self.state.record_pushed(version.name, [(a.id, a.text_hash) for a in chunk])
                 report.predicted += len(chunk)
                 report.written += pushed.written
                 report.already += pushed.already
@@ -93,17 +133,11 @@ class Worker:
         report.skipped = self.connector.skipped.as_dict()
         report.timings["pull"] = time.monotonic() - started
 
-        fingerprint = training_fingerprint(labelled, taxonomy, self.settings.model.fingerprint())
         current = self.registry.current()
-        if force_train:
-            report.train_reason = "asked to train"
-        elif current is None:
-            report.train_reason = "no model yet"
-        elif current.fingerprint != fingerprint:
-            report.train_reason = "human labels, taxonomy or model settings changed"
+        report.train_reason = "asked to train" if force_train else self.retrain_reason(taxonomy, labelled, current)
         if report.train_reason:
             t = time.monotonic()
-            current = self.train(taxonomy, labelled, fingerprint)
+            current = self.train(taxonomy, labelled)
             report.trained = True
             report.timings["train"] = time.monotonic() - t
         report.model_version = current.name

@@ -107,7 +107,7 @@ def test_changed_human_labels_train_a_new_version(project):
 
     third = cli("run", "--once", "--config", str(root / "config.toml"))
     assert third.returncode == 0, third.stderr[-3000:]
-    assert "model v2: trained (human labels, taxonomy or model settings changed)" in third.stdout
+    assert "model v2: trained (1 labelled asset(s) added, changed or removed since v1)" in third.stdout
     v2 = [r for r in records(root) if r["model_version"] == "v2"]
     assert {r["asset_id"] for r in v2} == unlabelled_ids
     listing = cli("models", "--config", str(root / "config.toml"))
