@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +24,7 @@ class Asset:
     id: str
     text: str
     labels: frozenset[str] | None  # None: no human label yet (to pre-annotate); most specific codes otherwise
+    version: str = ""  # the platform's change marker (e.g. Kili's updatedAt); "" where there is none
 
     @property
     def text_hash(self) -> str:
@@ -66,6 +67,21 @@ class PushReport:
     already: int = 0  # same asset, model version and text: nothing to do
 
 
+@dataclass
+class Pull:
+    """Assets changed since a cursor, or all of them (`complete`: anything not among them is gone)."""
+
+    assets: Iterator[Asset]
+    complete: bool
+    cursor: Callable[[], str | None]  # read after `assets` is exhausted: where the next incremental pull starts
+
+
+class TextCache(Protocol):
+    """Texts the service already holds, by asset and change marker, so a connector fetches each text once."""
+
+    def cached_text(self, asset_id: str, version: str) -> str | None: ...
+
+
 class Connector(Protocol):
     """What the worker needs from a labelling platform."""
 
@@ -74,6 +90,8 @@ class Connector(Protocol):
 
     def pull_taxonomy(self) -> Taxonomy: ...
 
-    def pull_assets(self) -> Iterator[Asset]: ...
+    def pull(self, cursor: str | None, texts: TextCache | None = None) -> Pull:
+        """Assets changed since `cursor` (None: a complete pull), paginated and streamed."""
+        ...
 
     def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport: ...

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from automl.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
-from connectors.base import Asset, PreAnnotation, PushReport, SkipLog
+from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,10 @@ class FilesConnector:
         if self._taxonomy is None or self._taxonomy[0] != key:
             self._taxonomy = (key, load_taxonomy(s.taxonomy, s.facet_roots, s.default_facet))
         return self._taxonomy[1]
+
+    def pull(self, cursor: str | None = None, texts: TextCache | None = None) -> Pull:
+        """A file has no change feed: every pull is complete."""
+        return Pull(self.pull_assets(), complete=True, cursor=lambda: None)
 
     def pull_assets(self) -> Iterator[Asset]:
         s = self.settings

@@ -5,16 +5,19 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
+import requests
 import typer
 
 from automl.taxonomy import TaxonomyError
-from connectors.base import SkipLog
+from connectors.base import Connector, SkipLog
+from connectors.kili import KiliError
 from connectors.files import AssetFileError, FilesConnector, FilesSettings, read_assets
 from service.config import ConfigError, Settings, load_settings
 from service.registry import ModelRegistry, RegistryError
@@ -26,7 +29,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="AutoML pre-annotation for hierarchical text labelling.")
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file.")]
-PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Labelling platform (files).")]
+PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Labelling platform: files or kili.")]
+ProjectOpt = Annotated[Optional[str], typer.Option("--project-id", help="Project on the platform (kili).")]
 AssetsOpt = Annotated[Optional[Path], typer.Option("--assets", help="Assets file (CSV or JSONL), platform files.")]
 TaxonomyOpt = Annotated[Optional[Path], typer.Option("--taxonomy", help="Taxonomy CSV.")]
 StateOpt = Annotated[Optional[Path], typer.Option("--state", help="State folder (models, outputs, logs).")]
@@ -35,8 +39,10 @@ OutputOpt = Annotated[Optional[Path], typer.Option("--output", help="Pre-annotat
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
 
-def _settings(config, platform, assets, taxonomy, state, budget, output=None) -> Settings:
+def _settings(config, platform, assets, taxonomy, state, budget, output=None, project_id=None) -> Settings:
     overrides: dict = {}
+    if project_id:
+        overrides.setdefault("kili", {})["project_id"] = project_id
     if platform:
         overrides["platform"] = platform
     if state:
@@ -52,7 +58,17 @@ def _settings(config, platform, assets, taxonomy, state, budget, output=None) ->
     return load_settings(config, overrides)
 
 
-def _connector(settings: Settings) -> FilesConnector:
+def _connector(settings: Settings) -> Connector:
+    if settings.platform == "kili":
+        if not settings.kili.project_id:
+            raise ConfigError("platform kili needs --project-id (or [kili] project_id).")
+        from connectors.kili import KiliConnector, KiliSettings
+
+        return KiliConnector(KiliSettings(
+            project_id=settings.kili.project_id, endpoint=settings.kili.endpoint,
+            model_name_prefix=settings.kili.model_name_prefix, taxonomy=settings.taxonomy.path,
+            push_batch=settings.kili.push_batch,
+        ))
     missing = [name for name, value in (("--assets / [files] assets", settings.files.assets),
                                         ("--taxonomy / [taxonomy] path", settings.taxonomy.path)) if value is None]
     if missing:
@@ -72,9 +88,9 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _worker(settings: Settings) -> Worker:
+def _worker(settings: Settings, stop: threading.Event | None = None) -> Worker:
     return Worker(settings, _connector(settings), ModelRegistry(settings.state_dir / "models"),
-                  StateStore(settings.state_dir / "state.sqlite3"))
+                  StateStore(settings.state_dir / "state.sqlite3"), stop)
 
 
 def _fail(exc: Exception) -> None:
@@ -88,7 +104,7 @@ def _guard(func):
     def run(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (ConfigError, TaxonomyError, AssetFileError, RegistryError) as exc:
+        except (ConfigError, TaxonomyError, AssetFileError, RegistryError, KiliError) as exc:
             _fail(exc)
     return run
 
@@ -107,7 +123,8 @@ def _print_cycle(report: CycleReport) -> None:
                f" skipped records: {skipped}")
     typer.echo(f"model {report.model_version}: " + (f"trained ({report.train_reason})" if report.trained
                                                     else "current, no training needed"))
-    typer.echo(f"pre-annotations: {report.written} written, {report.already} already there for this version")
+    typer.echo(f"pre-annotations: {report.written} written, {report.already} already there for this version"
+               + (f", {report.abandoned} left for the next run (stop requested)" if report.abandoned else ""))
     typer.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
     if report.trained:
         _print_metrics("held-out quality (cross-validated on the labelled assets):", report.heldout)
@@ -140,13 +157,13 @@ def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> list[dic
 @_guard
 def train(config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
           taxonomy: TaxonomyOpt = None, state: StateOpt = None, budget: BudgetOpt = None,
-          verbose: VerboseOpt = False) -> None:
+          project_id: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
     """Pull the labelled assets and train a new model version (always)."""
     _setup_logging(verbose)
-    settings = _settings(config, platform, assets, taxonomy, state, budget)
+    settings = _settings(config, platform, assets, taxonomy, state, budget, project_id=project_id)
     worker = _worker(settings)
-    tax, labelled, _ = worker.pull()
-    version = worker.train(tax, labelled)
+    taxonomy = worker.pull(CycleReport())
+    version = worker.train(taxonomy, worker.state.labelled_assets())
     typer.echo(f"model {version.name} trained on {version.n_train} labelled assets"
                f" in {version.summary.get('fit_seconds', 0):.0f} s")
     _print_metrics("held-out quality (cross-validated on the labelled assets):", version.metrics)
@@ -156,17 +173,17 @@ def train(config: ConfigOpt = None, platform: PlatformOpt = None, assets: Assets
 @_guard
 def predict(config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
             taxonomy: TaxonomyOpt = None, state: StateOpt = None, output: OutputOpt = None,
-            verbose: VerboseOpt = False) -> None:
+            project_id: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
     """Pre-annotate the unlabelled assets with the current model (no training)."""
     _setup_logging(verbose)
-    settings = _settings(config, platform, assets, taxonomy, state, None, output)
+    settings = _settings(config, platform, assets, taxonomy, state, None, output, project_id)
     worker = _worker(settings)
     current = worker.registry.current()
     if current is None:
         raise RegistryError(f"no model in {worker.registry.root}. Fix: run `classie-automl train` first.")
-    _, _, unlabelled = worker.pull()
     report = CycleReport(model_version=current.name)
-    worker.pre_annotate(worker.registry.load(current), current, unlabelled, report)
+    worker.pull(report)
+    worker.pre_annotate(worker.registry.load(current), current, report)
     typer.echo(f"model {current.name}: {report.written} pre-annotations written, {report.already} already there"
                f" ({settings.output_path})")
 
@@ -188,30 +205,38 @@ def evaluate(test: Annotated[Path, typer.Option("--test", help="Labelled assets 
 def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.")] = False,
         config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
         taxonomy: TaxonomyOpt = None, state: StateOpt = None, budget: BudgetOpt = None,
-        output: OutputOpt = None, verbose: VerboseOpt = False) -> None:
+        output: OutputOpt = None, project_id: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
     """Pull, train when the human labels changed, pre-annotate what is new; once, or every interval."""
     _setup_logging(verbose)
-    settings = _settings(config, platform, assets, taxonomy, state, budget, output)
-    worker = _worker(settings)
-    if once:
-        report = worker.run_once()
-        _print_cycle(report)
-        if settings.evaluation.test:
-            _evaluate(settings, settings.evaluation.test, settings.state_dir / "evaluation.json")
-        return
+    settings = _settings(config, platform, assets, taxonomy, state, budget, output, project_id)
     stop = threading.Event()
+    main_pid = os.getpid()
 
     def request_stop(signum, _frame):
-        log.info("received %s: stopping after this step", signal.Signals(signum).name)
+        if os.getpid() != main_pid:
+            # A forked helper (auto-sklearn's workers are stopped by signal): behave as if no handler were set.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        log.info("received %s: stopping after the current batch", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    worker = _worker(settings, stop)
+    if once:
+        report = worker.run_once()
+        _print_cycle(report)
+        if settings.evaluation.test and not stop.is_set():
+            _evaluate(settings, settings.evaluation.test, settings.state_dir / "evaluation.json")
+        return
     while not stop.is_set():
         try:
             worker.run_once()
-        except (TaxonomyError, AssetFileError) as exc:
-            log.error("cycle failed: %s (will try again in %.0f s)", exc, settings.worker.interval_seconds)
+        except (TaxonomyError, AssetFileError, requests.RequestException) as exc:
+            # Input being edited, or a platform still failing after the retries: the next cycle tries again.
+            log.error("cycle failed: %s: %s (next try in %.0f s)", type(exc).__name__, exc,
+                      settings.worker.interval_seconds)
         stop.wait(settings.worker.interval_seconds)
     log.info("stopped")
 

@@ -32,6 +32,13 @@ class FilesConfig(_Section):
     encoding: str = "utf-8"
 
 
+class KiliConfig(_Section):
+    project_id: str | None = None
+    endpoint: str | None = None  # else KILI_API_ENDPOINT, else Kili's cloud; the key only ever from KILI_API_KEY
+    model_name_prefix: str = "classie-automl"  # predictions are named <prefix>-v<N>
+    push_batch: int = Field(100, ge=1, le=1000)
+
+
 class TaxonomyConfig(_Section):
     path: Path | None = None
     default_facet: str = "subject"
@@ -83,6 +90,8 @@ class WorkerConfig(_Section):
     retrain_min_changes: int = Field(1, ge=1)
     # ...and they are at least this fraction of the labelled assets the current model was trained on.
     retrain_min_fraction: float = Field(0.0, ge=0, le=10)
+    # Incremental pulls between complete ones; a complete pull also notices assets deleted on the platform.
+    full_pull_seconds: float = Field(3600.0, ge=0)
 
 
 class EvaluationConfig(_Section):
@@ -92,9 +101,10 @@ class EvaluationConfig(_Section):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSIE_", env_nested_delimiter="__", extra="forbid")
 
-    platform: Literal["files"] = "files"
+    platform: Literal["files", "kili"] = "files"
     state_dir: Path = Path("state")
     files: FilesConfig = Field(default_factory=FilesConfig)
+    kili: KiliConfig = Field(default_factory=KiliConfig)
     taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)

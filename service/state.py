@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +28,15 @@ CREATE TABLE IF NOT EXISTS trained_on (
     digest TEXT NOT NULL,
     PRIMARY KEY (model_version, asset_id)
 );
+CREATE TABLE IF NOT EXISTS assets (
+    asset_id TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    labels TEXT,              -- JSON list of codes; NULL: not labelled by a human yet
+    version TEXT NOT NULL,    -- the platform's change marker
+    pull INTEGER NOT NULL     -- the pull that last saw the asset
+);
+CREATE INDEX IF NOT EXISTS assets_unlabelled ON assets (asset_id) WHERE labels IS NULL;
 CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -96,6 +105,74 @@ class StateStore:
         now = {a.id: label_digest(a) for a in labelled}
         changed = sum(1 for asset_id, digest in now.items() if before.get(asset_id) != digest)
         return changed + sum(1 for asset_id in before if asset_id not in now)
+
+    # ---- the asset cache --------------------------------------------------------------------------------------
+    def merge_assets(self, assets: Iterable[Asset], complete: bool, chunk: int = 1000) -> int:
+        """Store pulled assets (streamed, `chunk` at a time). After a complete pull, assets it did not see are
+        dropped: they were deleted on the platform. Returns how many assets the pull brought."""
+        with closing(self._connect()) as db:
+            pull = (db.execute("SELECT MAX(pull) FROM assets").fetchone()[0] or 0) + 1
+            seen = 0
+            rows: list[tuple] = []
+
+            def flush() -> None:
+                with db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO assets (asset_id, text, text_hash, labels, version, pull)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", rows)
+                rows.clear()
+
+            for asset in assets:
+                labels = json.dumps(sorted(asset.labels)) if asset.labels is not None else None
+                rows.append((asset.id, asset.text, asset.text_hash, labels, asset.version, pull))
+                seen += 1
+                if len(rows) >= chunk:
+                    flush()
+            flush()
+            if complete:
+                with db:
+                    db.execute("DELETE FROM assets WHERE pull < ?", (pull,))
+        return seen
+
+    def cached_text(self, asset_id: str, version: str) -> str | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT text FROM assets WHERE asset_id = ? AND version = ?",
+                             (asset_id, version)).fetchone()
+            return row[0] if row else None
+
+    def labelled_assets(self) -> list[Asset]:
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT asset_id, text, labels, version FROM assets WHERE labels IS NOT NULL"
+                              " ORDER BY asset_id")
+            return [Asset(a, t, frozenset(json.loads(ls)), v) for a, t, ls, v in rows]
+
+    def count_assets(self) -> tuple[int, int]:
+        """(labelled, unlabelled)"""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT COUNT(labels), COUNT(*) - COUNT(labels) FROM assets").fetchone()
+            return int(row[0]), int(row[1])
+
+    def count_unlabelled_without(self, model_version: str) -> int:
+        with closing(self._connect()) as db:
+            return db.execute(
+                "SELECT COUNT(*) FROM assets a LEFT JOIN pushed p ON p.asset_id = a.asset_id"
+                " AND p.model_version = ? AND p.text_hash = a.text_hash WHERE a.labels IS NULL AND p.asset_id IS NULL",
+                (model_version,)).fetchone()[0]
+
+    def unlabelled_without(self, model_version: str, batch: int) -> Iterator[list[Asset]]:
+        """Unlabelled assets with no pre-annotation of `model_version` for their current text, in batches."""
+        last = ""
+        while True:
+            with closing(self._connect()) as db:
+                rows = db.execute(
+                    "SELECT a.asset_id, a.text, a.version FROM assets a LEFT JOIN pushed p"
+                    " ON p.asset_id = a.asset_id AND p.model_version = ? AND p.text_hash = a.text_hash"
+                    " WHERE a.labels IS NULL AND p.asset_id IS NULL AND a.asset_id > ?"
+                    " ORDER BY a.asset_id LIMIT ?", (model_version, last, batch)).fetchall()
+            if not rows:
+                return
+            yield [Asset(a, t, None, v) for a, t, v in rows]
+            last = rows[-1][0]
 
     # ---- cursors --------------------------------------------------------------------------------------------
     def cursor(self, name: str) -> str | None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class CycleReport:
     predicted: int = 0
     written: int = 0
     already: int = 0  # had a pre-annotation of this version for this text: not predicted again
+    abandoned: int = 0  # left for the next run because a stop was requested
+    complete_pull: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     heldout: list[dict] = field(default_factory=list)
 
@@ -54,19 +57,38 @@ def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, model_co
     return digest.hexdigest()
 
 
+def _f1_per_level(metrics: list[dict]) -> str:
+    return ", ".join(f"{m['facet']} L{m['level']} {m['micro_f1']:.3f}/{m['macro_f1']:.3f}" for m in metrics)
+
+
 class Worker:
-    def __init__(self, settings: Settings, connector: Connector, registry: ModelRegistry, state: StateStore):
+    def __init__(self, settings: Settings, connector: Connector, registry: ModelRegistry, state: StateStore,
+                 stop: threading.Event | None = None):
         self.settings = settings
         self.connector = connector
         self.registry = registry
         self.state = state
+        self.stop = stop or threading.Event()  # set by SIGTERM/SIGINT: the current batch ends, then the cycle
 
-    def pull(self) -> tuple[Taxonomy, list[Asset], list[Asset]]:
+    def pull(self, report: CycleReport) -> Taxonomy:
+        """Bring the platform's changes into the asset cache: incremental from the cursor, complete when none is
+        kept or the last complete pull is older than [worker] full_pull_seconds (that is how deletions are seen)."""
         taxonomy = self.connector.pull_taxonomy()
-        assets = list(self.connector.pull_assets())
-        labelled = [a for a in assets if a.labels is not None]
-        unlabelled = [a for a in assets if a.labels is None]
-        return taxonomy, labelled, unlabelled
+        cursor = self.state.cursor("assets")
+        last_full = float(self.state.cursor("last_complete_pull") or 0)
+        if time.time() - last_full > self.settings.worker.full_pull_seconds:
+            cursor = None
+        pulled = self.connector.pull(cursor, texts=self.state)
+        report.pulled = self.state.merge_assets(pulled.assets, pulled.complete)
+        report.complete_pull = pulled.complete
+        next_cursor = pulled.cursor()
+        if next_cursor is not None:
+            self.state.set_cursor("assets", next_cursor)
+        if pulled.complete:
+            self.state.set_cursor("last_complete_pull", str(time.time()))
+        report.skipped = self.connector.skipped.as_dict()
+        report.labelled, report.unlabelled = self.state.count_assets()
+        return taxonomy
 
     def train(self, taxonomy: Taxonomy, labelled: Sequence[Asset]) -> ModelVersion:
         s = self.settings
@@ -79,9 +101,8 @@ class Worker:
             setup_fingerprint=setup_fingerprint(taxonomy, learning),
         )
         self.state.record_training_set(version.name, labelled)
-        levels = ", ".join(f"{m['facet']} L{m['level']} {m['micro_f1']:.3f}/{m['macro_f1']:.3f}"
-                           for m in version.metrics)
-        log.info("model %s ready in %.0f s; held-out micro/macro F1: %s", version.name, model.fit_seconds_, levels)
+        log.info("model %s ready in %.0f s; held-out micro/macro F1: %s", version.name, model.fit_seconds_,
+                 _f1_per_level(version.metrics))
         return version
 
     def retrain_reason(self, taxonomy: Taxonomy, labelled: Sequence[Asset], current: ModelVersion | None) -> str:
@@ -104,17 +125,18 @@ class Worker:
             log.info("%d label change(s) since %s, under the retrain rule (%d)", changes, current.name, needed)
         return ""
 
-    def pre_annotate(self, model: PreAnnotator, version: ModelVersion, assets: Sequence[Asset], report: CycleReport):
-        """Predict and push the assets that have no pre-annotation of this version for their current text."""
-        done = self.state.pushed_keys(version.name)
-        todo = [a for a in assets if (a.id, a.text_hash) not in done]
-        report.already += len(assets) - len(todo)
-        assets = todo
-        batch = self.settings.worker.batch_size
-        with tqdm(total=len(assets), desc=f"pre-annotating ({version.name})", unit="asset",
-                  disable=None, leave=False) as bar:
-            for start in range(0, len(assets), batch):
-                chunk = assets[start:start + batch]
+    def pre_annotate(self, model: PreAnnotator, version: ModelVersion, report: CycleReport) -> None:
+        """Predict and push, batch by batch, the unlabelled assets that have no pre-annotation of this version for
+        their current text. Each pushed batch is recorded before the next one starts."""
+        todo = self.state.count_unlabelled_without(version.name)
+        report.already += report.unlabelled - todo
+        with tqdm(total=todo, desc=f"pre-annotating ({version.name})", unit="asset", disable=None,
+                  leave=False) as bar:
+            for chunk in self.state.unlabelled_without(version.name, self.settings.worker.batch_size):
+                if self.stop.is_set():
+                    report.abandoned = todo - report.predicted
+                    log.info("stop requested: %d asset(s) left for the next run", report.abandoned)
+                    return
                 proposals = model.predict([a.text for a in chunk])
                 items = [PreAnnotation(a.id, a.text_hash, p) for a, p in zip(chunk, proposals)]
                 pushed = self.connector.push(items, version.name)
@@ -127,10 +149,8 @@ class Worker:
     def run_once(self, force_train: bool = False) -> CycleReport:
         report = CycleReport()
         started = time.monotonic()
-        taxonomy, labelled, unlabelled = self.pull()
-        report.pulled, report.labelled, report.unlabelled = len(labelled) + len(unlabelled), len(labelled), len(
-            unlabelled)
-        report.skipped = self.connector.skipped.as_dict()
+        taxonomy = self.pull(report)
+        labelled = self.state.labelled_assets()
         report.timings["pull"] = time.monotonic() - started
 
         current = self.registry.current()
@@ -145,13 +165,13 @@ class Worker:
 
         t = time.monotonic()
         model = self.registry.load(current)
-        self.pre_annotate(model, current, unlabelled, report)
+        self.pre_annotate(model, current, report)
         report.timings["pre_annotate"] = time.monotonic() - t
         report.timings["total"] = time.monotonic() - started
-        log.info(
-            "cycle: pulled %d (%d labelled, %d to pre-annotate), skipped %d, %s, model %s, wrote %d, already had %d",
-            report.pulled, report.labelled, report.unlabelled, sum(report.skipped.values()),
-            f"trained ({report.train_reason})" if report.trained else "no training needed", report.model_version,
-            report.written, report.already,
-        )
+        skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
+        trained = (f"trained {current.name} in {report.timings['train']:.0f} s ({report.train_reason}; held-out"
+                   f" micro/macro F1 {_f1_per_level(current.metrics)})") if report.trained else "no training"
+        log.info("cycle: pulled %d%s (%d labelled, %d unlabelled), %s, model %s, pushed %d, already had %d,"
+                 " skipped %s", report.pulled, " (complete)" if report.complete_pull else "", report.labelled,
+                 report.unlabelled, trained, report.model_version, report.written, report.already, skipped)
         return report

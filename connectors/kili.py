@@ -1,0 +1,194 @@
+"""The Kili platform through the official `kili` SDK: schema from the project's json interface, human labels and texts
+pulled incrementally, pre-annotations pushed as PREDICTION labels named `<prefix>-v<N>`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from automl.taxonomy import Taxonomy, load_taxonomy
+from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache
+from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
+from connectors.retry import transient_retry
+
+log = logging.getLogger(__name__)
+
+ASSET_FIELDS = ["id", "externalId", "content", "updatedAt", "labels.labelType", "labels.createdAt",
+                "labels.jsonResponse"]
+HUMAN_TYPES = ("DEFAULT", "REVIEW")
+OUTCOME_UNKNOWN_ATTEMPTS = 3
+
+
+class KiliError(RuntimeError):
+    """Retrying cannot fix it (no key, a refused key, an unknown project, an unusable interface)."""
+
+
+@dataclass(frozen=True)
+class KiliSettings:
+    project_id: str
+    api_key: str | None = None  # default: KILI_API_KEY
+    endpoint: str | None = None  # default: KILI_API_ENDPOINT, then Kili's cloud
+    model_name_prefix: str = "classie-automl"
+    taxonomy: Path | None = None  # optional keyword rules, keyed by category key
+    push_batch: int = 100
+
+    def __repr__(self) -> str:  # the key must never reach a log line
+        return f"KiliSettings(project_id={self.project_id!r}, endpoint={self.endpoint!r})"
+
+
+def model_name(prefix: str, version: str) -> str:
+    return f"{prefix}-{version}"
+
+
+class KiliConnector:
+    platform = "kili"
+
+    def __init__(self, settings: KiliSettings):
+        self.settings = settings
+        self.skipped = SkipLog()
+        key = settings.api_key or os.environ.get("KILI_API_KEY")
+        if not key:
+            raise KiliError("no Kili API key. Fix: set KILI_API_KEY (an API key from Kili's profile page).")
+        from kili.client import Kili
+        from kili.exceptions import AuthenticationFailed
+
+        endpoint = settings.endpoint or os.environ.get("KILI_API_ENDPOINT")
+        try:
+            self.kili = transient_retry(lambda: Kili(api_key=key, api_endpoint=endpoint))()
+        except AuthenticationFailed as exc:
+            raise KiliError(f"Kili refused the API key at {endpoint or 'the default endpoint'} ({exc}). Fix: check"
+                            " KILI_API_KEY and KILI_API_ENDPOINT.") from None
+        self.schema = self._load_schema()
+
+    def _load_schema(self) -> KiliSchema:
+        pid = self.settings.project_id
+        projects = transient_retry(self.kili.projects)(project_id=pid, fields=["id", "title", "jsonInterface"],
+                                                       disable_tqdm=True)
+        if not projects:
+            raise KiliError(f"no Kili project {pid!r} for this API key. Fix: check --project-id.")
+        interface = projects[0]["jsonInterface"]
+        if isinstance(interface, str):
+            import json
+
+            interface = json.loads(interface)
+        try:
+            schema = parse_interface(interface)
+        except InterfaceError as exc:
+            raise KiliError(f"project {pid!r}: {exc}. Fix: add a CLASSIFICATION job to the interface.") from None
+        self.rules: Taxonomy | None = None
+        if self.settings.taxonomy:
+            self.rules = load_taxonomy(self.settings.taxonomy)
+            for problem in schema.disagreements(self.rules):
+                log.warning("taxonomy file and Kili interface disagree: %s", problem)
+        return schema
+
+    def pull_taxonomy(self) -> Taxonomy:
+        return self.schema.taxonomy(self.rules)
+
+    # ---- pull -------------------------------------------------------------------------------------------------
+    def pull(self, cursor: str | None, texts: TextCache | None = None) -> Pull:
+        self.skipped = SkipLog()
+        newest: list[str] = [cursor or ""]
+
+        def assets() -> Iterator[Asset]:
+            pages = self.kili.assets(project_id=self.settings.project_id, fields=ASSET_FIELDS, as_generator=True,
+                                     updated_at_gte=cursor, disable_tqdm=True)
+            for raw in pages:
+                newest[0] = max(newest[0], raw.get("updatedAt") or "")
+                asset = self._asset(raw, texts)
+                if asset is not None:
+                    yield asset
+            self.skipped.report(f"kili project {self.settings.project_id}")
+
+        return Pull(assets(), complete=cursor is None, cursor=lambda: newest[0] or None)
+
+    def _asset(self, raw: dict, texts: TextCache | None) -> Asset | None:
+        asset_id, version = raw["id"], raw.get("updatedAt") or ""
+        place = f"asset {asset_id}"
+        text = texts.cached_text(asset_id, version) if texts else None
+        if text is None:
+            text = self._fetch_text(raw.get("content") or "", place)
+            if text is None:
+                return None
+        if not text.strip():
+            self.skipped.skip("empty text", place)
+            return None
+        human = [lb for lb in raw.get("labels") or [] if lb.get("labelType") in HUMAN_TYPES]
+        if not human:
+            return Asset(asset_id, text, None, version)
+        # The latest REVIEW label wins; else the latest DEFAULT one.
+        truth = max(human, key=lambda lb: (lb["labelType"] == "REVIEW", lb.get("createdAt") or ""))
+        response = truth.get("jsonResponse") or {}
+        if isinstance(response, str):
+            import json
+
+            response = json.loads(response)
+        unknown: list[str] = []
+        codes = self.schema.codes_of(response, unknown)
+        for what in unknown:
+            self.skipped.skip(f"a label names {what}, not in the interface (ignored)", place)
+        return Asset(asset_id, text, frozenset(codes), version)
+
+    def _fetch_text(self, content: str, place: str) -> str | None:
+        if not content.startswith(("http://", "https://")):
+            return content  # text given inline
+        try:
+            response = transient_retry(self.kili.http_client.get)(content, timeout=30)
+            response.raise_for_status()
+        except Exception as exc:  # noqa: BLE001 - one unreadable asset must not stop the pull
+            self.skipped.skip(f"text could not be downloaded ({type(exc).__name__})", place)
+            return None
+        try:
+            return response.content.decode("utf-8")
+        except UnicodeDecodeError:
+            self.skipped.skip("text is not valid UTF-8", place)
+            return None
+
+    # ---- push -------------------------------------------------------------------------------------------------
+    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:
+        from kili.exceptions import MutationOutcomeUnknownError
+
+        name = model_name(self.settings.model_name_prefix, model_version)
+        report = PushReport()
+        size = self.settings.push_batch
+        for start in range(0, len(items), size):
+            batch = list(items[start:start + size])
+            for attempt in range(1, OUTCOME_UNKNOWN_ATTEMPTS + 1):
+                try:
+                    self._create(batch, name)
+                    break
+                except MutationOutcomeUnknownError as exc:
+                    # The write may have landed: read back, resend only what is missing.
+                    landed = self._assets_with_prediction([i.asset_id for i in batch], name)
+                    missing = [i for i in batch if i.asset_id not in landed]
+                    log.warning("push of %d pre-annotations (%s): outcome unknown (%s); %d had landed, %d to resend",
+                                len(batch), name, type(exc.cause).__name__, len(batch) - len(missing), len(missing))
+                    if not missing:
+                        break
+                    if attempt == OUTCOME_UNKNOWN_ATTEMPTS:
+                        raise
+                    batch = missing
+            report.written += len(items[start:start + size])
+        return report
+
+    def _create(self, batch: list[PreAnnotation], name: str) -> None:
+        # overwrite=True replaces an earlier prediction of the same model name (same version, changed text), so an
+        # asset never holds two pre-annotations of one version.
+        transient_retry(self.kili.create_predictions)(
+            project_id=self.settings.project_id,
+            asset_id_array=[i.asset_id for i in batch],
+            json_response_array=[self.schema.answer(p for ps in i.proposals.values() for p in ps) for i in batch],
+            model_name=name,
+            overwrite=True,
+        )
+
+    def _assets_with_prediction(self, asset_ids: list[str], name: str) -> set[str]:
+        rows = transient_retry(self.kili.assets)(project_id=self.settings.project_id, asset_id_in=asset_ids,
+                                                 fields=["id", "labels.labelType", "labels.modelName"],
+                                                 disable_tqdm=True)
+        return {r["id"] for r in rows
+                if any(lb.get("labelType") == "PREDICTION" and lb.get("modelName") == name
+                       for lb in r.get("labels") or [])}
