@@ -24,7 +24,7 @@ class Asset:
     id: str
     text: str
     labels: frozenset[str] | None  # None: no human label yet (to pre-annotate); most specific codes otherwise
-    version: str = ""  # the platform's change marker (e.g. Kili's updatedAt); "" where there is none
+    version: str = ""  # what the text was read from (e.g. Kili's content URL): same version, same text
 
     @property
     def text_hash(self) -> str:
@@ -77,7 +77,7 @@ class Pull:
 
 
 class TextCache(Protocol):
-    """Texts the service already holds, by asset and change marker, so a connector fetches each text once."""
+    """Texts the service already holds, by asset and content version, so a connector fetches each text once."""
 
     def cached_text(self, asset_id: str, version: str) -> str | None: ...
 

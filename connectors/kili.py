@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from automl.taxonomy import Taxonomy, load_taxonomy
-from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache
+from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache, text_hash
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
 from connectors.retry import transient_retry
 
@@ -106,11 +106,14 @@ class KiliConnector:
         return Pull(assets(), complete=cursor is None, cursor=lambda: newest[0] or None)
 
     def _asset(self, raw: dict, texts: TextCache | None) -> Asset | None:
-        asset_id, version = raw["id"], raw.get("updatedAt") or ""
+        # The text cache is keyed by the content reference: Kili stores an upload under a new URL, while updatedAt
+        # also moves for every label (our own predictions included), which would refetch texts for nothing.
+        asset_id, content = raw["id"], raw.get("content") or ""
+        version = content if content.startswith(("http://", "https://")) else text_hash(content)
         place = f"asset {asset_id}"
         text = texts.cached_text(asset_id, version) if texts else None
         if text is None:
-            text = self._fetch_text(raw.get("content") or "", place)
+            text = self._fetch_text(content, place)
             if text is None:
                 return None
         if not text.strip():
@@ -135,9 +138,13 @@ class KiliConnector:
     def _fetch_text(self, content: str, place: str) -> str | None:
         if not content.startswith(("http://", "https://")):
             return content  # text given inline
-        try:
-            response = transient_retry(self.kili.http_client.get)(content, timeout=30)
+        def download():
+            response = self.kili.http_client.get(content, timeout=30)
             response.raise_for_status()
+            return response
+
+        try:
+            response = transient_retry(download)()
         except Exception as exc:  # noqa: BLE001 - one unreadable asset must not stop the pull
             self.skipped.skip(f"text could not be downloaded ({type(exc).__name__})", place)
             return None

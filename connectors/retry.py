@@ -22,6 +22,9 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return exc.response.status_code == 429 or exc.response.status_code >= 500
+    status = getattr(exc, "code", None)  # e.g. gql's TransportServerError, which the Kili SDK lets through on a 500
+    if type(exc).__name__ == "TransportServerError" and isinstance(status, int):
+        return status == 429 or status >= 500
     return False
 
 

@@ -1,0 +1,196 @@
+"""The Kili connector and the worker on the real SDK against the local emulator (start-up checks on)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from automl.model import Proposal
+from connectors.kili import KiliConnector, KiliError, KiliSettings
+from connectors.kili_schema import parse_interface
+from kili_emulator import KiliEmulator, isolate_kili_sdk
+from kili_project import answer, fill, interface, ukcat_taxonomy
+from service.config import load_settings
+from service.registry import ModelRegistry
+from service.state import StateStore
+from service.worker import Worker
+
+KEY = "test-key-0123"
+CLI = str(Path(sys.executable).parent / "classie-automl")
+
+
+@pytest.fixture
+def taxonomy():
+    return ukcat_taxonomy()
+
+
+@pytest.fixture
+def emulator(tmp_path, monkeypatch, taxonomy):
+    isolate_kili_sdk(monkeypatch, tmp_path / "home")
+    monkeypatch.setenv("KILI_API_KEY", KEY)
+    with KiliEmulator(api_key=KEY, project_id="p1", json_interface=interface(taxonomy)) as emu:
+        yield emu
+
+
+def worker(tmp_path: Path, emulator: KiliEmulator, **model) -> Worker:
+    settings = load_settings(None, {
+        "platform": "kili", "state_dir": str(tmp_path / "state"),
+        "kili": {"project_id": "p1", "endpoint": emulator.endpoint, "push_batch": 10},
+        "model": {"budget_seconds": 30, "max_evaluations": 2, "cv_folds": 3, **model},
+        "worker": {"batch_size": 10},
+    })
+    connector = KiliConnector(KiliSettings(project_id="p1", endpoint=emulator.endpoint, push_batch=10))
+    return Worker(settings, connector, ModelRegistry(settings.state_dir / "models"),
+                  StateStore(settings.state_dir / "state.sqlite3"))
+
+
+def predictions(emulator: KiliEmulator) -> Counter:
+    """(asset id, model name) -> how many PREDICTION labels of ours it holds."""
+    return Counter((lb["assetId"], lb["modelName"]) for lb in emulator.labels
+                   if lb["labelType"] == "PREDICTION" and (lb["modelName"] or "").startswith("classie-automl"))
+
+
+KEYWORDS_ONLY = {"min_examples": 100000}  # no search: these tests are about the platform, not the model
+
+
+def test_schema_answers_and_radio_jobs(taxonomy):
+    schema = parse_interface(interface(taxonomy))
+    tax = schema.taxonomy()
+    assert tax.nodes["SUBJECT/HE"].level == 1 and tax.nodes["HE_SUB/HE200"].parent == "SUBJECT/HE"
+    assert tax.nodes["HE200_SUB/HE201"].level == 3 and set(tax.facets) == {"SUBJECT", "POPULATION"}
+    unknown: list[str] = []
+    human = answer(taxonomy, {"HE201", "BE101", "BE102"})
+    assert schema.codes_of(human, unknown) == {"SUBJECT/HE", "HE_SUB/HE200", "HE200_SUB/HE201", "POPULATION/BE101"}
+    assert schema.codes_of({"SUBJECT": {"categories": [{"name": "NOPE"}]}, "OTHER": {"categories": []}},
+                           unknown) == set()
+    assert unknown == ["category 'SUBJECT/NOPE'", "job 'OTHER'"]
+    out = schema.answer([Proposal("SUBJECT/HE", 0.9, "model"), Proposal("HE_SUB/HE200", 0.456, "keyword"),
+                         Proposal("POPULATION/BE101", 0.4, "model"), Proposal("POPULATION/BE102", 0.7, "model")])
+    assert out == {
+        "SUBJECT": {"categories": [{"name": "HE", "confidence": 90, "children": {
+            "HE_SUB": {"categories": [{"name": "HE200", "confidence": 46}]}}}]},
+        "POPULATION": {"categories": [{"name": "BE102", "confidence": 70}]},  # radio: the most confident only
+    }
+
+
+def test_fail_fast_without_key_with_a_wrong_key_or_an_unknown_project(emulator, monkeypatch):
+    monkeypatch.delenv("KILI_API_KEY")
+    with pytest.raises(KiliError, match="KILI_API_KEY"):
+        KiliConnector(KiliSettings(project_id="p1", endpoint=emulator.endpoint))
+    with pytest.raises(KiliError, match="refused the API key"):
+        KiliConnector(KiliSettings(project_id="p1", endpoint=emulator.endpoint, api_key="wrong"))
+    with pytest.raises(KiliError, match="no Kili project 'nope'"):
+        KiliConnector(KiliSettings(project_id="nope", endpoint=emulator.endpoint, api_key=KEY))
+    assert "wrong" not in repr(KiliSettings(project_id="p1", api_key="wrong"))
+
+
+def test_pull_truth_texts_once_and_incrementally(tmp_path, emulator, taxonomy):
+    unlabelled = fill(emulator, taxonomy, labelled=30, unlabelled=5)
+    w = worker(tmp_path, emulator, **KEYWORDS_ONLY)
+    w.run_once()
+    assets = {a.id: a for a in w.state.labelled_assets()}
+    assert len(assets) == 30 and w.state.count_assets() == (30, 5)
+    first_id = next(iter(sorted(emulator.assets)))  # the first labelled asset was reviewed
+    reviewed = assets[first_id]
+    assert "SUBJECT/HE" in reviewed.labels  # the REVIEW label (with HE added) won over DEFAULT and AUTOSAVE
+    assert emulator.calls("files") == 35  # every text fetched once
+    emulator.set_text(unlabelled[0], "a new text about cats and dogs")
+    before = len(emulator.requests)
+    report = w.run_once()
+    # The changed asset comes back (with the four our own predictions touched); only its text is fetched again.
+    assert report.pulled == 5 and emulator.calls("files") == 36
+    assert (report.trained, report.written) == (False, 1)
+    assert len(emulator.requests) - before <= 10
+
+
+def test_worker_pushes_reads_back_and_retrains_on_new_labels(tmp_path, emulator, taxonomy):
+    unlabelled = fill(emulator, taxonomy, labelled=150, unlabelled=25)
+    w = worker(tmp_path, emulator)
+    first = w.run_once()
+    assert first.trained and first.model_version == "v1" and first.written == 25
+    assert first.heldout and all(0 <= m["micro_f1"] <= 1 for m in first.heldout)
+    assert predictions(emulator) == Counter({(u, "classie-automl-v1"): 1 for u in unlabelled})
+
+    # The SDK reads them back: our model name, nested children under their parent, integer confidences.
+    from kili.client import Kili
+
+    kili = Kili(api_key=KEY, api_endpoint=emulator.endpoint)
+    labels = kili.labels(project_id="p1", type_in=["PREDICTION"], disable_tqdm=True,
+                         fields=["labelOf.id", "modelName", "jsonResponse"])
+    ours = [lb for lb in labels if lb["modelName"] == "classie-automl-v1"]
+    assert len(ours) == 25
+    schema = parse_interface(interface(taxonomy))
+    nested = 0
+    for lb in ours:
+        codes = schema.codes_of(lb["jsonResponse"], unknown := [])
+        assert not unknown
+        for job in lb["jsonResponse"].values():
+            for cat in job["categories"]:
+                assert isinstance(cat["confidence"], int) and 0 <= cat["confidence"] <= 100
+                nested += bool(cat.get("children"))
+        assert all(schema.categories[c].parent in codes for c in codes if schema.categories[c].parent)
+        assert len(lb["jsonResponse"].get("POPULATION", {}).get("categories", [])) <= 1
+    assert nested > 0
+
+    # Nothing changed: no training, no push, a handful of API calls.
+    before = len(emulator.requests)
+    quiet = w.run_once()
+    calls = [r["operation"] for r in emulator.requests[before:]]
+    assert (quiet.trained, quiet.written, quiet.predicted) == (False, 0, 0)
+    assert "appendManyLabels" not in calls and len(calls) <= 8, calls
+
+    # Humans label two more assets: a new version, pushed to every unlabelled asset.
+    for asset_id in unlabelled[:2]:
+        emulator.add_label(asset_id, "DEFAULT", answer(taxonomy, {"ED101"}))
+    third = w.run_once()
+    assert third.trained and third.model_version == "v2"
+    assert third.train_reason == "2 labelled asset(s) added, changed or removed since v1"
+    assert predictions(emulator)[(unlabelled[2], "classie-automl-v2")] == 1
+    assert (unlabelled[0], "classie-automl-v2") not in predictions(emulator)  # now labelled by a human
+
+
+def test_faults_are_survived_without_duplicates(tmp_path, emulator, taxonomy):
+    unlabelled = fill(emulator, taxonomy, labelled=20, unlabelled=30)
+    emulator.retry_after = 0
+    emulator.inject("429", "assets")
+    emulator.inject("drop", "assets")
+    emulator.inject("500", "files")
+    emulator.inject("502", "appendManyLabels", apply_first=True)  # landed, but the answer was lost
+    emulator.inject("drop", "appendManyLabels", times=1)  # did not land, answer lost
+    report = worker(tmp_path, emulator, **KEYWORDS_ONLY).run_once()
+    assert report.written == 30
+    assert predictions(emulator) == Counter({(u, "classie-automl-v1"): 1 for u in unlabelled})
+
+
+def test_kill_9_during_a_push_then_restart(tmp_path, emulator, taxonomy):
+    unlabelled = fill(emulator, taxonomy, labelled=20, unlabelled=40)
+    env = {**os.environ, "KILI_API_KEY": KEY}
+    args = [CLI, "run", "--once", "--platform", "kili", "--project-id", "p1", "--state", str(tmp_path / "state")]
+    config = tmp_path / "c.toml"
+    config.write_text(f'[kili]\nendpoint = "{emulator.endpoint}"\npush_batch = 10\n[worker]\nbatch_size = 10\n'
+                      f'[model]\nmin_examples = 100000\n')
+    emulator.timeout_seconds = 30
+    emulator.inject("timeout", "appendManyLabels", apply_first=True)  # the first push lands, then hangs
+    proc = subprocess.Popen([*args, "--config", str(config)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while emulator.calls("appendManyLabels") < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert emulator.calls("appendManyLabels") == 1, proc.communicate()[1][-2000:]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    landed = predictions(emulator)
+    assert sum(landed.values()) == 10  # the batch in flight landed; the worker never heard back
+
+    emulator.timeout_seconds = 0
+    done = subprocess.run([*args, "--config", str(config)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert predictions(emulator) == Counter({(u, "classie-automl-v1"): 1 for u in unlabelled})
