@@ -22,7 +22,7 @@ from connectors.files import AssetFileError, FilesConnector, FilesSettings, read
 from service.config import ConfigError, Settings, load_settings
 from service.registry import ModelRegistry, RegistryError
 from service.state import StateStore
-from service.worker import CycleReport, Worker
+from service.worker import CycleReport, TrainingAbandoned, Worker
 
 log = logging.getLogger("classie_automl")
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -210,6 +210,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.
     _setup_logging(verbose)
     settings = _settings(config, platform, assets, taxonomy, state, budget, output, project_id)
     stop = threading.Event()
+    worker = _worker(settings, stop)
     main_pid = os.getpid()
 
     def request_stop(signum, _frame):
@@ -218,26 +219,29 @@ def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        log.info("received %s: stopping after the current batch", signal.Signals(signum).name)
         stop.set()
+        log.info("received %s: stopping after the current batch (a training is abandoned)",
+                 signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    worker = _worker(settings, stop)
-    if once:
-        report = worker.run_once()
-        _print_cycle(report)
-        if settings.evaluation.test and not stop.is_set():
-            _evaluate(settings, settings.evaluation.test, settings.state_dir / "evaluation.json")
-        return
-    while not stop.is_set():
-        try:
-            worker.run_once()
-        except (TaxonomyError, AssetFileError, requests.RequestException) as exc:
-            # Input being edited, or a platform still failing after the retries: the next cycle tries again.
-            log.error("cycle failed: %s: %s (next try in %.0f s)", type(exc).__name__, exc,
-                      settings.worker.interval_seconds)
-        stop.wait(settings.worker.interval_seconds)
+    try:
+        if once:
+            report = worker.run_once()
+            _print_cycle(report)
+            if settings.evaluation.test and not stop.is_set():
+                _evaluate(settings, settings.evaluation.test, settings.state_dir / "evaluation.json")
+            return
+        while not stop.is_set():
+            try:
+                worker.run_once()
+            except (TaxonomyError, AssetFileError, requests.RequestException) as exc:
+                # Input being edited, or a platform still failing after the retries: the next cycle tries again.
+                log.error("cycle failed: %s: %s (next try in %.0f s)", type(exc).__name__, exc,
+                          settings.worker.interval_seconds)
+            stop.wait(settings.worker.interval_seconds)
+    except TrainingAbandoned as exc:
+        log.info("%s", exc)
     log.info("stopped")
 
 

@@ -6,6 +6,10 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
+import os
+import shutil
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -36,6 +40,7 @@ class CycleReport:
     written: int = 0
     already: int = 0  # had a pre-annotation of this version for this text: not predicted again
     abandoned: int = 0  # left for the next run because a stop was requested
+    label_changes: int = 0  # labelled assets added, changed or removed since the current model
     complete_pull: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     heldout: list[dict] = field(default_factory=list)
@@ -55,6 +60,21 @@ def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, model_co
     for asset in sorted(labelled, key=lambda a: a.id):
         digest.update(json.dumps([asset.id, asset.text_hash, sorted(asset.labels or ())]).encode())
     return digest.hexdigest()
+
+
+class TrainingAbandoned(Exception):
+    """A stop was requested while a training ran: the training process was ended and nothing of it saved."""
+
+
+def _end_process_group(child) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.join(5)
+        if child.is_alive():
+            os.killpg(child.pid, signal.SIGKILL)
+            child.join(5)
+    except ProcessLookupError:
+        pass
 
 
 def _f1_per_level(metrics: list[dict]) -> str:
@@ -91,19 +111,53 @@ class Worker:
         return taxonomy
 
     def train(self, taxonomy: Taxonomy, labelled: Sequence[Asset]) -> ModelVersion:
+        """Train and register a new version in a child process, so that a stop request can end a search at once
+        (auto-sklearn's own workers included) and the search's memory is given back when it ends."""
         s = self.settings
         log.info("training on %d labelled assets (search budget %d s in all)", len(labelled), s.model.budget_seconds)
-        model = PreAnnotator(taxonomy, s.model.to_settings(s.state_dir))
-        model.fit([a.text for a in labelled], [set(a.labels or ()) for a in labelled], progress=log.info)
-        learning = s.model.fingerprint()
-        version = self.registry.register(
-            model, training_fingerprint(labelled, taxonomy, learning), s.model.model_dump(mode="json"),
-            setup_fingerprint=setup_fingerprint(taxonomy, learning),
-        )
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=self._train_child, args=(taxonomy, labelled, sender), daemon=False)
+        child.start()
+        sender.close()
+        while not receiver.poll(0.5):
+            if self.stop.is_set():
+                _end_process_group(child)
+                shutil.rmtree(s.state_dir / "tmp", ignore_errors=True)
+                raise TrainingAbandoned("stop requested: training abandoned, nothing of it was saved")
+        try:
+            outcome = receiver.recv()
+        except EOFError:  # the child ended without a word (killed, out of memory)
+            outcome = f"the training process ended without a result (exit code {child.exitcode})"
+        child.join()
+        if isinstance(outcome, str):
+            raise RuntimeError(f"training failed: {outcome}")
+        version = next(v for v in self.registry.versions() if v.number == outcome)
         self.state.record_training_set(version.name, labelled)
-        log.info("model %s ready in %.0f s; held-out micro/macro F1: %s", version.name, model.fit_seconds_,
-                 _f1_per_level(version.metrics))
+        log.info("model %s ready in %.0f s; held-out micro/macro F1: %s", version.name,
+                 version.summary.get("fit_seconds", 0), _f1_per_level(version.metrics))
         return version
+
+    def _train_child(self, taxonomy: Taxonomy, labelled: Sequence[Asset], sender) -> None:
+        os.setpgrp()  # its own process group: ending it ends auto-sklearn's workers too
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        s = self.settings
+        try:
+            model = PreAnnotator(taxonomy, s.model.to_settings(s.state_dir))
+            model.fit([a.text for a in labelled], [set(a.labels or ()) for a in labelled], progress=log.info)
+            learning = s.model.fingerprint()
+            version = self.registry.register(
+                model, training_fingerprint(labelled, taxonomy, learning), s.model.model_dump(mode="json"),
+                setup_fingerprint=setup_fingerprint(taxonomy, learning),
+            )
+            sender.send(version.number)
+        except BaseException as exc:  # reported to the parent, which decides
+            log.exception("training failed")
+            sender.send(f"{type(exc).__name__}: {exc}")
+        finally:
+            sender.close()
+            os._exit(0)  # no atexit handlers or inherited finalisers of the parent in the child
 
     def retrain_reason(self, taxonomy: Taxonomy, labelled: Sequence[Asset], current: ModelVersion | None) -> str:
         """Why to train now ("" for no training), by the configured rule."""
@@ -117,6 +171,7 @@ class Worker:
             if current.fingerprint == training_fingerprint(labelled, taxonomy, learning):
                 self.state.record_training_set(current.name, labelled)
         changes = self.state.label_changes(current.name, labelled)
+        self.label_changes = changes
         rule = self.settings.worker
         needed = max(rule.retrain_min_changes, math.ceil(rule.retrain_min_fraction * current.n_train))
         if changes >= needed:
@@ -154,7 +209,9 @@ class Worker:
         report.timings["pull"] = time.monotonic() - started
 
         current = self.registry.current()
+        self.label_changes = len(labelled)
         report.train_reason = "asked to train" if force_train else self.retrain_reason(taxonomy, labelled, current)
+        report.label_changes = self.label_changes
         if report.train_reason:
             t = time.monotonic()
             current = self.train(taxonomy, labelled)
@@ -171,7 +228,8 @@ class Worker:
         skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
         trained = (f"trained {current.name} in {report.timings['train']:.0f} s ({report.train_reason}; held-out"
                    f" micro/macro F1 {_f1_per_level(current.metrics)})") if report.trained else "no training"
-        log.info("cycle: pulled %d%s (%d labelled, %d unlabelled), %s, model %s, pushed %d, already had %d,"
-                 " skipped %s", report.pulled, " (complete)" if report.complete_pull else "", report.labelled,
-                 report.unlabelled, trained, report.model_version, report.written, report.already, skipped)
+        log.info("cycle: pulled %d%s (%d labelled, %d unlabelled), %d label change(s), %s, model %s, pushed %d,"
+                 " already had %d, skipped %s", report.pulled, " (complete)" if report.complete_pull else "",
+                 report.labelled, report.unlabelled, report.label_changes, trained, report.model_version,
+                 report.written, report.already, skipped)
         return report

@@ -57,3 +57,25 @@ def test_polling_worker_stops_cleanly_on_sigterm(tmp_path, small_taxonomy):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "received SIGTERM" in err and "stopped" in err
+
+
+def test_sigterm_during_training_abandons_it_and_exits_0(tmp_path):
+    from conftest import EXAMPLE, example_rows
+
+    write_assets(tmp_path / "a.csv", example_rows("train.csv", 300) + [("u1", "a school", "")])
+    proc = subprocess.Popen([CLI, "run", "--once", "--platform", "files", "--assets", str(tmp_path / "a.csv"),
+                             "--taxonomy", str(EXAMPLE / "taxonomy.csv"), "--state", str(tmp_path / "state"),
+                             "--budget", "600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    logs = tmp_path / "state" / "logs"
+    while not logs.exists() and time.monotonic() < deadline:  # the search has started
+        time.sleep(0.2)
+    time.sleep(2)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert time.monotonic() - started < 20
+    assert "training abandoned" in err and "stopped" in err
+    assert not (tmp_path / "state" / "models" / "CURRENT").exists()
+    assert not list((tmp_path / "state" / "models").glob("v*"))
