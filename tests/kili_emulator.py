@@ -659,6 +659,12 @@ class KiliEmulator:
         with self._lock:
             self._faults.append(_Fault(fault, operation, times, apply_first))
 
+    @property
+    def pending_faults(self) -> list[str]:
+        """Injected faults not yet delivered (a test asserts it is empty, so an unused injection cannot pass)."""
+        with self._lock:
+            return [f"{f.fault} on {f.operation}" for f in self._faults]
+
     def calls(self, operation: str) -> int:
         """How many requests for `operation` were received (faulted ones included)."""
         with self._lock:

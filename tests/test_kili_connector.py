@@ -164,7 +164,13 @@ def test_faults_are_survived_without_duplicates(tmp_path, emulator, taxonomy):
     emulator.inject("500", "files")
     emulator.inject("502", "appendManyLabels", apply_first=True)  # landed, but the answer was lost
     emulator.inject("drop", "appendManyLabels", times=1)  # did not land, answer lost
-    report = worker(tmp_path, emulator, **KEYWORDS_ONLY).run_once()
+    w = worker(tmp_path, emulator, **KEYWORDS_ONLY)
+    # A query that times out: the SDK's 60 s read limit shortened so that the test stays quick.
+    w.connector.kili.graphql_client._gql_transport.default_timeout = 0.5
+    emulator.timeout_seconds = 2
+    emulator.inject("timeout", "countAssets")
+    report = w.run_once()
+    assert emulator.pending_faults == []
     assert report.written == 30
     assert predictions(emulator) == Counter({(u, "classie-automl-v1"): 1 for u in unlabelled})
 
@@ -185,6 +191,7 @@ def test_kill_9_during_a_push_then_restart(tmp_path, emulator, taxonomy):
         time.sleep(0.1)
     assert emulator.calls("appendManyLabels") == 1, proc.communicate()[1][-2000:]
     time.sleep(0.5)
+    assert emulator.pending_faults == []
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     landed = predictions(emulator)
