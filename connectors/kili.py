@@ -3,6 +3,7 @@ pulled incrementally, pre-annotations pushed as PREDICTION labels named `<prefix
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,17 @@ class KiliSettings:
 
     def __repr__(self) -> str:  # the key must never reach a log line
         return f"KiliSettings(project_id={self.project_id!r}, endpoint={self.endpoint!r})"
+
+
+@contextlib.contextmanager
+def _final_errors(doing: str) -> Iterator[None]:
+    """Kili's answers that retrying cannot fix (project gone, interface changed under us) become a KiliError."""
+    from kili.exceptions import GraphQLError, NotFound
+
+    try:
+        yield
+    except (GraphQLError, NotFound) as exc:
+        raise KiliError(f"Kili refused {doing}: {exc}. Fix: check the project and its interface.") from None
 
 
 def model_name(prefix: str, version: str) -> str:
@@ -94,13 +106,14 @@ class KiliConnector:
         newest: list[str] = [cursor or ""]
 
         def assets() -> Iterator[Asset]:
-            pages = self.kili.assets(project_id=self.settings.project_id, fields=ASSET_FIELDS, as_generator=True,
-                                     updated_at_gte=cursor, disable_tqdm=True)
-            for raw in pages:
-                newest[0] = max(newest[0], raw.get("updatedAt") or "")
-                asset = self._asset(raw, texts)
-                if asset is not None:
-                    yield asset
+            with _final_errors("pulling assets"):
+                pages = self.kili.assets(project_id=self.settings.project_id, fields=ASSET_FIELDS,
+                                         as_generator=True, updated_at_gte=cursor, disable_tqdm=True)
+                for raw in pages:
+                    newest[0] = max(newest[0], raw.get("updatedAt") or "")
+                    asset = self._asset(raw, texts)
+                    if asset is not None:
+                        yield asset
             self.skipped.report(f"kili project {self.settings.project_id}")
 
         return Pull(assets(), complete=cursor is None, cursor=lambda: newest[0] or None)
@@ -156,9 +169,12 @@ class KiliConnector:
 
     # ---- push -------------------------------------------------------------------------------------------------
     def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:
+        with _final_errors("pushing predictions"):
+            return self._push(items, model_name(self.settings.model_name_prefix, model_version))
+
+    def _push(self, items: Sequence[PreAnnotation], name: str) -> PushReport:
         from kili.exceptions import MutationOutcomeUnknownError
 
-        name = model_name(self.settings.model_name_prefix, model_version)
         report = PushReport()
         size = self.settings.push_batch
         for start in range(0, len(items), size):

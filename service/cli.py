@@ -242,6 +242,8 @@ def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.
             stop.wait(settings.worker.interval_seconds)
     except TrainingAbandoned as exc:
         log.info("%s", exc)
+    except KiliError as exc:
+        _fail(exc)
     log.info("stopped")
 
 

@@ -201,3 +201,24 @@ def test_kill_9_during_a_push_then_restart(tmp_path, emulator, taxonomy):
     done = subprocess.run([*args, "--config", str(config)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert predictions(emulator) == Counter({(u, "classie-automl-v1"): 1 for u in unlabelled})
+
+
+def test_taxonomy_file_disagreements_are_reported(taxonomy, tmp_path):
+    from automl.taxonomy import load_taxonomy
+
+    schema = parse_interface(interface(taxonomy))
+    rules = tmp_path / "rules.csv"
+    rules.write_text("code,name,parent_code,keywords\nHE,Health,,health\nED,Education,,\nHE200,x,ED,\nZZ,z,,zebra\n")
+    problems = schema.disagreements(load_taxonomy(rules))
+    assert "taxonomy code 'ZZ' is not a category of the interface (its rule is unused)" in problems
+    assert "HE_SUB/HE200: the interface's parent is HE, the taxonomy file's is ED" in problems
+    tax = schema.taxonomy(load_taxonomy(rules))
+    assert tax.nodes["SUBJECT/HE"].keywords == ("health",) and not tax.nodes["SUBJECT/ED"].has_rule
+
+
+def test_a_project_gone_mid_run_stops_with_a_message(tmp_path, emulator, taxonomy):
+    fill(emulator, taxonomy, labelled=5, unlabelled=2)
+    w = worker(tmp_path, emulator, **KEYWORDS_ONLY)
+    w.connector.settings = KiliSettings(project_id="gone", endpoint=emulator.endpoint)
+    with pytest.raises(KiliError, match="Kili refused pulling assets"):
+        w.run_once()
