@@ -22,7 +22,7 @@ from connectors.files import AssetFileError, FilesConnector, FilesSettings, read
 from service.config import ConfigError, Settings, load_settings
 from service.registry import ModelRegistry, RegistryError
 from service.state import StateStore
-from service.worker import CycleReport, TrainingAbandoned, Worker
+from service.worker import CycleReport, TrainingAbandoned, TrainingFailed, Worker
 
 log = logging.getLogger("classie_automl")
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -235,7 +235,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.
         while not stop.is_set():
             try:
                 worker.run_once()
-            except (TaxonomyError, AssetFileError, requests.RequestException) as exc:
+            except (TaxonomyError, AssetFileError, requests.RequestException, TrainingFailed) as exc:
                 # Input being edited, or a platform still failing after the retries: the next cycle tries again.
                 log.error("cycle failed: %s: %s (next try in %.0f s)", type(exc).__name__, exc,
                           settings.worker.interval_seconds)

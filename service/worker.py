@@ -62,6 +62,10 @@ def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, model_co
     return digest.hexdigest()
 
 
+class TrainingFailed(RuntimeError):
+    """The training process failed or died; the current model (if any) stays in service."""
+
+
 class TrainingAbandoned(Exception):
     """A stop was requested while a training ran: the training process was ended and nothing of it saved."""
 
@@ -131,7 +135,7 @@ class Worker:
             outcome = f"the training process ended without a result (exit code {child.exitcode})"
         child.join()
         if isinstance(outcome, str):
-            raise RuntimeError(f"training failed: {outcome}")
+            raise TrainingFailed(f"training failed: {outcome}")
         version = next(v for v in self.registry.versions() if v.number == outcome)
         self.state.record_training_set(version.name, labelled)
         log.info("model %s ready in %.0f s; held-out micro/macro F1: %s", version.name,
