@@ -59,11 +59,14 @@ def score_level(facet: str, level: int, codes: list[str], truth: np.ndarray, pre
     )
 
 
-def best_f1_thresholds(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each column, the cut that maximises F1 of `score > cut`.
+def best_f1_thresholds(
+    scores: np.ndarray, truth: np.ndarray, min_precision: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each column, the cut that maximises F1 of `score > cut` among the cuts whose precision is at least
+    `min_precision`.
 
-    Returns (cuts, true positives at the cut, predicted positives at the cut). Columns without positives get an
-    unreachable cut.
+    Returns (cuts, true positives at the cut, predicted positives at the cut). Columns without positives, or where no
+    cut reaches the precision, get an unreachable cut.
     """
     n, k = scores.shape
     cuts = np.full(k, np.inf)
@@ -79,8 +82,11 @@ def best_f1_thresholds(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarra
         taken = np.arange(1, n + 1)
         # Only cut between distinct scores: tied items are all in or all out.
         distinct = np.r_[ranked[1:] < ranked[:-1], True]
-        f1 = np.where(distinct, 2 * tp / (taken + positives), -1.0)
+        allowed = distinct & (tp >= min_precision * taken)
+        f1 = np.where(allowed, 2 * tp / (taken + positives), -1.0)
         i = int(np.argmax(f1))
+        if f1[i] < 0:
+            continue
         cuts[j] = (ranked[i] + ranked[i + 1]) / 2 if i + 1 < n else ranked[i] - 1e-9
         tps[j], picks[j] = tp[i], taken[i]
     return cuts, tps, picks

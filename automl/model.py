@@ -38,6 +38,8 @@ class ModelSettings:
     min_examples: int = 10
     cv_folds: int = 5
     hierarchy: str = "imply_parents"
+    # None: thresholds maximise F1. A number: only rules and thresholds whose out-of-fold precision reaches it.
+    target_precision: float | None = None
 
     def __post_init__(self) -> None:
         if self.hierarchy not in HIERARCHY_MODES:
@@ -142,6 +144,8 @@ class PreAnnotator:
         kw = self.features_.hits_for(hits, codes)
         has_rule = self.features_.matcher_.has_rule()[[self.features_.code_index_[c] for c in codes]]
         precision = _keyword_precision(kw, truth)
+        if s.target_precision:  # a rule less precise than asked for pre-fills nothing
+            has_rule = has_rule & (precision >= s.target_precision)
         rules = {c: (RULE_KEYWORD if has_rule[j] else RULE_NONE) for j, c in enumerate(codes)}
         model = LevelModel(facet, level, codes, rules, dict(zip(codes, precision)),
                            train_positives={c: int(n) for c, n in zip(codes, truth.sum(axis=0))})
@@ -164,7 +168,8 @@ class PreAnnotator:
 
         margins, outcomes = [], []
         for jj, j in enumerate(model_idx):
-            rule, cut = _choose_rule(proba[:, jj], truth[:, j], kw[:, j] if has_rule[j] else None)
+            rule, cut = _choose_rule(proba[:, jj], truth[:, j], kw[:, j] if has_rule[j] else None,
+                                     s.target_precision or 0.0)
             code = codes[j]
             model.rules[code], model.cuts[code] = rule, cut
             fired, by_model = _apply_rule(rule, proba[:, jj], cut, kw[:, j])
@@ -320,20 +325,24 @@ def _out_of_fold(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed:
     return proba
 
 
-def _choose_rule(proba: np.ndarray, truth: np.ndarray, kw: np.ndarray | None) -> tuple[str, float]:
-    """The rule and threshold with the best out-of-fold F1; ties go to the simpler rule (keyword first)."""
+def _choose_rule(proba: np.ndarray, truth: np.ndarray, kw: np.ndarray | None,
+                 min_precision: float = 0.0) -> tuple[str, float]:
+    """The rule and threshold with the best out-of-fold F1 among those whose precision reaches `min_precision`;
+    ties go to the simpler rule (keyword first). RULE_NONE when no rule reaches it."""
     col = truth.reshape(-1, 1)
-    cut, tp, picked = best_f1_thresholds(proba.reshape(-1, 1), col)
     positives = truth.sum()
     candidates = []
-    if kw is not None:
+    if kw is not None and kw.any() and (kw & truth).sum() >= min_precision * kw.sum():
         candidates.append((2 * (kw & truth).sum() / (kw.sum() + positives), RULE_KEYWORD, np.inf))
-    candidates.append((2 * tp[0] / (picked[0] + positives), RULE_MODEL, cut[0]))
+    options = [(RULE_MODEL, proba)]
     if kw is not None:
-        for rule, scores in ((RULE_UNION, np.where(kw, np.inf, proba)), (RULE_GATED, np.where(kw, proba, -np.inf))):
-            c, t, p = best_f1_thresholds(scores.reshape(-1, 1), col)
-            if np.isfinite(c[0]):
-                candidates.append((2 * t[0] / (p[0] + positives), rule, c[0]))
+        options += [(RULE_UNION, np.where(kw, np.inf, proba)), (RULE_GATED, np.where(kw, proba, -np.inf))]
+    for rule, scores in options:
+        c, t, p = best_f1_thresholds(scores.reshape(-1, 1), col, min_precision)
+        if np.isfinite(c[0]):
+            candidates.append((2 * t[0] / (p[0] + positives), rule, c[0]))
+    if not candidates:
+        return RULE_NONE, float("inf")
     best = max(candidates, key=lambda c: c[0])  # max keeps the first of equals
     return best[1], float(best[2])
 

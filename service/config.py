@@ -61,6 +61,7 @@ class ModelConfig(_Section):
     min_df: int = Field(2, ge=1)
     ngram_max: int = Field(2, ge=1, le=3)
     hierarchy: Literal["imply_parents", "require_parent"] = "imply_parents"
+    target_precision: float | None = Field(None, gt=0, le=1, description="None: F1-optimal thresholds")
 
     def to_settings(self, state_dir: Path) -> ModelSettings:
         return ModelSettings(
@@ -76,11 +77,13 @@ class ModelConfig(_Section):
             min_examples=self.min_examples,
             cv_folds=self.cv_folds,
             hierarchy=self.hierarchy,
+            target_precision=self.target_precision,
         )
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change what a model learns (not how long it may search)."""
-        return self.model_dump(include={"max_chars", "max_df", "min_df", "ngram_max", "min_examples", "hierarchy"})
+        learning = {"max_chars", "max_df", "min_df", "ngram_max", "min_examples", "hierarchy", "target_precision"}
+        return self.model_dump(include=learning, exclude_none=True)
 
 
 class WorkerConfig(_Section):

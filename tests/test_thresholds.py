@@ -56,3 +56,35 @@ def test_score_level_micro_and_macro():
     assert (s.micro_precision, s.micro_recall) == (2 / 3, 2 / 3)
     assert abs(s.macro_f1 - (2 / 3 + 1.0) / 2) < 1e-9
     assert s.per_label["c"].precision == 0.0 and s.per_label["c"].support == 0
+
+
+def test_target_precision_moves_the_cut_up_or_gives_up():
+    scores = np.array([[0.9], [0.8], [0.7], [0.6], [0.5], [0.4]])
+    truth = np.array([[1], [1], [0], [1], [0], [1]], dtype=bool)
+    free, _, _ = best_f1_thresholds(scores, truth)
+    strict, tp, picked = best_f1_thresholds(scores, truth, min_precision=0.9)
+    assert free[0] < 0.5 and 0.7 < strict[0] < 0.8 and (tp[0], picked[0]) == (2, 2)
+    never, _, _ = best_f1_thresholds(np.array([[0.9], [0.8]]), np.array([[0], [1]], dtype=bool), min_precision=0.9)
+    assert np.isinf(never[0])
+
+
+def test_rule_choice_under_a_target_precision():
+    truth = np.array([1, 1, 0, 0, 1, 0], dtype=bool)
+    loose_kw = np.array([1, 1, 1, 1, 1, 0], dtype=bool)  # precision 0.6
+    proba = np.array([0.9, 0.8, 0.7, 0.1, 0.6, 0.3])
+    rule, cut = _choose_rule(proba, truth, loose_kw, min_precision=0.95)
+    assert rule in (RULE_MODEL, RULE_GATED) and 0.7 < cut < 0.8  # only the top two are sure
+    assert _choose_rule(np.zeros(6), truth, loose_kw, min_precision=0.95)[0] == "none"
+
+
+def test_keyword_only_labels_under_the_target_are_not_proposed(small_taxonomy):
+    from automl.model import ModelSettings, PreAnnotator
+    from automl.taxonomy import load_taxonomy
+
+    texts = ["cats here", "cats there", "cats again", "school cats"]
+    labels = [{"AN1"}, {"AN1"}, {"ED"}, {"ED"}]  # the "cat" rule is right half of the time
+    tax = load_taxonomy(small_taxonomy)
+    loose = PreAnnotator(tax, ModelSettings()).fit(texts, labels)
+    strict = PreAnnotator(tax, ModelSettings(target_precision=0.8)).fit(texts, labels)
+    codes = lambda m: {p.code for ps in m.predict(["a cat"])[0].values() for p in ps}  # noqa: E731
+    assert "AN1" in codes(loose) and "AN1" not in codes(strict)
