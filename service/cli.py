@@ -249,6 +249,34 @@ def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.
 
 @app.command()
 @_guard
+def serve(config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
+          taxonomy: TaxonomyOpt = None, state: StateOpt = None, project_id: ProjectOpt = None,
+          host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 9090,
+          verbose: VerboseOpt = False) -> None:
+    """The HTTP API: /health, /setup, /predict, /webhook (schedules a background cycle), /metrics.
+    Every endpoint but /health needs the token of CLASSIE_API_TOKEN (bearer, or basic auth)."""
+    import uvicorn
+
+    from service.api import ApiSettings, create_app
+
+    _setup_logging(verbose)
+    token = os.environ.get("CLASSIE_API_TOKEN", "")
+    if not token:
+        raise ConfigError("serve needs a token. Fix: set CLASSIE_API_TOKEN (callers send it as a bearer token).")
+    settings = _settings(config, platform, assets, taxonomy, state, None, project_id=project_id)
+    worker = _worker(settings)
+    api = create_app(ApiSettings(token=token), worker.registry, worker.run_once)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found: make that
+    # one a no-op, so that a stopped server exits 0 (what `docker stop` and supervisors expect).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.run(api, host=host, port=port, log_level="debug" if verbose else "info")
+    log.info("stopped")
+
+
+@app.command()
+@_guard
 def models(config: ConfigOpt = None, state: StateOpt = None,
            promote: Annotated[Optional[int], typer.Option("--promote", help="Make version N current.")] = None
            ) -> None:

@@ -79,3 +79,37 @@ def test_sigterm_during_training_abandons_it_and_exits_0(tmp_path):
     assert "training abandoned" in err and "stopped" in err
     assert not (tmp_path / "state" / "models" / "CURRENT").exists()
     assert not list((tmp_path / "state" / "models").glob("v*"))
+
+
+def test_serve_needs_a_token_then_answers_on_loopback(tmp_path, small_taxonomy):
+    import os
+    import socket
+
+    import requests
+
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats", "")])
+    args = [CLI, "serve", *flags(tmp_path, small_taxonomy)]
+    env = {k: v for k, v in os.environ.items() if k != "CLASSIE_API_TOKEN"}
+    refused = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert refused.returncode == 2 and "CLASSIE_API_TOKEN" in refused.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*args, "--port", str(port)], env={**env, "CLASSIE_API_TOKEN": "tok"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert health == {"status": "UP", "model_version": None}
+        webhook = requests.post(f"http://127.0.0.1:{port}/webhook", json={"action": "START_TRAINING"},
+                                headers={"Authorization": "Bearer tok"}, timeout=5)
+        assert webhook.json()["status"] == "scheduled"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0

@@ -1,0 +1,112 @@
+"""The HTTP API on a real server (uvicorn on loopback), serving a keyword-only model from a real registry."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+
+import pytest
+import requests
+import uvicorn
+
+from automl.model import ModelSettings, PreAnnotator
+from automl.taxonomy import load_taxonomy
+from service.api import ApiSettings, create_app
+from service.registry import ModelRegistry
+
+TOKEN = "s3cret-token"
+
+
+class Cycles:
+    def __init__(self, registry, model):
+        self.registry, self.model, self.runs = registry, model, 0
+
+    def __call__(self):
+        self.runs += 1
+        self.registry.register(self.model, f"fp{self.runs}", {})  # a training that promotes a new version
+
+
+@pytest.fixture
+def server(tmp_path, small_taxonomy):
+    registry = ModelRegistry(tmp_path / "models")
+    model = PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings()).fit([], [])
+    registry.register(model, "fp0", {})
+    cycles = Cycles(ModelRegistry(tmp_path / "models"), model)
+    app = create_app(ApiSettings(token=TOKEN, debounce_seconds=0.3, max_body_bytes=50_000), registry, cycles)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", cycles, registry
+    srv.should_exit = True
+    thread.join(5)
+
+
+def auth(token=TOKEN):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_health_is_open_and_everything_else_needs_the_token(server):
+    url, _, _ = server
+    assert requests.get(f"{url}/health").json() == {"status": "UP", "model_version": "v1"}
+    for method, path in (("post", "/setup"), ("post", "/predict"), ("post", "/webhook"), ("get", "/metrics")):
+        assert requests.request(method, url + path, json={}).status_code == 401
+        assert requests.request(method, url + path, json={}, headers=auth("wrong")).status_code == 401
+    basic = base64.b64encode(f"user:{TOKEN}".encode()).decode()
+    assert requests.post(f"{url}/setup", headers={"Authorization": f"Basic {basic}"}).json() == {
+        "model_version": "v1"}
+
+
+def test_predict_batches_and_picks_up_a_new_version_without_restart(server):
+    url, cycles, registry = server
+    tasks = [{"id": 1, "data": {"text": "a shelter for cats"}}, {"id": 2, "data": {"text": "mental health"}}]
+    answer = requests.post(f"{url}/predict", json={"tasks": tasks}, headers=auth()).json()["results"]
+    assert [r["model_version"] for r in answer] == ["v1", "v1"]
+    assert {p["code"] for p in answer[0]["proposals"]["subject"]} == {"AN", "AN1"}
+    assert {p["code"] for p in answer[1]["proposals"]["subject"]} == {"HE", "HE1"}
+    assert 0 < answer[0]["score"] <= 1
+    cycles()  # another process promotes v2
+    again = requests.post(f"{url}/predict", json={"tasks": tasks[:1]}, headers=auth()).json()["results"]
+    assert again[0]["model_version"] == "v2"
+    bad = requests.post(f"{url}/predict", json={"tasks": [{"id": 3, "data": {}}]}, headers=auth())
+    assert bad.status_code == 422 and "data.text" in bad.json()["detail"]
+
+
+def test_webhook_schedules_one_debounced_background_cycle(server):
+    url, cycles, _ = server
+    started = time.monotonic()
+    for _ in range(5):
+        r = requests.post(f"{url}/webhook", json={"action": "ANNOTATION_CREATED"}, headers=auth())
+        assert r.json() == {"status": "scheduled", "action": "ANNOTATION_CREATED"}
+    assert time.monotonic() - started < 1.0  # answered at once: nothing trains inside a request
+    assert requests.post(f"{url}/webhook", json={"action": "PROJECT_UPDATED"}, headers=auth()).json()[
+        "status"] == "ignored"
+    deadline = time.monotonic() + 10
+    while cycles.runs == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert cycles.runs == 1  # five events, one cycle
+    assert requests.get(f"{url}/health").json()["model_version"] == "v2"
+
+
+def test_metrics_and_size_limit(server):
+    url, _, _ = server
+    requests.post(f"{url}/predict", json={"tasks": [{"data": {"text": "cats"}}]}, headers=auth())
+    text = requests.get(f"{url}/metrics", headers=auth()).text
+    assert "classie_predicted_tasks_total 1.0" in text
+    assert "classie_model_version 1.0" in text
+    assert 'classie_heldout_f1{facet="subject",kind="micro",level="1"}' in text
+    assert 'classie_request_seconds_count{path="/predict"} 1.0' in text
+    big = requests.post(f"{url}/predict", data=b"x" * 60_000, headers={**auth(), "Content-Type": "application/json"})
+    assert big.status_code == 413
+
+
+def test_a_token_is_required():
+    with pytest.raises(ValueError, match="CLASSIE_API_TOKEN"):
+        create_app(ApiSettings(token=""), None, lambda: None)
