@@ -7,6 +7,7 @@ inside a request: the webhook only schedules a worker cycle in the background, d
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import logging
 import threading
@@ -18,6 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from connectors.label_studio_schema import LabelConfigError, parse_label_config
 from service.registry import ModelRegistry, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ def create_app(settings: ApiSettings, registry: ModelRegistry, cycle: Callable[[
     metrics = Metrics()
     retrainer = Retrainer(cycle, settings.debounce_seconds, metrics)
     app.state.metrics, app.state.retrainer = metrics, retrainer
+    label_config = functools.lru_cache(maxsize=16)(parse_label_config)  # Label Studio resends it on every call
 
     @app.middleware("http")
     async def limits_and_timing(request: Request, call_next):
@@ -163,11 +166,18 @@ def create_app(settings: ApiSettings, registry: ModelRegistry, cycle: Callable[[
         version = current()
         if version is None:
             raise HTTPException(503, "no model yet: the first training has not finished")
+        schema, text_key = None, settings.text_key
+        if body.get("label_config"):  # Label Studio sends its config: answer in its result format too
+            try:
+                schema = label_config(body["label_config"])
+            except LabelConfigError as exc:
+                raise HTTPException(422, f"label_config: {exc}") from None
+            text_key = sorted(schema.text_keys)[0]
         texts = []
         for task in tasks:
-            text = (task.get("data") or {}).get(settings.text_key) if isinstance(task, dict) else None
+            text = (task.get("data") or {}).get(text_key) if isinstance(task, dict) else None
             if not isinstance(text, str):
-                raise HTTPException(422, f"every task needs data.{settings.text_key} as a string")
+                raise HTTPException(422, f"every task needs data.{text_key} as a string")
             texts.append(text)
         model = registry.load(version)
         results = []
@@ -176,6 +186,7 @@ def create_app(settings: ApiSettings, registry: ModelRegistry, cycle: Callable[[
             results.append({
                 "model_version": version.name,
                 "score": max((p.confidence for p in flat), default=0.0),
+                "result": schema.result(flat) if schema else [],
                 "proposals": {facet: [{"code": p.code, "confidence": p.confidence, "source": p.source} for p in ps]
                               for facet, ps in proposals.items()},
             })

@@ -110,3 +110,30 @@ def test_metrics_and_size_limit(server):
 def test_a_token_is_required():
     with pytest.raises(ValueError, match="CLASSIE_API_TOKEN"):
         create_app(ApiSettings(token=""), None, lambda: None)
+
+
+def test_predict_answers_in_label_studio_format_when_given_its_config(tmp_path):
+    from connectors.label_studio_schema import parse_label_config
+
+    config = ("<View><Text name='body' value='$body'/><Taxonomy name='subject' toName='body'>"
+              "<Choice value='Animals' alias='AN'><Choice value='Cats' alias='AN1'/></Choice>"
+              "<Choice value='Health' alias='HE'/></Taxonomy></View>")
+    schema = parse_label_config(config)
+    tax = schema.taxonomy()
+    rules = tmp_path / "t.csv"
+    rules.write_text("code,name,parent_code,keywords\n" + "".join(
+        f"{code},{node.name},{node.parent or ''},{'cat' if code.endswith('AN1') else ''}\n"
+        for code, node in tax.nodes.items()))
+    from automl.taxonomy import load_taxonomy
+
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register(PreAnnotator(load_taxonomy(rules), ModelSettings()).fit([], []), "fp", {})
+    app = create_app(ApiSettings(token=TOKEN), registry, lambda: None)
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    answer = client.post("/predict", headers=auth(), json={
+        "tasks": [{"id": 7, "data": {"body": "a cat"}}], "label_config": config}).json()["results"][0]
+    assert answer["result"] == [{"from_name": "subject", "to_name": "body", "type": "taxonomy",
+                                 "value": {"taxonomy": [["AN", "AN1"]]}}]
+    assert client.post("/predict", headers=auth(), json={"tasks": [], "label_config": "<View"}).status_code == 422

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from automl.model import Proposal
+from connectors.label_studio_schema import LabelConfigError, parse_label_config
+
+CONFIG = """
+<View>
+  <Text name="text" value="$text"/>
+  <Taxonomy name="subject" toName="text">
+    <Choice value="Education" alias="ED">
+      <Choice value="Schools" alias="ED1"/>
+      <Choice value="Other"/>
+    </Choice>
+    <Choice value="Health" alias="HE">
+      <Choice value="Other"/>
+    </Choice>
+  </Taxonomy>
+  <Choices name="population" toName="text" choice="single">
+    <View><Choice value="Children" alias="CH"/><Choice value="Elderly"/></View>
+  </Choices>
+  <Choices name="tags" toName="text" choice="multiple"><Choice value="a"/><Choice value="b"/></Choices>
+</View>
+"""
+
+
+def test_controls_become_facets_and_paths_identify_nodes():
+    schema = parse_label_config(CONFIG)
+    tax = schema.taxonomy()
+    assert set(tax.facets) == {"subject", "population", "tags"}
+    # "Other" twice, told apart by its path; aliases are the keys.
+    assert tax.nodes["subject:ED/Other"].parent == "subject:ED" and tax.nodes["subject:HE/Other"].level == 2
+    assert tax.nodes["subject:ED/ED1"].name == "Schools" and tax.nodes["population:CH"].level == 1
+    assert schema.text_keys == {"text"}
+    assert schema.controls["population"].single and not schema.controls["tags"].single
+
+
+def test_results_to_codes_and_back():
+    schema = parse_label_config(CONFIG)
+    unknown: list[str] = []
+    human = [
+        {"from_name": "subject", "type": "taxonomy", "value": {"taxonomy": [["ED", "ED1"], ["HE"], ["XX"]]}},
+        {"from_name": "population", "type": "choices", "value": {"choices": ["CH"]}},
+        {"from_name": "comment", "type": "textarea", "value": {"text": ["hi"]}},
+    ]
+    assert schema.codes_of(human, unknown) == {"subject:ED/ED1", "subject:HE", "population:CH"}
+    assert unknown == ["subject: XX"]
+    result = schema.result([
+        Proposal("subject:ED", 0.9, "model"), Proposal("subject:ED/ED1", 0.8, "model"),
+        Proposal("subject:HE", 0.6, "keyword"), Proposal("population:Elderly", 0.4, "model"),
+        Proposal("population:CH", 0.7, "model"), Proposal("tags:a", 0.5, "model"), Proposal("tags:b", 0.6, "model"),
+    ])
+    by_name = {r["from_name"]: r for r in result}
+    assert by_name["subject"]["value"] == {"taxonomy": [["ED", "ED1"], ["HE"]]}  # deepest paths only
+    assert by_name["population"]["value"] == {"choices": ["CH"]}  # single choice: the most confident
+    assert by_name["tags"]["value"] == {"choices": ["b", "a"]}
+    assert by_name["subject"]["to_name"] == "text" and by_name["subject"]["type"] == "taxonomy"
+
+
+@pytest.mark.parametrize("config, message", [
+    ("<View><Text name='t' value='$t'/></View>", "no <Taxonomy> or <Choices>"),
+    ("<View><Choices name='c' toName='x'><Choice value='a'/></Choices></View>", "not a data object"),
+    ("<View", "not valid XML"),
+    ("<View><Text name='t' value='$t'/><Choices name='c' toName='t'><Choice value='a'/><Choice value='a'/>"
+     "</Choices></View>", "two choices"),
+])
+def test_bad_configs(config, message):
+    with pytest.raises(LabelConfigError, match=message):
+        parse_label_config(config)
