@@ -18,6 +18,7 @@ import typer
 from automl.taxonomy import TaxonomyError
 from connectors.base import Connector, SkipLog
 from connectors.kili import KiliError
+from connectors.label_studio import LabelStudioError
 from connectors.files import AssetFileError, FilesConnector, FilesSettings, read_assets
 from service.config import ConfigError, Settings, load_settings
 from service.registry import ModelRegistry, RegistryError
@@ -29,7 +30,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="AutoML pre-annotation for hierarchical text labelling.")
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file.")]
-PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Labelling platform: files or kili.")]
+PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="files, kili or label-studio.")]
+UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Label Studio's URL (else LABEL_STUDIO_URL).")]
 ProjectOpt = Annotated[Optional[str], typer.Option("--project-id", help="Project on the platform (kili).")]
 AssetsOpt = Annotated[Optional[Path], typer.Option("--assets", help="Assets file (CSV or JSONL), platform files.")]
 TaxonomyOpt = Annotated[Optional[Path], typer.Option("--taxonomy", help="Taxonomy CSV.")]
@@ -39,10 +41,11 @@ OutputOpt = Annotated[Optional[Path], typer.Option("--output", help="Pre-annotat
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
 
-def _settings(config, platform, assets, taxonomy, state, budget, output=None, project_id=None) -> Settings:
+def _settings(config, platform, assets, taxonomy, state, budget, output=None, project_id=None,
+              url=None) -> Settings:
     overrides: dict = {}
-    if project_id:
-        overrides.setdefault("kili", {})["project_id"] = project_id
+    if url:
+        overrides.setdefault("label_studio", {})["url"] = url
     if platform:
         overrides["platform"] = platform
     if state:
@@ -55,7 +58,15 @@ def _settings(config, platform, assets, taxonomy, state, budget, output=None, pr
         overrides.setdefault("taxonomy", {})["path"] = str(taxonomy)
     if budget is not None:
         overrides.setdefault("model", {})["budget_seconds"] = budget
-    return load_settings(config, overrides)
+    settings = load_settings(config, overrides)
+    if project_id:  # the platform (flag, file or environment) says which section it belongs to
+        if settings.platform == "label-studio":
+            if not project_id.isdigit():
+                raise ConfigError(f"--project-id {project_id!r}: Label Studio project ids are numbers.")
+            settings.label_studio.project_id = int(project_id)
+        else:
+            settings.kili.project_id = project_id
+    return settings
 
 
 def _connector(settings: Settings) -> Connector:
@@ -69,6 +80,15 @@ def _connector(settings: Settings) -> Connector:
             model_name_prefix=settings.kili.model_name_prefix, taxonomy=settings.taxonomy.path,
             push_batch=settings.kili.push_batch,
         ))
+    if settings.platform == "label-studio":
+        ls = settings.label_studio
+        if ls.project_id is None:
+            raise ConfigError("platform label-studio needs --project-id (or [label_studio] project_id).")
+        from connectors.label_studio import LabelStudioConnector, LabelStudioSettings
+
+        return LabelStudioConnector(LabelStudioSettings(project_id=ls.project_id, url=ls.url,
+                                                        earlier_versions=ls.earlier_versions,
+                                                        push_batch=ls.push_batch))
     missing = [name for name, value in (("--assets / [files] assets", settings.files.assets),
                                         ("--taxonomy / [taxonomy] path", settings.taxonomy.path)) if value is None]
     if missing:
@@ -104,7 +124,7 @@ def _guard(func):
     def run(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (ConfigError, TaxonomyError, AssetFileError, RegistryError, KiliError) as exc:
+        except (ConfigError, TaxonomyError, AssetFileError, RegistryError, KiliError, LabelStudioError) as exc:
             _fail(exc)
     return run
 
@@ -157,10 +177,10 @@ def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> list[dic
 @_guard
 def train(config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
           taxonomy: TaxonomyOpt = None, state: StateOpt = None, budget: BudgetOpt = None,
-          project_id: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
+          project_id: ProjectOpt = None, url: UrlOpt = None, verbose: VerboseOpt = False) -> None:
     """Pull the labelled assets and train a new model version (always)."""
     _setup_logging(verbose)
-    settings = _settings(config, platform, assets, taxonomy, state, budget, project_id=project_id)
+    settings = _settings(config, platform, assets, taxonomy, state, budget, project_id=project_id, url=url)
     worker = _worker(settings)
     taxonomy = worker.pull(CycleReport())
     version = worker.train(taxonomy, worker.state.labelled_assets())
@@ -173,10 +193,10 @@ def train(config: ConfigOpt = None, platform: PlatformOpt = None, assets: Assets
 @_guard
 def predict(config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
             taxonomy: TaxonomyOpt = None, state: StateOpt = None, output: OutputOpt = None,
-            project_id: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
+            project_id: ProjectOpt = None, url: UrlOpt = None, verbose: VerboseOpt = False) -> None:
     """Pre-annotate the unlabelled assets with the current model (no training)."""
     _setup_logging(verbose)
-    settings = _settings(config, platform, assets, taxonomy, state, None, output, project_id)
+    settings = _settings(config, platform, assets, taxonomy, state, None, output, project_id, url)
     worker = _worker(settings)
     current = worker.registry.current()
     if current is None:
@@ -205,10 +225,11 @@ def evaluate(test: Annotated[Path, typer.Option("--test", help="Labelled assets 
 def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.")] = False,
         config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
         taxonomy: TaxonomyOpt = None, state: StateOpt = None, budget: BudgetOpt = None,
-        output: OutputOpt = None, project_id: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
+        output: OutputOpt = None, project_id: ProjectOpt = None, url: UrlOpt = None,
+        verbose: VerboseOpt = False) -> None:
     """Pull, train when the human labels changed, pre-annotate what is new; once, or every interval."""
     _setup_logging(verbose)
-    settings = _settings(config, platform, assets, taxonomy, state, budget, output, project_id)
+    settings = _settings(config, platform, assets, taxonomy, state, budget, output, project_id, url)
     stop = threading.Event()
     worker = _worker(settings, stop)
     main_pid = os.getpid()
@@ -242,7 +263,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.
             stop.wait(settings.worker.interval_seconds)
     except TrainingAbandoned as exc:
         log.info("%s", exc)
-    except KiliError as exc:
+    except (KiliError, LabelStudioError) as exc:
         _fail(exc)
     log.info("stopped")
 
@@ -250,7 +271,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.
 @app.command()
 @_guard
 def serve(config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
-          taxonomy: TaxonomyOpt = None, state: StateOpt = None, project_id: ProjectOpt = None,
+          taxonomy: TaxonomyOpt = None, state: StateOpt = None, project_id: ProjectOpt = None, url: UrlOpt = None,
           host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 9090,
           verbose: VerboseOpt = False) -> None:
@@ -264,7 +285,7 @@ def serve(config: ConfigOpt = None, platform: PlatformOpt = None, assets: Assets
     token = os.environ.get("CLASSIE_API_TOKEN", "")
     if not token:
         raise ConfigError("serve needs a token. Fix: set CLASSIE_API_TOKEN (callers send it as a bearer token).")
-    settings = _settings(config, platform, assets, taxonomy, state, None, project_id=project_id)
+    settings = _settings(config, platform, assets, taxonomy, state, None, project_id=project_id, url=url)
     worker = _worker(settings)
     api = create_app(ApiSettings(token=token), worker.registry, worker.run_once)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found: make that

@@ -39,6 +39,13 @@ class KiliConfig(_Section):
     push_batch: int = Field(100, ge=1, le=1000)
 
 
+class LabelStudioConfig(_Section):
+    url: str | None = None  # else LABEL_STUDIO_URL; the token only ever from LABEL_STUDIO_API_KEY
+    project_id: int | None = None
+    earlier_versions: Literal["keep", "remove"] = "keep"  # predictions of earlier versions on re-predicted tasks
+    push_batch: int = Field(500, ge=1, le=5000)
+
+
 class TaxonomyConfig(_Section):
     path: Path | None = None
     default_facet: str = "subject"
@@ -104,10 +111,11 @@ class EvaluationConfig(_Section):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSIE_", env_nested_delimiter="__", extra="forbid")
 
-    platform: Literal["files", "kili"] = "files"
+    platform: Literal["files", "kili", "label-studio"] = "files"
     state_dir: Path = Path("state")
     files: FilesConfig = Field(default_factory=FilesConfig)
     kili: KiliConfig = Field(default_factory=KiliConfig)
+    label_studio: LabelStudioConfig = Field(default_factory=LabelStudioConfig)
     taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
