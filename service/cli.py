@@ -287,7 +287,10 @@ def serve(config: ConfigOpt = None, platform: PlatformOpt = None, assets: Assets
         raise ConfigError("serve needs a token. Fix: set CLASSIE_API_TOKEN (callers send it as a bearer token).")
     settings = _settings(config, platform, assets, taxonomy, state, None, project_id=project_id, url=url)
     worker = _worker(settings)
-    api = create_app(ApiSettings(token=token), worker.registry, worker.run_once)
+    a = settings.api
+    api = create_app(ApiSettings(token=token, text_key=a.text_key, max_body_bytes=a.max_body_bytes,
+                                 max_tasks=a.max_tasks, debounce_seconds=a.debounce_seconds),
+                     worker.registry, worker.run_once)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found: make that
     # one a no-op, so that a stopped server exits 0 (what `docker stop` and supervisors expect).
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -104,6 +104,13 @@ class WorkerConfig(_Section):
     full_pull_seconds: float = Field(3600.0, ge=0)
 
 
+class ApiConfig(_Section):
+    debounce_seconds: float = Field(10.0, ge=0)  # webhook events within this quiet time make one cycle
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_tasks: int = Field(1000, ge=1)
+    text_key: str = "text"  # the task data field read when a /predict call brings no label_config
+
+
 class EvaluationConfig(_Section):
     test: Path | None = None  # a labelled assets file; `run --once` then reports quality against it
 
@@ -119,6 +126,7 @@ class Settings(BaseSettings):
     taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @property

@@ -1,0 +1,161 @@
+"""The Label Studio connector, the worker and the HTTP API against a real Label Studio server (loopback)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import example_rows
+from kili_project import ukcat_taxonomy
+from label_studio_server import label_studio  # noqa: F401 - the session fixture
+from connectors.label_studio import LabelStudioConnector, LabelStudioError, LabelStudioSettings
+from service.config import load_settings
+from service.registry import ModelRegistry
+from service.state import StateStore
+from service.worker import Worker
+
+ROOTS = ("AN", "ED", "HE", "RL", "AR")
+CLI = str(Path(sys.executable).parent / "classie-automl")
+
+
+def taxonomy_config() -> str:
+    tax = ukcat_taxonomy()
+
+    def choices(code: str) -> str:
+        kids = "".join(choices(c) for c in sorted(tax.children.get(code, [])))
+        name = tax.nodes[code].name.replace("&", "and").replace('"', "'")
+        return f'<Choice value="{name}" alias="{code}">{kids}</Choice>'
+
+    return ('<View><Text name="text" value="$text"/><Taxonomy name="subject" toName="text">'
+            + "".join(choices(c) for c in ROOTS) + "</Taxonomy></View>")
+
+
+def annotation(codes: set[str]) -> list[dict]:
+    tax = ukcat_taxonomy()
+    paths = [list(reversed([c, *tax.ancestors(c)])) for c in sorted(codes)]
+    return [{"from_name": "subject", "to_name": "text", "type": "taxonomy", "value": {"taxonomy": paths}}]
+
+
+@pytest.fixture
+def project(label_studio):
+    tax = ukcat_taxonomy()
+    rows = []
+    for org_id, text, labels in example_rows("train.csv"):
+        codes = {c for c in labels.split(";") if c in tax and tax.with_ancestors({c}) & set(ROOTS)}
+        if codes:
+            rows.append((text, codes))
+        if len(rows) == 120:
+            break
+    tasks = [{"data": {"text": text}, "annotations": [{"result": annotation(codes)}]} for text, codes in rows]
+    tasks += [{"data": {"text": text}} for _, text, _ in example_rows("test.csv", 20)]
+    created = label_studio.client.create_project("classie", taxonomy_config())
+    label_studio.client.import_tasks(created["id"], tasks)
+    return created["id"]
+
+
+def worker(tmp_path, label_studio, project_id, **worker_settings) -> Worker:
+    settings = load_settings(None, {
+        "platform": "label-studio", "state_dir": str(tmp_path / "state"),
+        "label_studio": {"project_id": project_id, "url": label_studio.url},
+        "model": {"budget_seconds": 30, "max_evaluations": 2, "cv_folds": 3, "min_examples": 5},
+        "worker": worker_settings,
+    })
+    connector = LabelStudioConnector(LabelStudioSettings(project_id=project_id, url=label_studio.url,
+                                                         token=label_studio.token))
+    return Worker(settings, connector, ModelRegistry(settings.state_dir / "models"),
+                  StateStore(settings.state_dir / "state.sqlite3"))
+
+
+def ours(label_studio, project_id) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for p in label_studio.client.predictions(project_id):
+        out.setdefault(p["task"], []).append(p["model_version"])
+    return out
+
+
+def test_fail_fast(label_studio, project):
+    with pytest.raises(LabelStudioError, match="refused the token"):
+        LabelStudioConnector(LabelStudioSettings(project_id=project, url=label_studio.url, token="wrong"))
+    with pytest.raises(LabelStudioError, match="not found"):
+        LabelStudioConnector(LabelStudioSettings(project_id=99999, url=label_studio.url, token=label_studio.token))
+
+
+def test_worker_cycle_pushes_versioned_predictions(tmp_path, label_studio, project):
+    w = worker(tmp_path, label_studio, project)
+    first = w.run_once()
+    assert (first.labelled, first.unlabelled) == (120, 20)
+    assert first.trained and first.model_version == "v1" and first.written == 20
+    predicted = ours(label_studio, project)
+    assert len(predicted) == 20 and all(v == ["v1"] for v in predicted.values())
+    assert label_studio.client.project(project)["model_version"] == "v1"
+    tasks = {t["id"]: t for t in label_studio.client.tasks(project)}
+    some = next(iter(predicted))
+    result = tasks[some]["predictions"][0]["result"]
+    assert all(r["from_name"] == "subject" and r["type"] == "taxonomy" for r in result)
+
+    quiet = w.run_once()
+    assert (quiet.trained, quiet.predicted, quiet.written) == (False, 0, 0)
+    assert quiet.pulled <= 2 and not quiet.complete_pull  # incremental: the updated_at filter held
+
+    label_studio.client.create_annotation(some, annotation({"ED101"}))
+    third = w.run_once()
+    assert third.trained and third.model_version == "v2"
+    predicted = ours(label_studio, project)
+    assert some in predicted and "v2" not in predicted[some]  # labelled now: not pre-annotated again
+    assert sum("v2" in v for v in predicted.values()) == 19
+    assert label_studio.client.project(project)["model_version"] == "v2"
+
+
+def test_label_studio_uses_the_service_as_its_ml_backend(tmp_path, label_studio, project):
+    import socket
+
+    client = label_studio.client
+    worker(tmp_path, label_studio, project).run_once()  # v1, trained and pushed by the worker
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CLASSIE_API_TOKEN": "tok", "LABEL_STUDIO_API_KEY": label_studio.token,
+           "CLASSIE_API__DEBOUNCE_SECONDS": "1", "CLASSIE_MODEL__BUDGET_SECONDS": "30",
+           "CLASSIE_MODEL__MAX_EVALUATIONS": "2", "CLASSIE_MODEL__CV_FOLDS": "3", "CLASSIE_MODEL__MIN_EXAMPLES": "5"}
+    server = subprocess.Popen([CLI, "serve", "--platform", "label-studio", "--project-id", str(project), "--url",
+                               label_studio.url, "--state", str(tmp_path / "state"), "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    backend = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{backend}/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        # Label Studio checks /health and /setup with the basic-auth credentials, then creates a webhook.
+        client.connect_ml_backend(project, backend, basic_auth_user="classie", basic_auth_pass="tok")
+        client.set_webhook_headers(project, backend, {"Authorization": "Bearer tok"})
+
+        # A new task, without prediction: Label Studio asks the backend's /predict for it.
+        [new_task] = client.import_tasks(project, [{"data": {"text": "A church choir and a Sunday school"}}])
+        client.request("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
+                       json={"selectedItems": {"all": False, "included": [new_task]}})
+        got = [p for p in client.predictions(project) if p["task"] == new_task]
+        assert got and got[0]["model_version"] == "v1"
+        assert all(r["from_name"] == "subject" for r in got[0]["result"])
+
+        # A human annotates: the webhook reaches the backend, which trains v2 in the background.
+        client.create_annotation(new_task, annotation({"RL200"}))
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and client.project(project)["model_version"] != "v2":
+            time.sleep(1)
+        assert client.project(project)["model_version"] == "v2"
+        assert requests.get(f"{backend}/health", timeout=5).json()["model_version"] == "v2"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err[-3000:]
