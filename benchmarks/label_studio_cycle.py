@@ -1,0 +1,86 @@
+"""A worker cycle against a real Label Studio project of N tasks (not part of .ci/run).
+
+    .venv/bin/python benchmarks/label_studio_cycle.py --tasks 3000
+
+Starts Label Studio (tests/label_studio_server.py installs it in .ls-venv on first use), imports N UK-CAT charities
+(a fifth with an annotation) in one request, then runs the worker: a first cycle (train with a small budget, push) and
+two no-change cycles, counting the HTTP requests the connector sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from conftest import example_rows  # noqa: E402
+from kili_project import ukcat_taxonomy  # noqa: E402
+from label_studio_server import LabelStudioServer, ensure_label_studio  # noqa: E402
+
+
+def config() -> str:
+    tax = ukcat_taxonomy()
+
+    def choice(code: str) -> str:
+        kids = "".join(choice(c) for c in sorted(tax.children.get(code, [])))
+        name = tax.nodes[code].name.replace("&", "and").replace('"', "'").replace("<", "")
+        return f'<Choice value="{name}" alias="{code}">{kids}</Choice>'
+
+    return ('<View><Text name="text" value="$text"/><Taxonomy name="subject" toName="text">'
+            + "".join(choice(c) for c in sorted(tax.children[None])) + "</Taxonomy></View>")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=3000)
+    args = parser.parse_args()
+    from connectors.label_studio import LabelStudioConnector, LabelStudioSettings
+    from service.config import load_settings
+    from service.registry import ModelRegistry
+    from service.state import StateStore
+    from service.worker import Worker
+
+    tax = ukcat_taxonomy()
+    rows = (example_rows("train.csv") + example_rows("test.csv"))[: args.tasks]
+    tasks = []
+    for i, (_, text, labels) in enumerate(rows):
+        task: dict = {"data": {"text": text}}
+        if i % 5 == 0:
+            paths = [list(reversed([c, *tax.ancestors(c)])) for c in sorted(set(labels.split(";")) & set(tax.nodes))]
+            task["annotations"] = [{"result": [{"from_name": "subject", "to_name": "text", "type": "taxonomy",
+                                                "value": {"taxonomy": paths}}]}]
+        tasks.append(task)
+    ensure_label_studio()
+    work = Path(tempfile.mkdtemp(prefix="ls-bench-"))
+    with LabelStudioServer(work / "ls") as ls:
+        ls.start()
+        project = ls.client.create_project("bench", config())["id"]
+        started = time.perf_counter()
+        ls.client.import_tasks(project, tasks)
+        print(json.dumps({"tasks": len(tasks), "import_s": round(time.perf_counter() - started, 1)}))
+        settings = load_settings(None, {"platform": "label-studio", "state_dir": str(work / "state"),
+                                        "label_studio": {"project_id": project, "url": ls.url},
+                                        "model": {"budget_seconds": 60}})
+        connector = LabelStudioConnector(LabelStudioSettings(project_id=project, url=ls.url, token=ls.token))
+        sent: list[str] = []
+        connector.http.hooks["response"].append(lambda r, *a, **k: sent.append(f"{r.request.method} {r.url}"))
+        worker = Worker(settings, connector, ModelRegistry(work / "state" / "models"),
+                        StateStore(work / "state" / "state.sqlite3"))
+        for name in ("first", "no-change", "no-change again"):
+            before = len(sent)
+            started = time.perf_counter()
+            report = worker.run_once()
+            print(json.dumps({"cycle": name, "wall_s": round(time.perf_counter() - started, 2),
+                              "requests": len(sent) - before, "pulled": report.pulled, "trained": report.trained,
+                              "pushed": report.written,
+                              "timings": {k: round(v, 2) for k, v in report.timings.items()}}))
+
+
+if __name__ == "__main__":
+    main()
