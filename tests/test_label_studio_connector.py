@@ -110,7 +110,19 @@ def test_worker_cycle_pushes_versioned_predictions(tmp_path, label_studio, proje
     predicted = ours(label_studio, project)
     assert some in predicted and "v2" not in predicted[some]  # labelled now: not pre-annotated again
     assert sum("v2" in v for v in predicted.values()) == 19
+    assert sum("v1" in v for v in predicted.values()) == 20  # earlier_versions = "keep" (the default)
     assert label_studio.client.project(project)["model_version"] == "v2"
+
+    # earlier_versions = "remove": pushing a version deletes the other versions' predictions of those tasks.
+    from automl.model import Proposal
+    from connectors.base import PreAnnotation
+
+    remover = LabelStudioConnector(LabelStudioSettings(project_id=project, url=label_studio.url,
+                                                       token=label_studio.token, earlier_versions="remove"))
+    target = next(t for t, versions in predicted.items() if "v2" in versions)
+    remover.push([PreAnnotation(str(target), "h", {"subject": [Proposal("subject:AN", 0.9, "model")]})], "v3")
+    assert ours(label_studio, project)[target] == ["v3"]
+    assert label_studio.client.project(project)["model_version"] == "v3"
 
 
 def test_label_studio_uses_the_service_as_its_ml_backend(tmp_path, label_studio, project):
