@@ -86,11 +86,18 @@ class LinearScores:
     """A fitted one-vs-rest linear model reduced to its weights: per-label logistic link of X @ W.T + b."""
 
     def __init__(self, weights: np.ndarray, intercepts: np.ndarray):
-        self.weights = weights
+        # Stored as (features x labels), C-contiguous: sparse @ a transposed view makes scipy copy the whole matrix
+        # on every call (most of a one-text prediction's time).
+        self.weights_t = np.ascontiguousarray(weights.T)
         self.intercepts = intercepts
 
+    def __setstate__(self, state: dict) -> None:
+        if "weights" in state:  # saved before the transposed layout
+            state["weights_t"] = np.ascontiguousarray(state.pop("weights").T)
+        self.__dict__.update(state)
+
     def predict_proba(self, X) -> np.ndarray:
-        scores = np.asarray(X @ self.weights.T, dtype=float) + self.intercepts
+        scores = np.asarray(X @ self.weights_t, dtype=float) + self.intercepts
         return 1.0 / (1.0 + np.exp(-np.clip(scores, -30, 30)))
 
 
