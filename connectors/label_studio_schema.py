@@ -112,22 +112,24 @@ def parse_label_config(xml: str) -> LabelStudioSchema:
         single = kind == "choices" and el.get("choice", "single") != "multiple"
         schema.controls[name] = Control(name, kind, to_name, objects[to_name], single)
 
-        def add(parent: ET.Element, path: tuple[str, ...]) -> None:
-            # Taxonomy choices nest; Choices may wrap theirs in layout tags, all of them flat.
-            for choice in parent.findall("Choice") if kind == "taxonomy" else parent.iter("Choice"):
-                value = choice.get("value")
-                if value is None:
-                    raise LabelConfigError(f"<{el.tag} name={name!r}>: a <Choice> without a value")
-                key_path = path + (choice.get("alias") or value,)
-                code = schema.code(name, key_path)
-                if code in schema.paths:
-                    raise LabelConfigError(f"<{el.tag} name={name!r}>: two choices with the key path"
-                                           f" {' / '.join(key_path)}")
-                schema.paths[code], schema.names[code], schema.control_of[code] = key_path, value, name
-                if kind == "taxonomy":
-                    add(choice, key_path)
-
-        add(el, ())
+        _add_choices(schema, el, name, kind, el, ())
     if not schema.controls:
         raise LabelConfigError("the labelling config has no <Taxonomy> or <Choices> control to pre-annotate")
     return schema
+
+
+def _add_choices(schema: LabelStudioSchema, control: ET.Element, name: str, kind: str, parent: ET.Element,
+                 path: tuple[str, ...]) -> None:
+    # Taxonomy choices nest; Choices may wrap theirs in layout tags, all of them flat.
+    for choice in parent.findall("Choice") if kind == "taxonomy" else parent.iter("Choice"):
+        value = choice.get("value")
+        if value is None:
+            raise LabelConfigError(f"<{control.tag} name={name!r}>: a <Choice> without a value")
+        key_path = path + (choice.get("alias") or value,)
+        code = schema.code(name, key_path)
+        if code in schema.paths:
+            raise LabelConfigError(f"<{control.tag} name={name!r}>: two choices with the key path"
+                                   f" {' / '.join(key_path)}")
+        schema.paths[code], schema.names[code], schema.control_of[code] = key_path, value, name
+        if kind == "taxonomy":
+            _add_choices(schema, control, name, kind, choice, key_path)

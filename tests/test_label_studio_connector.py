@@ -47,7 +47,7 @@ def annotation(codes: set[str]) -> list[dict]:
 def project(label_studio):
     tax = ukcat_taxonomy()
     rows = []
-    for org_id, text, labels in example_rows("train.csv"):
+    for _, text, labels in example_rows("train.csv"):
         codes = {c for c in labels.split(";") if c in tax and tax.with_ancestors({c}) & set(ROOTS)}
         if codes:
             rows.append((text, codes))
