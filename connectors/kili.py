@@ -4,6 +4,7 @@ pulled incrementally, pre-annotations pushed as PREDICTION labels named `<prefix
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -83,8 +84,6 @@ class KiliConnector:
             raise KiliError(f"no Kili project {pid!r} for this API key. Fix: check --project-id.")
         interface = projects[0]["jsonInterface"]
         if isinstance(interface, str):
-            import json
-
             interface = json.loads(interface)
         try:
             schema = parse_interface(interface)
@@ -139,8 +138,6 @@ class KiliConnector:
         truth = max(human, key=lambda lb: (lb["labelType"] == "REVIEW", lb.get("createdAt") or ""))
         response = truth.get("jsonResponse") or {}
         if isinstance(response, str):
-            import json
-
             response = json.loads(response)
         unknown: list[str] = []
         codes = self.schema.codes_of(response, unknown)

@@ -3,6 +3,7 @@ latest non-cancelled annotation, pre-annotations as predictions carrying the ser
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -178,7 +179,5 @@ class LabelStudioConnector:
 
 
 def _updated_after(cursor: str) -> str:
-    import json
-
     return json.dumps({"filters": {"conjunction": "and", "items": [
         {"filter": "filter:tasks:updated_at", "operator": "greater_or_equal", "type": "Datetime", "value": cursor}]}})

@@ -51,6 +51,7 @@ class ModelRegistry:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._loaded: tuple[int, PreAnnotator] | None = None
+        self._meta: dict[int, ModelVersion] = {}  # read once per version: the API asks on every request
 
     def _dir(self, number: int) -> Path:
         return self.root / f"v{number:04d}"
@@ -69,11 +70,14 @@ class ModelRegistry:
         if not pointer.is_file():
             return None
         number = int(pointer.read_text().strip())
+        if number in self._meta:  # a version's folder never changes once renamed into place
+            return self._meta[number]
         meta = self._dir(number) / "meta.json"
         if not meta.is_file():
             raise RegistryError(f"{pointer} names version {number}, which is missing. Fix: `classie-automl models"
                                 " promote N` with an existing version, or delete CURRENT to retrain.")
-        return ModelVersion(**json.loads(meta.read_text(encoding="utf-8")))
+        self._meta[number] = ModelVersion(**json.loads(meta.read_text(encoding="utf-8")))
+        return self._meta[number]
 
     def load(self, version: ModelVersion) -> PreAnnotator:
         if self._loaded and self._loaded[0] == version.number:
