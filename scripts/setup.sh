@@ -2,15 +2,22 @@
 # Creates (or reuses) the project's own virtual environment with the verified package set.
 # auto-sklearn 0.15 cannot be installed on Python 3.11 with a plain `pip install`: scikit-learn 0.24.2 has no
 # wheel for 3.11 and must be compiled against old numpy/Cython without build isolation (see README, "Install").
+# The Docker image is built by this same script (docker/Dockerfile):
+#   --deps-only          everything but the project itself (an image layer that survives code changes)
+#   CLASSIE_EXTRAS=...   the project's optional extras to install ("test" by default; "" in the image)
 set -euo pipefail
+deps_only=false
+[ "${1:-}" = "--deps-only" ] && deps_only=true
+extras="${CLASSIE_EXTRAS-test}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CLASSIE_VENV:-$root/.venv}"
 python="${PYTHON:-$(command -v python3.11 || command -v python3 || echo python3.11)}"
 constraints="$root/constraints.txt"
 stamp="$venv/.classie-installed"
-wanted="$(cat "$constraints" "$root/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+wanted="$( (cat "$constraints" "$root/pyproject.toml" "${BASH_SOURCE[0]}"; echo "extras=$extras") |
+           sha256sum | cut -d' ' -f1)"
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+if [ "$deps_only" = false ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
   exit 0
 fi
 
@@ -41,6 +48,21 @@ step "scikit-learn 0.24.2 (compiles the first time: ~5 min)" \
   "${pip[@]}" install -c "$constraints" --no-build-isolation scikit-learn
 step "auto-sklearn 0.15.0 (compiles the first time: ~2 min)" \
   "${pip[@]}" install -c "$constraints" --no-build-isolation auto-sklearn
-step "classie-automl and its test tools" "${pip[@]}" install -c "$constraints" -e "$root[test]"
+# The project's own dependencies (and extras) from pyproject.toml, so that --deps-only leaves nothing but the project.
+requirements="$venv/classie-requirements.txt"
+"$venv/bin/python" - "$root/pyproject.toml" "$extras" > "$requirements" <<'PY'
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+wanted = list(project["dependencies"])
+for extra in filter(None, sys.argv[2].split(",")):
+    wanted += project["optional-dependencies"][extra]
+print("\n".join(wanted))
+PY
+step "the project's dependencies" "${pip[@]}" install -c "$constraints" -r "$requirements"
+if [ "$deps_only" = true ]; then
+  echo "setup: dependencies ready ($venv); the project itself is installed by the next run" >&2
+  exit 0
+fi
+step "classie-automl${extras:+ [$extras]}" "${pip[@]}" install -c "$constraints" -e "$root${extras:+[$extras]}"
 echo "$wanted" > "$stamp"
 echo "setup: ready ($venv)" >&2
