@@ -17,12 +17,23 @@ from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from connectors.label_studio_schema import LabelConfigError, parse_label_config
 from service.registry import ModelRegistry, ModelVersion
 
 log = logging.getLogger(__name__)
+# Label Studio's webhook actions that change human labels (bulk imports and deletions use the plural forms), and
+# the ML backend's "Start training" button.
+TRAINING_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED",
+                             "ANNOTATIONS_DELETED", "START_TRAINING"})
 
 
 @dataclass(frozen=True)
@@ -197,7 +208,7 @@ def create_app(settings: ApiSettings, registry: ModelRegistry, cycle: Callable[[
     async def webhook(request: Request) -> dict:
         event = await request.json()
         action = event.get("action") if isinstance(event, dict) else None
-        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "START_TRAINING"):
+        if action in TRAINING_EVENTS:
             retrainer.schedule()
             return {"status": "scheduled", "action": action}
         return {"status": "ignored", "action": action}

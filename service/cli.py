@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,19 +18,22 @@ import typer
 
 from automl.taxonomy import TaxonomyError
 from connectors.base import Connector, SkipLog
+from connectors.files import AssetFileError, FilesConnector, FilesSettings, read_assets
 from connectors.kili import KiliError
 from connectors.label_studio import LabelStudioError
-from connectors.files import AssetFileError, FilesConnector, FilesSettings, read_assets
-from service.config import ConfigError, Settings, load_settings
+from service.config import ConfigError, Settings, load_secret_files, load_settings
+from service.health import Heartbeat, check_heartbeat, check_url
+from service.logs import setup_logging
 from service.registry import ModelRegistry, RegistryError
 from service.state import StateStore
-from service.worker import CycleReport, TrainingAbandoned, TrainingFailed, Worker
+from service.worker import CycleReport, StopRequested, TrainingFailed, Worker
 
 log = logging.getLogger("classie_automl")
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="AutoML pre-annotation for hierarchical text labelling.")
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML configuration file.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", envvar="CLASSIE_CONFIG",
+                                                   help="TOML configuration file (else CLASSIE_CONFIG).")]
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="files, kili or label-studio.")]
 UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Label Studio's URL (else LABEL_STUDIO_URL).")]
 ProjectOpt = Annotated[Optional[str], typer.Option("--project-id", help="Project on the platform (kili).")]
@@ -102,15 +106,12 @@ def _connector(settings: Settings) -> Connector:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("distributed", "smac", "autosklearn", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(verbose)  # plain or JSON lines, by CLASSIE_LOG_FORMAT
 
 
-def _worker(settings: Settings, stop: threading.Event | None = None) -> Worker:
+def _worker(settings: Settings, stop: threading.Event | None = None, heartbeat: Heartbeat | None = None) -> Worker:
     return Worker(settings, _connector(settings), ModelRegistry(settings.state_dir / "models"),
-                  StateStore(settings.state_dir / "state.sqlite3"), stop)
+                  StateStore(settings.state_dir / "state.sqlite3"), stop, heartbeat)
 
 
 def _fail(exc: Exception) -> None:
@@ -231,7 +232,10 @@ def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.
     _setup_logging(verbose)
     settings = _settings(config, platform, assets, taxonomy, state, budget, output, project_id, url)
     stop = threading.Event()
-    worker = _worker(settings, stop)
+    heartbeat = None if once else Heartbeat(settings.state_dir)
+    if heartbeat is not None:
+        heartbeat.beat("starting", force=True)
+    worker = _worker(settings, stop, heartbeat)
     main_pid = os.getpid()
 
     def request_stop(signum, _frame):
@@ -260,11 +264,19 @@ def run(once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.
                 # Input being edited, or a platform still failing after the retries: the next cycle tries again.
                 log.error("cycle failed: %s: %s (next try in %.0f s)", type(exc).__name__, exc,
                           settings.worker.interval_seconds)
-            stop.wait(settings.worker.interval_seconds)
-    except TrainingAbandoned as exc:
+                heartbeat.last_cycle = f"failed: {type(exc).__name__}: {exc}"[:500]
+            next_cycle = time.monotonic() + settings.worker.interval_seconds
+            while not stop.wait(max(0.0, min(30.0, next_cycle - time.monotonic()))):
+                if time.monotonic() >= next_cycle:
+                    break
+                heartbeat.beat("idle")
+    except StopRequested as exc:
         log.info("%s", exc)
     except (KiliError, LabelStudioError) as exc:
         _fail(exc)
+    finally:
+        if heartbeat is not None:
+            heartbeat.beat("stopped", force=True)
     log.info("stopped")
 
 
@@ -286,17 +298,49 @@ def serve(config: ConfigOpt = None, platform: PlatformOpt = None, assets: Assets
     if not token:
         raise ConfigError("serve needs a token. Fix: set CLASSIE_API_TOKEN (callers send it as a bearer token).")
     settings = _settings(config, platform, assets, taxonomy, state, None, project_id=project_id, url=url)
-    worker = _worker(settings)
+    registry = ModelRegistry(settings.state_dir / "models")
+    workers: list[Worker] = []
+
+    def connect() -> Worker:
+        if not workers:
+            workers.append(Worker(settings, _connector(settings), registry,
+                                  StateStore(settings.state_dir / "state.sqlite3")))
+        return workers[0]
+
+    try:
+        connect()
+    except (KiliError, LabelStudioError) as exc:
+        # Predictions need only the registry: serve them, and connect again on the first webhook. (In compose,
+        # the project is created after the API is up.) Configuration errors still stop here.
+        log.warning("platform not usable yet (%s); /predict is served, webhooks will connect again", exc)
     a = settings.api
     api = create_app(ApiSettings(token=token, text_key=a.text_key, max_body_bytes=a.max_body_bytes,
                                  max_tasks=a.max_tasks, debounce_seconds=a.debounce_seconds),
-                     worker.registry, worker.run_once)
+                     registry, lambda: connect().run_once())
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found: make that
     # one a no-op, so that a stopped server exits 0 (what `docker stop` and supervisors expect).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(api, host=host, port=port, log_level="debug" if verbose else "info")
+    # log_config=None: uvicorn's own loggers go through ours (plain or JSON lines, one format per process).
+    uvicorn.run(api, host=host, port=port, log_level="debug" if verbose else "info", log_config=None)
     log.info("stopped")
+
+
+@app.command()
+@_guard
+def health(config: ConfigOpt = None, state: StateOpt = None,
+           url: Annotated[Optional[str], typer.Option(
+               "--url", envvar="CLASSIE_HEALTH_URL",
+               help="Check this /health URL (the HTTP API) instead of the worker's heartbeat.")] = None) -> None:
+    """Exit 0 when healthy, 1 when not (Docker's HEALTHCHECK): the polling worker's heartbeat is recent, or the
+    API's /health answers 200."""
+    if url:
+        status = check_url(url)
+    else:
+        settings = _settings(config, None, None, None, state, None)
+        status = check_heartbeat(settings.state_dir, settings.worker.stale_after_seconds)
+    typer.echo(("healthy: " if status.healthy else "unhealthy: ") + status.message)
+    raise typer.Exit(0 if status.healthy else 1)
 
 
 @app.command()
@@ -316,7 +360,54 @@ def models(config: ConfigOpt = None, state: StateOpt = None,
         typer.echo(f"{mark} {v.name:<6} {v.created_at}  trained on {v.n_train:>6}  held-out micro-F1 {f1}")
 
 
+@app.command("label-studio-init")
+@_guard
+def label_studio_init(
+        url: UrlOpt = None, taxonomy: TaxonomyOpt = None,
+        assets: Annotated[Optional[Path], typer.Option(
+            "--assets", help="Assets to import as tasks (CSV or JSONL); labelled ones with their labels.")] = None,
+        title: Annotated[str, typer.Option("--title", help="Project title: found, else created.")] = "classie-automl",
+        ml_backend_url: Annotated[Optional[str], typer.Option(
+            "--ml-backend-url", help="The API's URL as Label Studio reaches it: connected as the ML backend.")] = None,
+        webhook_url: Annotated[Optional[str], typer.Option(
+            "--webhook-url", help="Webhook for annotation events (default: <ml-backend-url>/webhook).")] = None,
+        wait: Annotated[float, typer.Option(
+            "--wait", help="Seconds to wait for Label Studio, then for the API, to answer.")] = 120,
+        config: ConfigOpt = None, verbose: VerboseOpt = False) -> None:
+    """Set up a Label Studio project: labelling interface from the taxonomy, assets as tasks (human labels as
+    annotations), the API as ML backend and a webhook carrying CLASSIE_API_TOKEN. Safe to rerun."""
+    from automl.taxonomy import load_taxonomy
+    from connectors.label_studio_setup import init_project
+
+    _setup_logging(verbose)
+    settings = _settings(config, None, assets, taxonomy, None, None, url=url)
+    t, f = settings.taxonomy, settings.files
+    if t.path is None:
+        raise ConfigError("label-studio-init needs --taxonomy (or [taxonomy] path in --config).")
+    tax = load_taxonomy(t.path, t.facet_roots, t.default_facet)
+    typer.echo(f"taxonomy {t.path}: {len(tax)} codes, facets {', '.join(tax.facets)}")
+    records = None
+    if f.assets is not None:  # read before anything is created: a bad file stops here
+        skipped = SkipLog()
+        records = list(read_assets(f.assets, tax, skipped, id_column=f.id_column, text_column=f.text_column,
+                                   labels_column=f.labels_column, label_separator=f.label_separator,
+                                   encoding=f.encoding))
+        skipped.report(str(f.assets))
+        typer.echo(f"assets {f.assets}: {len(records)} read, {sum(a.labels is not None for a in records)} labelled,"
+                   f" {sum(skipped.counts.values())} skipped record(s)")
+    if webhook_url is None and ml_backend_url:
+        webhook_url = ml_backend_url.rstrip("/") + "/webhook"
+    result = init_project(title, tax, assets=records, url=settings.label_studio.url, ml_backend_url=ml_backend_url,
+                          webhook_url=webhook_url, wait_seconds=wait, say=typer.echo)
+    typer.echo(f"project {result.project_id}")
+
+
 def main() -> None:
+    try:
+        load_secret_files()  # NAME_FILE -> NAME for the tokens, before any command reads them
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     app()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +103,9 @@ class WorkerConfig(_Section):
     retrain_min_fraction: float = Field(0.0, ge=0, le=10)
     # Incremental pulls between complete ones; a complete pull also notices assets deleted on the platform.
     full_pull_seconds: float = Field(3600.0, ge=0)
+    # `classie-automl health` calls the worker stuck when its heartbeat is older than this (it beats at every page
+    # pulled, training poll, batch pushed, and every 30 s while waiting).
+    stale_after_seconds: float = Field(600.0, gt=0)
 
 
 class ApiConfig(_Section):
@@ -176,3 +180,27 @@ def load_settings(config_file: Path | None = None, overrides: dict | None = None
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"configuration ({source}, CLASSIE_* environment, flags): {problems}") from None
+
+
+SECRETS = ("KILI_API_KEY", "LABEL_STUDIO_API_KEY", "CLASSIE_API_TOKEN")
+
+
+def load_secret_files(environ: dict | None = None) -> list[str]:
+    """Docker/Kubernetes secrets: NAME_FILE names a mounted file holding NAME (e.g. /run/secrets/kili_api_key).
+    A value set directly in NAME wins. Returns the names read from files; their values are never logged."""
+    env = os.environ if environ is None else environ
+    loaded = []
+    for name in SECRETS:
+        path = env.get(f"{name}_FILE")
+        if not path or env.get(name):
+            continue
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE={path}: cannot read it ({exc.strerror}). Fix: mount the secret there"
+                              f" or set {name} instead.") from None
+        if not value:
+            raise ConfigError(f"{name}_FILE={path} is empty. Fix: put the secret in the file.")
+        env[name] = value
+        loaded.append(name)
+    return loaded

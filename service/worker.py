@@ -12,15 +12,18 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from automl.model import PreAnnotator
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset, Connector, PreAnnotation
 from service.config import Settings
+from service.health import Heartbeat
 from service.registry import ModelRegistry, ModelVersion
 from service.state import StateStore
 
@@ -66,7 +69,11 @@ class TrainingFailed(RuntimeError):
     """The training process failed or died; the current model (if any) stays in service."""
 
 
-class TrainingAbandoned(Exception):
+class StopRequested(Exception):
+    """A stop was requested before the cycle could finish; nothing half-done was kept."""
+
+
+class TrainingAbandoned(StopRequested):
     """A stop was requested while a training ran: the training process was ended and nothing of it saved."""
 
 
@@ -87,12 +94,45 @@ def _f1_per_level(metrics: list[dict]) -> str:
 
 class Worker:
     def __init__(self, settings: Settings, connector: Connector, registry: ModelRegistry, state: StateStore,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, heartbeat: Heartbeat | None = None):
         self.settings = settings
         self.connector = connector
         self.registry = registry
         self.state = state
         self.stop = stop or threading.Event()  # set by SIGTERM/SIGINT: the current batch ends, then the cycle
+        self.heartbeat = heartbeat  # the polling worker's liveness file; None for one-off commands and the API
+
+    def beat(self, phase: str, force: bool = False, **detail) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat(phase, force, **detail)
+
+    def _beating(self, assets: Iterable[Asset]) -> Iterator[Asset]:
+        for n, asset in enumerate(assets, 1):
+            self.beat("pulling", assets=n)
+            yield asset
+
+    @contextmanager
+    def cycle_lock(self):
+        """One cycle at a time per state folder, across processes: the polling worker and the API's webhook cycles
+        may share a state volume. Waits for the other cycle (it may be training) unless a stop is requested."""
+        lock = FileLock(str(self.settings.state_dir / "cycle.lock"))
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        waiting_logged = False
+        while True:
+            try:
+                lock.acquire(timeout=1.0)
+                break
+            except Timeout:
+                if self.stop.is_set():
+                    raise StopRequested("stop requested while another process ran a cycle on this state") from None
+                if not waiting_logged:
+                    log.info("another process is running a cycle on %s: waiting for it", self.settings.state_dir)
+                    waiting_logged = True
+                self.beat("waiting for another cycle")
+        try:
+            yield
+        finally:
+            lock.release()
 
     def pull(self, report: CycleReport) -> Taxonomy:
         """Bring the platform's changes into the asset cache: incremental from the cursor, complete when none is
@@ -102,8 +142,9 @@ class Worker:
         last_full = float(self.state.cursor("last_complete_pull") or 0)
         if time.time() - last_full > self.settings.worker.full_pull_seconds:
             cursor = None
+        self.beat("pulling", force=True)
         pulled = self.connector.pull(cursor, texts=self.state)
-        report.pulled = self.state.merge_assets(pulled.assets, pulled.complete)
+        report.pulled = self.state.merge_assets(self._beating(pulled.assets), pulled.complete)
         report.complete_pull = pulled.complete
         next_cursor = pulled.cursor()
         if next_cursor is not None:
@@ -125,6 +166,7 @@ class Worker:
         child.start()
         sender.close()
         while not receiver.poll(0.5):
+            self.beat("training", labelled=len(labelled))
             if self.stop.is_set():
                 _end_process_group(child)
                 shutil.rmtree(s.state_dir / "tmp", ignore_errors=True)
@@ -204,8 +246,17 @@ class Worker:
                 report.written += pushed.written
                 report.already += pushed.already
                 bar.update(len(chunk))
+                self.beat("pre-annotating", done=report.predicted, todo=todo)
 
     def run_once(self, force_train: bool = False) -> CycleReport:
+        with self.cycle_lock():
+            report = self._cycle(force_train)
+        if self.heartbeat is not None:
+            self.heartbeat.model_version, self.heartbeat.last_cycle = report.model_version, "ok"
+            self.beat("idle", force=True)
+        return report
+
+    def _cycle(self, force_train: bool) -> CycleReport:
         report = CycleReport()
         started = time.monotonic()
         taxonomy = self.pull(report)
@@ -235,5 +286,6 @@ class Worker:
         log.info("cycle: pulled %d%s (%d labelled, %d unlabelled), %d label change(s), %s, model %s, pushed %d,"
                  " already had %d, skipped %s", report.pulled, " (complete)" if report.complete_pull else "",
                  report.labelled, report.unlabelled, report.label_changes, trained, report.model_version,
-                 report.written, report.already, skipped)
+                 report.written, report.already, skipped,
+                 extra={"event": "cycle", "cycle": {k: v for k, v in asdict(report).items() if k != "heldout"}})
         return report
