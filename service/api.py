@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 
 from connectors.label_studio_schema import LabelConfigError, parse_label_config
-from service.registry import ModelRegistry, ModelVersion
+from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
 
 log = logging.getLogger(__name__)
 # Label Studio's webhook actions that change human labels (bulk imports and deletions use the plural forms), and
@@ -190,7 +190,10 @@ def create_app(settings: ApiSettings, registry: ModelRegistry, cycle: Callable[[
             if not isinstance(text, str):
                 raise HTTPException(422, f"every task needs data.{text_key} as a string")
             texts.append(text)
-        model = registry.load(version)
+        try:
+            model = registry.load(version)
+        except ModelUnloadable as exc:  # after an upgrade, until the worker has trained a version this release reads
+            raise HTTPException(503, str(exc)) from None
         results = []
         for proposals in model.predict(texts):
             flat = [p for ps in proposals.values() for p in ps]

@@ -31,6 +31,23 @@ class RegistryError(RuntimeError):
     pass
 
 
+class ModelUnloadable(RegistryError):
+    """A version's model file cannot be loaded by this release (written by an incompatible one, or damaged)."""
+
+
+def software_versions() -> dict[str, str]:
+    """What a version was written with: a later release that cannot load it says which one did."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("classie-automl", "auto-sklearn", "scikit-learn", "numpy"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "unknown"
+    return out
+
+
 @dataclass
 class ModelVersion:
     number: int
@@ -41,6 +58,7 @@ class ModelVersion:
     summary: dict = field(default_factory=dict)
     n_train: int = 0
     setup_fingerprint: str = ""  # taxonomy and learning settings only: a change retrains whatever the labels
+    software: dict = field(default_factory=dict)  # package versions that wrote it (empty before they were kept)
 
     @property
     def name(self) -> str:
@@ -82,7 +100,12 @@ class ModelRegistry:
     def load(self, version: ModelVersion) -> PreAnnotator:
         if self._loaded and self._loaded[0] == version.number:
             return self._loaded[1]
-        model = joblib.load(self._dir(version.number) / "model.joblib")
+        try:
+            model = joblib.load(self._dir(version.number) / "model.joblib")
+        except Exception as exc:  # unpickling runs arbitrary class code: any error means "not loadable here"
+            written = ", ".join(f"{k} {v}" for k, v in version.software.items()) or "an older release"
+            raise ModelUnloadable(f"{version.name} cannot be loaded by this release ({type(exc).__name__}: {exc});"
+                                  f" it was written by {written}") from exc
         self._loaded = (version.number, model)
         return model
 
@@ -104,6 +127,7 @@ class ModelRegistry:
                     summary=model.summary(),
                     n_train=model.n_train_,
                     setup_fingerprint=setup_fingerprint,
+                    software=software_versions(),
                 )
                 (staging / "meta.json").write_text(json.dumps(asdict(version), indent=1), encoding="utf-8")
                 try:

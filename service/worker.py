@@ -24,7 +24,7 @@ from automl.taxonomy import Taxonomy
 from connectors.base import Asset, Connector, PreAnnotation
 from service.config import Settings
 from service.health import Heartbeat
-from service.registry import ModelRegistry, ModelVersion
+from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
 from service.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,17 @@ class Worker:
         report.heldout = current.metrics
 
         t = time.monotonic()
-        model = self.registry.load(current)
+        try:
+            model = self.registry.load(current)
+        except ModelUnloadable as exc:
+            # After an upgrade whose libraries cannot read the current version: train one that they can.
+            log.warning("%s: training a new version", exc)
+            report.train_reason = str(exc)
+            current = self.train(taxonomy, labelled)
+            report.trained, report.model_version, report.heldout = True, current.name, current.metrics
+            report.timings["train"] = time.monotonic() - t
+            t = time.monotonic()
+            model = self.registry.load(current)
         self.pre_annotate(model, current, report)
         report.timings["pre_annotate"] = time.monotonic() - t
         report.timings["total"] = time.monotonic() - started

@@ -414,6 +414,7 @@ class LabelStudioServer:
         env: dict | None = None,
         executable: Path | None = None,
         use_template: bool = True,
+        legacy_token_flag: bool = True,  # False: legacy tokens only if the environment enables them (as in Docker)
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -442,6 +443,7 @@ class LabelStudioServer:
         self.extra_env = dict(env or {})
         self.executable = Path(executable) if executable is not None else None
         self.use_template = use_template
+        self.legacy_token_flag = legacy_token_flag
         self.log_path = self.data_dir / _LOG_NAME
         self.port: int | None = None
         self.url: str | None = None
@@ -521,7 +523,7 @@ class LabelStudioServer:
             str(self.executable), "start", "--no-browser",
             "--internal-host", "127.0.0.1", "--port", str(port),
             "--data-dir", str(self.data_dir),
-            "--enable-legacy-api-token",
+            *(["--enable-legacy-api-token"] if self.legacy_token_flag else []),
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             log.write(f"\n==== {time.strftime('%H:%M:%S')} $ {' '.join(cmd)}\n".encode())

@@ -76,3 +76,16 @@ def test_crash_between_write_and_ledger_writes_nothing_twice(project):
     assert again.written == 0 and again.predicted == 2
     lines = (tmp_path / "state" / "preannotations.jsonl").read_text().splitlines()
     assert len(lines) == 2
+
+
+def test_a_version_this_release_cannot_load_is_replaced(project):
+    """An upgrade whose libraries cannot read the current version: the worker trains one they can, and pushes it."""
+    tmp_path, taxonomy = project
+    make_worker(tmp_path, taxonomy).run_once()
+    meta = ModelRegistry(tmp_path / "state" / "models").current()
+    assert meta.software["scikit-learn"] == "0.24.2" and "classie-automl" in meta.software
+    (tmp_path / "state" / "models" / "v0001" / "model.joblib").write_bytes(b"written by another release")
+    report = make_worker(tmp_path, taxonomy).run_once()
+    assert report.trained and "v1 cannot be loaded by this release" in report.train_reason
+    assert (report.model_version, report.written) == ("v2", 2)
+    assert make_worker(tmp_path, taxonomy).run_once().trained is False  # v2 loads: back to normal
