@@ -297,5 +297,6 @@ class Worker:
                  " already had %d, skipped %s", report.pulled, " (complete)" if report.complete_pull else "",
                  report.labelled, report.unlabelled, report.label_changes, trained, report.model_version,
                  report.written, report.already, skipped,
-                 extra={"event": "cycle", "cycle": {k: v for k, v in asdict(report).items() if k != "heldout"}})
+                 extra={"event": "cycle", "cycle": {**{k: v for k, v in asdict(report).items() if k != "heldout"},
+                                                    "timings": {k: round(v, 3) for k, v in report.timings.items()}}})
         return report
