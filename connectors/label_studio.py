@@ -20,6 +20,17 @@ from connectors.retry import transient_retry
 log = logging.getLogger(__name__)
 
 
+def send(http: requests.Session, method: str, url: str, retry: bool = True, **kwargs) -> requests.Response:
+    """One call; 429 and 5xx raise, so that `transient_retry` tries again (connection errors and timeouts too)."""
+    def once() -> requests.Response:
+        response = http.request(method, url, timeout=60, **kwargs)
+        if response.status_code == 429 or response.status_code >= 500:
+            response.raise_for_status()
+        return response
+
+    return (transient_retry(once) if retry else once)()
+
+
 class LabelStudioError(RuntimeError):
     """Retrying cannot fix it (no token, a refused token, an unknown project, an unusable config)."""
 
@@ -61,13 +72,7 @@ class LabelStudioConnector:
 
     # ---- HTTP ---------------------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs) -> requests.Response:
-        def send() -> requests.Response:
-            response = self.http.request(method, self.url + path, timeout=60, **kwargs)
-            if response.status_code == 429 or response.status_code >= 500:
-                response.raise_for_status()  # transient: retried
-            return response
-
-        return transient_retry(send)()
+        return send(self.http, method, self.url + path, **kwargs)
 
     def _get(self, path: str, what: str, **params) -> dict | list:
         response = self._request("GET", path, params=params or None)

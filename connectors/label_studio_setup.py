@@ -30,13 +30,12 @@ import requests
 
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset
-from connectors.label_studio import LabelStudioError
+from connectors.label_studio import LabelStudioError, send
 from connectors.label_studio_schema import (
     LabelConfigError,
     LabelStudioSchema,
     parse_label_config,
 )
-from connectors.retry import transient_retry
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +131,8 @@ class _Client:
         return text
 
     def send(self, method: str, path: str, retry: bool = True, **kwargs) -> requests.Response:
-        def once() -> requests.Response:
-            response = self.http.request(method, self.url + path, timeout=60, **kwargs)
-            if response.status_code == 429 or response.status_code >= 500:
-                response.raise_for_status()  # transient: retried
-            return response
-
         try:
-            response = (transient_retry(once) if retry else once)()
+            response = send(self.http, method, self.url + path, retry=retry, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise LabelStudioSetupError(f"Label Studio at {self.url} is unreachable ({type(exc).__name__}). Fix:"
                                         " check --url / LABEL_STUDIO_URL and that Label Studio is running.") from None

@@ -151,6 +151,16 @@ def _print_cycle(report: CycleReport) -> None:
         _print_metrics("held-out quality (cross-validated on the labelled assets):", report.heldout)
 
 
+def _read_assets(settings: Settings, path: Path, taxonomy, skipped: SkipLog, require_labels: bool = False) -> list:
+    """An assets file read with the [files] column settings; problems counted in `skipped`, then reported."""
+    f = settings.files
+    assets = list(read_assets(path, taxonomy, skipped, id_column=f.id_column, text_column=f.text_column,
+                              labels_column=f.labels_column, label_separator=f.label_separator, encoding=f.encoding,
+                              require_labels=require_labels))
+    skipped.report(str(path))
+    return assets
+
+
 def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> list[dict]:
     worker = _worker(settings)
     current = worker.registry.current()
@@ -158,11 +168,7 @@ def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> list[dic
         raise RegistryError(f"no model in {worker.registry.root}. Fix: run `classie-automl train` first.")
     model = worker.registry.load(current)
     skipped = SkipLog()
-    f = settings.files
-    assets = list(read_assets(test, model.taxonomy, skipped, id_column=f.id_column, text_column=f.text_column,
-                              labels_column=f.labels_column, label_separator=f.label_separator,
-                              encoding=f.encoding, require_labels=True))
-    skipped.report(str(test))
+    assets = _read_assets(settings, test, model.taxonomy, skipped, require_labels=True)
     if not assets:
         raise AssetFileError(f"{test}: no labelled asset to evaluate on. Fix: give a file with labels.")
     scores = [s.to_dict() for s in model.score([a.text for a in assets], [set(a.labels) for a in assets])]
@@ -299,13 +305,10 @@ def serve(config: ConfigOpt = None, platform: PlatformOpt = None, assets: Assets
         raise ConfigError("serve needs a token. Fix: set CLASSIE_API_TOKEN (callers send it as a bearer token).")
     settings = _settings(config, platform, assets, taxonomy, state, None, project_id=project_id, url=url)
     registry = ModelRegistry(settings.state_dir / "models")
-    workers: list[Worker] = []
 
+    @functools.cache
     def connect() -> Worker:
-        if not workers:
-            workers.append(Worker(settings, _connector(settings), registry,
-                                  StateStore(settings.state_dir / "state.sqlite3")))
-        return workers[0]
+        return Worker(settings, _connector(settings), registry, StateStore(settings.state_dir / "state.sqlite3"))
 
     try:
         connect()
@@ -389,10 +392,7 @@ def label_studio_init(
     records = None
     if f.assets is not None:  # read before anything is created: a bad file stops here
         skipped = SkipLog()
-        records = list(read_assets(f.assets, tax, skipped, id_column=f.id_column, text_column=f.text_column,
-                                   labels_column=f.labels_column, label_separator=f.label_separator,
-                                   encoding=f.encoding))
-        skipped.report(str(f.assets))
+        records = _read_assets(settings, f.assets, tax, skipped)
         typer.echo(f"assets {f.assets}: {len(records)} read, {sum(a.labels is not None for a in records)} labelled,"
                    f" {sum(skipped.counts.values())} skipped record(s)")
     if webhook_url is None and ml_backend_url:

@@ -267,6 +267,13 @@ class Worker:
         self.label_changes = len(labelled)
         report.train_reason = "asked to train" if force_train else self.retrain_reason(taxonomy, labelled, current)
         report.label_changes = self.label_changes
+        if not report.train_reason:
+            try:
+                self.registry.load(current)  # kept loaded for the predictions below
+            except ModelUnloadable as exc:
+                # After an upgrade whose libraries cannot read the current version: train one that they can.
+                log.warning("%s: training a new version", exc)
+                report.train_reason = str(exc)
         if report.train_reason:
             t = time.monotonic()
             current = self.train(taxonomy, labelled)
@@ -276,17 +283,7 @@ class Worker:
         report.heldout = current.metrics
 
         t = time.monotonic()
-        try:
-            model = self.registry.load(current)
-        except ModelUnloadable as exc:
-            # After an upgrade whose libraries cannot read the current version: train one that they can.
-            log.warning("%s: training a new version", exc)
-            report.train_reason = str(exc)
-            current = self.train(taxonomy, labelled)
-            report.trained, report.model_version, report.heldout = True, current.name, current.metrics
-            report.timings["train"] = time.monotonic() - t
-            t = time.monotonic()
-            model = self.registry.load(current)
+        model = self.registry.load(current)
         self.pre_annotate(model, current, report)
         report.timings["pre_annotate"] = time.monotonic() - t
         report.timings["total"] = time.monotonic() - started
