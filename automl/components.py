@@ -24,7 +24,7 @@ BUILTIN_CLASSIFIERS = ("multinomial_nb",)
 DATA_PREPROCESSOR = "KeepSparseFeatures"
 
 
-def _sigmoid(values: np.ndarray) -> np.ndarray:
+def sigmoid(values: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(values, -30, 30)))
 
 
@@ -56,9 +56,9 @@ class OneVsRestLinear:
     def predict_proba(self, X):
         scores = self.decision_function(X)
         if scores.ndim == 1:  # binary target: auto-sklearn expects (negative, positive) columns
-            positive = _sigmoid(scores)
+            positive = sigmoid(scores)
             return np.column_stack([1 - positive, positive])
-        return _sigmoid(scores)
+        return sigmoid(scores)
 
     # Set by each subclass: auto-sklearn's short name, a readable name, and the range and default of C.
     SHORTNAME = NAME = ""

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from automl.keywords import KeywordMatcher
+from automl.settings import ModelSettings
 from automl.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TextSettings:
-    max_chars: int = 3000
-    max_df: float = 0.2
-    min_df: int = 2
-    ngram_max: int = 2
-    sublinear_tf: bool = True
-    # Keyword hits as extra features let a model learn when a rule can be trusted.
-    keyword_feature_weight: float = 1.0
+# Keyword hits as extra features (at this weight beside the TF-IDF terms) let a model learn when a rule can be trusted.
+KEYWORD_FEATURE_WEIGHT = 1.0
 
 
 def cut(texts: Sequence[str], max_chars: int) -> list[str]:
@@ -34,7 +25,7 @@ def cut(texts: Sequence[str], max_chars: int) -> list[str]:
 class TextFeatures:
     """Fits TF-IDF on training texts; transforms texts into (features, keyword hits of every taxonomy code)."""
 
-    def __init__(self, taxonomy: Taxonomy, settings: TextSettings):
+    def __init__(self, taxonomy: Taxonomy, settings: ModelSettings):
         self.taxonomy = taxonomy
         self.settings = settings
 
@@ -46,7 +37,7 @@ class TextFeatures:
         self.vectorizer_ = None  # no usable text: keyword hits are the only features
         for max_df, min_df in ((s.max_df, s.min_df), (1.0, 1)):
             vectorizer = TfidfVectorizer(
-                ngram_range=(1, s.ngram_max), max_df=max_df, min_df=min_df, sublinear_tf=s.sublinear_tf,
+                ngram_range=(1, s.ngram_max), max_df=max_df, min_df=min_df, sublinear_tf=True,
                 dtype=np.float32,
             )
             try:
@@ -60,7 +51,7 @@ class TextFeatures:
     def transform(self, texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
         texts = cut(texts, self.settings.max_chars)
         hits = self.matcher_.match(texts)
-        extra = sp.csr_matrix(hits.astype(np.float32) * self.settings.keyword_feature_weight)
+        extra = sp.csr_matrix(hits.astype(np.float32) * KEYWORD_FEATURE_WEIGHT)
         if self.vectorizer_ is None:
             return extra, hits
         return sp.hstack([self.vectorizer_.transform(texts), extra], format="csr"), hits

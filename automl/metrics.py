@@ -29,6 +29,11 @@ class LevelScore:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> LevelScore:
+        per_label = {code: LabelScore(**score) for code, score in (data.get("per_label") or {}).items()}
+        return cls(**{**data, "per_label": per_label})
+
 
 def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else 0.0

@@ -5,54 +5,33 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import KFold
 
-from automl.features import TextFeatures, TextSettings
+from automl.features import TextFeatures
 from automl.metrics import LevelScore, best_f1_thresholds, score_level
-from automl.search import MIN_SEARCH_SECONDS, SearchReport, SearchSettings, WeightedEnsemble, search_ensemble
+from automl.records import Proposal, Source
+from automl.search import MIN_SEARCH_SECONDS, SearchReport, SearchRun, WeightedEnsemble, Workspace, search_ensemble
+from automl.settings import ModelSettings
 from automl.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
-MODEL, KEYWORD = "model", "keyword"
-# How a label is decided. A trained label takes whichever rule scored best out of fold on the training data.
-RULE_KEYWORD = "keyword"  # the keyword rule alone (also every label with too few examples)
-RULE_MODEL = "model"  # the model's probability over the label's threshold
-RULE_UNION = "model_or_keyword"  # either fires
-RULE_GATED = "keyword_and_model"  # the keyword fires and the model agrees
-RULE_NONE = "none"  # too few examples and no keyword rule: never proposed
-HIERARCHY_MODES = ("imply_parents", "require_parent")
-_SOURCE_CODES = {0: None, 1: MODEL, 2: KEYWORD}
 
+class Rule(StrEnum):
+    """How a label is decided. A trained label takes whichever rule scored best out of fold on the training data."""
 
-@dataclass(frozen=True)
-class ModelSettings:
-    text: TextSettings = field(default_factory=TextSettings)
-    search: SearchSettings = field(default_factory=SearchSettings)
-    budget_seconds: int = 300  # total search time, shared by the facet/levels that have trainable labels
-    min_examples: int = 10
-    cv_folds: int = 5
-    hierarchy: str = "imply_parents"
-    # None: thresholds maximise F1. A number: only rules and thresholds whose out-of-fold precision reaches it.
-    target_precision: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.hierarchy not in HIERARCHY_MODES:
-            raise ValueError(f"hierarchy must be one of {', '.join(HIERARCHY_MODES)}, not {self.hierarchy!r}")
-        if self.min_examples < 2 or self.cv_folds < 2:
-            raise ValueError("min_examples and cv_folds must be at least 2")
-
-
-@dataclass(frozen=True)
-class Proposal:
-    code: str
-    confidence: float
-    source: str  # MODEL or KEYWORD
+    KEYWORD = "keyword"  # the keyword rule alone (also every label with too few examples)
+    MODEL = "model"  # the model's probability over the label's threshold
+    UNION = "model_or_keyword"  # either fires
+    GATED = "keyword_and_model"  # the keyword fires and the model agrees
+    NONE = "none"  # too few examples and no keyword rule: never proposed
 
 
 @dataclass
@@ -77,15 +56,18 @@ class Decisions:
     codes: list[str]
     chosen: np.ndarray  # bool (texts x codes)
     confidence: np.ndarray  # float
-    source: np.ndarray  # int8: 0 none, 1 model, 2 keyword
+    source: np.ndarray  # int8 values of Source
 
 
 class PreAnnotator:
-    """Learns from labelled texts and proposes labels, with confidence and source, for every facet of a taxonomy."""
+    """Learns from labelled texts and proposes labels, with confidence and source, for every facet of a taxonomy.
+    `workspace` says where the searches may write (their scratch folders and auto-sklearn's log)."""
 
-    def __init__(self, taxonomy: Taxonomy, settings: ModelSettings | None = None):
+    def __init__(self, taxonomy: Taxonomy, settings: ModelSettings | None = None,
+                 workspace: Workspace | None = None):
         self.taxonomy = taxonomy
         self.settings = settings or ModelSettings()
+        self.workspace = workspace or Workspace()
 
     # ---- training -------------------------------------------------------------------------------------------
     def fit(
@@ -98,7 +80,7 @@ class PreAnnotator:
         s = self.settings
         say = progress or (lambda _msg: None)
         labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
-        self.features_ = TextFeatures(self.taxonomy, s.text).fit(texts)
+        self.features_ = TextFeatures(self.taxonomy, s).fit(texts)
         X, hits = self.features_.transform(texts)
         self.n_train_ = len(texts)
 
@@ -127,15 +109,9 @@ class PreAnnotator:
             oof[(facet, level)] = decisions
 
         # Held-out quality: out-of-fold decisions, made hierarchy-consistent exactly as predictions are.
-        self.heldout_: list[LevelScore] = []
-        for facet in self.taxonomy.facets:
-            merged = self._harmonise(facet, {lv: d for (f, lv), d in oof.items() if f == facet})
-            for level in self.taxonomy.levels(facet):
-                codes = self.taxonomy.codes_at(facet, level)
-                idx = [merged.codes.index(c) for c in codes]
-                self.heldout_.append(
-                    score_level(facet, level, codes, _indicator(labels, codes), merged.chosen[:, idx])
-                )
+        merged = {facet: self._harmonise(facet, {lv: d for (f, lv), d in oof.items() if f == facet})
+                  for facet in self.taxonomy.facets}
+        self.heldout_: list[LevelScore] = self._scores(merged, labels)
         self.fit_seconds_ = time.monotonic() - started
         return self
 
@@ -146,44 +122,42 @@ class PreAnnotator:
         precision = _keyword_precision(kw, truth)
         if s.target_precision:  # a rule less precise than asked for pre-fills nothing
             has_rule = has_rule & (precision >= s.target_precision)
-        rules = {c: (RULE_KEYWORD if has_rule[j] else RULE_NONE) for j, c in enumerate(codes)}
+        rules = {c: (Rule.KEYWORD if has_rule[j] else Rule.NONE) for j, c in enumerate(codes)}
         model = LevelModel(facet, level, codes, rules, dict(zip(codes, precision)),
                            train_positives={c: int(n) for c, n in zip(codes, truth.sum(axis=0))})
-        chosen = kw & has_rule
-        confidence = np.where(chosen, precision, 0.0)
-        source = np.where(chosen, 2, 0).astype(np.int8)
-        if not trainable.any():
-            return model, Decisions(codes, chosen, confidence, source)
+        proba = np.zeros((len(truth), 0))
+        if trainable.any():
+            proba = self._fit_models(model, trainable, truth, X, kw, has_rule, budget)
+        chosen, source = _decide(model, proba, kw)
+        return model, Decisions(codes, chosen, self._confidence(model, proba, kw, chosen, source), source)
 
+    def _fit_models(self, model: LevelModel, trainable, truth, X, kw, has_rule, budget) -> np.ndarray:
+        """Search and fit the level's ensemble; choose each trained label's rule and threshold out of fold, and the
+        calibration of the model's margins. Returns the out-of-fold probabilities."""
+        s = self.settings
         model_idx = np.flatnonzero(trainable)
-        model.model_codes = [codes[j] for j in model_idx]
+        model.model_codes = [model.codes[j] for j in model_idx]
         Y = truth[:, model_idx]
-        search = replace(s.search, budget_seconds=budget, seed=s.search.seed + level)
-        ensemble, report = search_ensemble(X, Y, search)
+        ensemble, report = search_ensemble(X, Y, s, SearchRun(budget, s.seed + model.level, self.workspace))
         model.search = report
-        log.info("%s level %s: search %.0fs, %d pipelines tried, ensemble %s%s", facet, level, report.seconds,
-                 report.evaluations, "; ".join(report.members), f" ({report.fallback})" if report.fallback else "")
-        proba = _out_of_fold(ensemble, X, Y, s.cv_folds, s.search.seed)
+        log.info("%s level %s: search %.0fs, %d pipelines tried, ensemble %s%s", model.facet, model.level,
+                 report.seconds, report.evaluations, "; ".join(report.members),
+                 f" ({report.fallback})" if report.fallback else "")
+        proba = _out_of_fold(ensemble, X, Y, s.cv_folds, s.seed)
         model.ensemble = ensemble.fit(X, Y)
-
         margins, outcomes = [], []
         for jj, j in enumerate(model_idx):
-            rule, cut = _choose_rule(proba[:, jj], truth[:, j], kw[:, j] if has_rule[j] else None,
-                                     s.target_precision or 0.0)
-            code = codes[j]
-            model.rules[code], model.cuts[code] = rule, cut
-            fired, by_model = _apply_rule(rule, proba[:, jj], cut, kw[:, j])
-            chosen[:, j] = fired
-            source[:, j] = np.where(by_model, 1, np.where(fired, 2, 0))
-            if np.isfinite(cut):
-                margins.append(_logit(proba[:, jj]) - _logit(cut))
+            code = model.codes[j]
+            model.rules[code], model.cuts[code] = _choose_rule(
+                proba[:, jj], truth[:, j], kw[:, j] if has_rule[j] else None, s.target_precision or 0.0)
+            if np.isfinite(model.cuts[code]):
+                margins.append(_logit(proba[:, jj]) - _logit(model.cuts[code]))
                 outcomes.append(truth[:, j])
         if margins:
             model.calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
                 np.concatenate(margins), np.concatenate(outcomes).astype(float)
             )
-        confidence = self._confidence(model, proba, kw, chosen, source)
-        return model, Decisions(codes, chosen, confidence, source)
+        return proba
 
     # ---- prediction -----------------------------------------------------------------------------------------
     def decide(self, texts: Sequence[str]) -> dict[str, Decisions]:
@@ -191,17 +165,10 @@ class PreAnnotator:
         per_facet: dict[str, dict[int, Decisions]] = {}
         for model in self.levels_:
             kw = self.features_.hits_for(hits, model.codes)
-            has_rule = np.array([model.rules[c] != RULE_NONE for c in model.codes])
-            chosen = kw & has_rule
-            source = np.where(chosen, 2, 0).astype(np.int8)
             proba = np.zeros((len(texts), len(model.model_codes)))
             if model.ensemble is not None and len(texts):
                 proba = model.ensemble.predict_proba(X)
-                for jj, code in enumerate(model.model_codes):
-                    j = model.codes.index(code)
-                    fired, by_model = _apply_rule(model.rules[code], proba[:, jj], model.cuts[code], kw[:, j])
-                    chosen[:, j] = fired
-                    source[:, j] = np.where(by_model, 1, np.where(fired, 2, 0))
+            chosen, source = _decide(model, proba, kw)
             confidence = self._confidence(model, proba, kw, chosen, source)
             per_facet.setdefault(model.facet, {})[model.level] = Decisions(model.codes, chosen, confidence, source)
         return {facet: self._harmonise(facet, levels) for facet, levels in per_facet.items()}
@@ -212,7 +179,7 @@ class PreAnnotator:
         for facet, d in self.decide(texts).items():
             for i in range(len(texts)):
                 picks = [
-                    Proposal(d.codes[j], round(float(d.confidence[i, j]), 4), _SOURCE_CODES[int(d.source[i, j])])
+                    Proposal(d.codes[j], round(float(d.confidence[i, j]), 4), Source(int(d.source[i, j])).label)
                     for j in np.flatnonzero(d.chosen[i])
                 ]
                 out[i][facet] = sorted(picks, key=lambda p: (-p.confidence, p.code))
@@ -220,9 +187,12 @@ class PreAnnotator:
 
     def score(self, texts: Sequence[str], labels: Sequence[set[str]]) -> list[LevelScore]:
         """Precision, recall and F1 per facet and level against known labels (ancestors implied)."""
-        truth = [self.taxonomy.with_ancestors(ls) for ls in labels]
+        return self._scores(self.decide(texts), [self.taxonomy.with_ancestors(ls) for ls in labels])
+
+    def _scores(self, decisions: dict[str, Decisions], truth: Sequence[set[str]]) -> list[LevelScore]:
+        """Each facet's decisions scored level by level against label sets that include their ancestors."""
         out = []
-        for facet, d in self.decide(texts).items():
+        for facet, d in decisions.items():
             for level in self.taxonomy.levels(facet):
                 codes = self.taxonomy.codes_at(facet, level)
                 idx = [d.codes.index(c) for c in codes]
@@ -240,7 +210,7 @@ class PreAnnotator:
                 cut = model.cuts[code]
                 if not np.isfinite(cut):
                     continue
-                by_model = source[:, j] == 1
+                by_model = source[:, j] == Source.MODEL
                 if by_model.any():
                     margin = _logit(proba[by_model, jj]) - _logit(cut)
                     confidence[by_model, j] = model.calibrator.predict(margin)
@@ -272,7 +242,7 @@ class PreAnnotator:
                 if parent is not None:
                     chosen[:, index[code]] &= chosen[:, index[parent]]
         confidence = np.where(chosen, confidence, 0.0)
-        source = np.where(chosen, source, 0).astype(np.int8)
+        source = np.where(chosen, source, Source.NONE).astype(np.int8)
         return Decisions(codes, chosen, confidence, source)
 
     def summary(self) -> dict:
@@ -286,7 +256,7 @@ class PreAnnotator:
                     "level": m.level,
                     "labels": len(m.codes),
                     "model_labels": len(m.model_codes),
-                    "rules": _count(m.rules.values()),
+                    "rules": dict(Counter(str(rule) for rule in m.rules.values())),
                     "search_seconds": round(m.search.seconds, 1) if m.search else 0.0,
                     "pipelines_tried": m.search.evaluations if m.search else 0,
                     "ensemble": m.search.members if m.search else [],
@@ -326,23 +296,23 @@ def _out_of_fold(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed:
 
 
 def _choose_rule(proba: np.ndarray, truth: np.ndarray, kw: np.ndarray | None,
-                 min_precision: float = 0.0) -> tuple[str, float]:
+                 min_precision: float = 0.0) -> tuple[Rule, float]:
     """The rule and threshold with the best out-of-fold F1 among those whose precision reaches `min_precision`;
-    ties go to the simpler rule (keyword first). RULE_NONE when no rule reaches it."""
+    ties go to the simpler rule (keyword first). Rule.NONE when no rule reaches it."""
     col = truth.reshape(-1, 1)
     positives = truth.sum()
     candidates = []
     if kw is not None and kw.any() and (kw & truth).sum() >= min_precision * kw.sum():
-        candidates.append((2 * (kw & truth).sum() / (kw.sum() + positives), RULE_KEYWORD, np.inf))
-    options = [(RULE_MODEL, proba)]
+        candidates.append((2 * (kw & truth).sum() / (kw.sum() + positives), Rule.KEYWORD, np.inf))
+    options = [(Rule.MODEL, proba)]
     if kw is not None:
-        options += [(RULE_UNION, np.where(kw, np.inf, proba)), (RULE_GATED, np.where(kw, proba, -np.inf))]
+        options += [(Rule.UNION, np.where(kw, np.inf, proba)), (Rule.GATED, np.where(kw, proba, -np.inf))]
     for rule, scores in options:
         c, t, p = best_f1_thresholds(scores.reshape(-1, 1), col, min_precision)
         if np.isfinite(c[0]):
             candidates.append((2 * t[0] / (p[0] + positives), rule, c[0]))
     if not candidates:
-        return RULE_NONE, float("inf")
+        return Rule.NONE, float("inf")
     best = max(candidates, key=lambda c: c[0])  # max keeps the first of equals
     return best[1], float(best[2])
 
@@ -350,24 +320,31 @@ def _choose_rule(proba: np.ndarray, truth: np.ndarray, kw: np.ndarray | None,
 def _apply_rule(rule: str, proba: np.ndarray, cut: float, kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(fired, fired because of the model) for one label."""
     over = proba > cut
-    if rule == RULE_MODEL:
+    if rule == Rule.MODEL:
         return over, over
-    if rule == RULE_UNION:
+    if rule == Rule.UNION:
         return over | kw, over
-    if rule == RULE_GATED:
+    if rule == Rule.GATED:
         return over & kw, np.zeros_like(over)
-    if rule == RULE_KEYWORD:
+    if rule == Rule.KEYWORD:
         return kw.copy(), np.zeros_like(over)
     return np.zeros_like(over), np.zeros_like(over)
+
+
+def _decide(model: LevelModel, proba: np.ndarray, kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each label's rule applied to the level's texts: (chosen, source), the same in training and in prediction.
+    `proba` holds the model's probabilities of the labels in `model.model_codes`, `kw` the keyword hits of all."""
+    has_rule = np.array([model.rules[c] != Rule.NONE for c in model.codes], dtype=bool)
+    chosen = kw & has_rule
+    source = np.where(chosen, Source.KEYWORD, Source.NONE).astype(np.int8)
+    for jj, code in enumerate(model.model_codes):
+        j = model.codes.index(code)
+        fired, by_model = _apply_rule(model.rules[code], proba[:, jj], model.cuts[code], kw[:, j])
+        chosen[:, j] = fired
+        source[:, j] = np.where(by_model, Source.MODEL, np.where(fired, Source.KEYWORD, Source.NONE))
+    return chosen, source
 
 
 def _logit(p) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
-
-
-def _count(values) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out

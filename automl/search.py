@@ -21,7 +21,9 @@ from automl.components import (
     DATA_PREPROCESSOR,
     SparseLinearSVC,
     OneVsRestLinear,
+    sigmoid,
 )
+from automl.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +34,22 @@ _IDENTITY_STEPS = {"KeepSparseFeatures", "DataPreprocessorChoice", "Balancing", 
 
 
 @dataclass(frozen=True)
-class SearchSettings:
-    budget_seconds: int = 60
-    per_run_seconds: int | None = None
-    memory_mb: int = 3072
-    seed: int = 1
-    max_evaluations: int | None = None
-    ensemble_size: int = 10
-    max_members: int = 3
+class Workspace:
+    """Where a search may write: its scratch folder (None: the system's temporary folder) and auto-sklearn's log
+    (None: no log)."""
+
+    scratch_dir: Path | None = None
+    log_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """One level's search: its share of the training's budget, its seed, where it writes, what it may try."""
+
+    budget_seconds: int
+    seed: int
+    workspace: Workspace = field(default_factory=Workspace)
     classifiers: tuple[str, ...] = CLASSIFIERS + BUILTIN_CLASSIFIERS
-    n_jobs: int = 1
-    work_dir: str | None = None
-    log_file: str | None = None
 
 
 @dataclass
@@ -97,8 +103,7 @@ class LinearScores:
         self.__dict__.update(state)
 
     def predict_proba(self, X) -> np.ndarray:
-        scores = np.asarray(X @ self.weights_t, dtype=float) + self.intercepts
-        return 1.0 / (1.0 + np.exp(-np.clip(scores, -30, 30)))
+        return sigmoid(np.asarray(X @ self.weights_t, dtype=float) + self.intercepts)
 
 
 def _compact(fitted):
@@ -167,49 +172,19 @@ def _logging_config(log_file: str | None) -> dict:
     }
 
 
-def search_ensemble(X, Y: np.ndarray, settings: SearchSettings) -> tuple[WeightedEnsemble, SearchReport]:
+def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -> tuple[WeightedEnsemble, SearchReport]:
     """Search pipelines for the indicator matrix `Y` with auto-sklearn; return an (unfitted) weighted ensemble of the
     best ones. Falls back to a default linear model, with the reason in the report, when the search finds nothing."""
-    import autosklearn.classification
-    import autosklearn.metrics
-
-    from automl.components import register_components
-    from automl.metrics import tuned_threshold_f1
-
-    register_components()
-    budget = max(MIN_SEARCH_SECONDS, int(settings.budget_seconds))
-    per_run = settings.per_run_seconds or max(10, budget // 4)
-    scorer = autosklearn.metrics.make_scorer("tuned_threshold_f1", tuned_threshold_f1, needs_proba=True)
-    parent = Path(settings.work_dir) if settings.work_dir else None
+    parent, log_file = run.workspace.scratch_dir, run.workspace.log_file
     if parent:
-        parent.mkdir(parents=True, exist_ok=True)
+        Path(parent).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="search-", dir=parent))
-    if settings.log_file:
-        Path(settings.log_file).parent.mkdir(parents=True, exist_ok=True)
-    smac_args = {"runcount_limit": settings.max_evaluations} if settings.max_evaluations else None
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     report = SearchReport(seconds=0.0, evaluations=0)
     try:
-        automl = autosklearn.classification.AutoSklearnClassifier(
-            time_left_for_this_task=budget,
-            per_run_time_limit=min(per_run, budget),
-            memory_limit=settings.memory_mb,
-            seed=settings.seed,
-            n_jobs=settings.n_jobs,
-            metric=scorer,
-            include={
-                "classifier": list(settings.classifiers),
-                "feature_preprocessor": ["no_preprocessing"],
-                "data_preprocessor": [DATA_PREPROCESSOR],
-            },
-            # Warm starts propose configurations outside the restricted space and flood the log.
-            initial_configurations_via_metalearning=0,
-            ensemble_kwargs={"ensemble_size": settings.ensemble_size},
-            smac_scenario_args=smac_args,
-            tmp_folder=str(scratch / "autosklearn"),
-            delete_tmp_folder_after_terminate=True,
-            logging_config=_logging_config(settings.log_file),
-        )
+        automl = _classifier(settings, run, scratch)
         with warnings.catch_warnings(), _root_logger_kept():
             warnings.simplefilter("ignore")
             automl.fit(X, _target(Y))
@@ -228,10 +203,44 @@ def search_ensemble(X, Y: np.ndarray, settings: SearchSettings) -> tuple[Weighte
     members = [(w, clone(p)) for w, p in sorted(members, key=lambda m: -m[0])[: settings.max_members]]
     if not members:
         report.fallback = report.fallback or "no pipeline finished within the budget"
-        members = [(1.0, SparseLinearSVC(C=0.5, class_weight="none", random_state=settings.seed))]
+        members = [(1.0, SparseLinearSVC(C=0.5, class_weight="none", random_state=run.seed))]
     report.members = [f"{w:.2f} {_describe(p)}" for w, p in members]
     report.seconds = time.monotonic() - started
     return WeightedEnsemble(members), report
+
+
+def _classifier(settings: ModelSettings, run: SearchRun, scratch: Path):
+    """auto-sklearn's classifier over the project's search space, scored by the F1 that is deployed."""
+    import autosklearn.classification
+    import autosklearn.metrics
+
+    from automl.components import register_components
+    from automl.metrics import tuned_threshold_f1
+
+    register_components()
+    budget = max(MIN_SEARCH_SECONDS, int(run.budget_seconds))
+    per_run = settings.per_run_seconds or max(10, budget // 4)
+    log_file = run.workspace.log_file
+    return autosklearn.classification.AutoSklearnClassifier(
+        time_left_for_this_task=budget,
+        per_run_time_limit=min(per_run, budget),
+        memory_limit=settings.memory_mb,
+        seed=run.seed,
+        n_jobs=settings.n_jobs,
+        metric=autosklearn.metrics.make_scorer("tuned_threshold_f1", tuned_threshold_f1, needs_proba=True),
+        include={
+            "classifier": list(run.classifiers),
+            "feature_preprocessor": ["no_preprocessing"],
+            "data_preprocessor": [DATA_PREPROCESSOR],
+        },
+        # Warm starts propose configurations outside the restricted space and flood the log.
+        initial_configurations_via_metalearning=0,
+        ensemble_kwargs={"ensemble_size": settings.ensemble_size},
+        smac_scenario_args={"runcount_limit": settings.max_evaluations} if settings.max_evaluations else None,
+        tmp_folder=str(scratch / "autosklearn"),
+        delete_tmp_folder_after_terminate=True,
+        logging_config=_logging_config(str(log_file) if log_file else None),
+    )
 
 
 def _classifier_name(pipeline) -> str:

@@ -8,11 +8,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from automl.errors import InputError
+
 REQUIRED_COLUMNS = ("code", "name", "parent_code")
 OPTIONAL_COLUMNS = ("level", "facet", "keywords", "include_regex", "exclude_regex")
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(InputError):
     """The taxonomy cannot be used; the message lists every problem with its place and fix."""
 
 
@@ -120,7 +122,33 @@ def build_taxonomy(
     default_facet: str,
 ) -> Taxonomy:
     errors: list[str] = []
-    by_code: dict[str, tuple[int, dict[str, str]]] = {}
+    by_code = _rows_by_code(rows, source, errors)
+    parents = _parents(by_code, source, errors)
+    errors.extend(_cycle_errors(parents, by_code, source))
+    errors.extend(_regex_errors(by_code, source))
+    if errors:
+        raise TaxonomyError(_summarise(errors))
+
+    root_facet = {root: facet for facet, roots in facet_roots.items() for root in roots}
+    unknown_roots = sorted(set(root_facet) - set(by_code))
+    if unknown_roots:
+        raise TaxonomyError(
+            f"{source}: facet roots {', '.join(unknown_roots)} are not codes of the taxonomy."
+            " Fix: correct the facet_roots setting."
+        )
+    nodes = _nodes(by_code, parents, root_facet, default_facet, source, errors)
+    if errors:
+        raise TaxonomyError(_summarise(errors))
+    if not nodes:
+        raise TaxonomyError(f"{source}: the taxonomy has no rows. Fix: add at least one code.")
+    return Taxonomy(nodes)
+
+
+_Rows = dict[str, tuple[int, dict[str, str]]]
+
+
+def _rows_by_code(rows: list[tuple[int, dict[str, str]]], source: str, errors: list[str]) -> _Rows:
+    by_code: _Rows = {}
     for line, row in rows:
         code = row.get("code", "")
         if not code:
@@ -132,7 +160,10 @@ def build_taxonomy(
             )
         else:
             by_code[code] = (line, row)
+    return by_code
 
+
+def _parents(by_code: _Rows, source: str, errors: list[str]) -> dict[str, str | None]:
     parents: dict[str, str | None] = {}
     for code, (line, row) in by_code.items():
         parent = row.get("parent_code") or None
@@ -143,8 +174,11 @@ def build_taxonomy(
             )
             parent = None
         parents[code] = parent
+    return parents
 
-    errors.extend(_cycle_errors(parents, by_code, source))
+
+def _regex_errors(by_code: _Rows, source: str) -> list[str]:
+    errors = []
     for code, (line, row) in by_code.items():
         for column in ("include_regex", "exclude_regex"):
             pattern = row.get(column, "")
@@ -156,17 +190,12 @@ def build_taxonomy(
                         f"{source}, line {line}: {column} of {code!r} is not a valid regular expression ({exc})."
                         " Fix: correct the pattern (Python `re` syntax) or empty the cell."
                     )
-    if errors:
-        raise TaxonomyError(_summarise(errors))
+    return errors
 
-    root_facet = {root: facet for facet, roots in facet_roots.items() for root in roots}
-    unknown_roots = sorted(set(root_facet) - set(by_code))
-    if unknown_roots:
-        raise TaxonomyError(
-            f"{source}: facet roots {', '.join(unknown_roots)} are not codes of the taxonomy."
-            " Fix: correct the facet_roots setting."
-        )
 
+def _nodes(by_code: _Rows, parents: dict[str, str | None], root_facet: dict[str, str], default_facet: str,
+           source: str, errors: list[str]) -> dict[str, Node]:
+    """Nodes, parents first: a node's facet and level follow its parent's unless its row says otherwise."""
     nodes: dict[str, Node] = {}
     for code in _topological(parents):
         line, row = by_code[code]
@@ -192,22 +221,12 @@ def build_taxonomy(
                 f"{source}, line {line}: {code!r} has level {level}, not deeper than its parent"
                 f" {parent!r} (level {parent_node.level}). Fix: correct the level column."
             )
-        keywords = tuple(k.strip() for k in row.get("keywords", "").split(";") if k.strip())
         nodes[code] = Node(
-            code=code,
-            name=row.get("name") or code,
-            parent=parent,
-            level=level,
-            facet=facet,
-            keywords=keywords,
-            include_regex=row.get("include_regex", ""),
-            exclude_regex=row.get("exclude_regex", ""),
+            code=code, name=row.get("name") or code, parent=parent, level=level, facet=facet,
+            keywords=tuple(k.strip() for k in row.get("keywords", "").split(";") if k.strip()),
+            include_regex=row.get("include_regex", ""), exclude_regex=row.get("exclude_regex", ""),
         )
-    if errors:
-        raise TaxonomyError(_summarise(errors))
-    if not nodes:
-        raise TaxonomyError(f"{source}: the taxonomy has no rows. Fix: add at least one code.")
-    return Taxonomy(nodes)
+    return nodes
 
 
 def _cycle_errors(parents: dict[str, str | None], by_code: dict, source: str) -> list[str]:

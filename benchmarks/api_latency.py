@@ -21,7 +21,8 @@ import uvicorn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.api import ApiSettings, create_app  # noqa: E402
+from service.api import create_app  # noqa: E402
+from service.config import ApiSettings  # noqa: E402
 from service.registry import ModelRegistry  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def main() -> None:
         sys.exit(f"no model in {args.state}: run ./dev demo first")
     with (ROOT / "examples" / "ukcat" / "test.csv").open(encoding="utf-8") as f:
         texts = [row["text"] for row in csv.DictReader(f)]
-    app = create_app(ApiSettings(token="bench"), registry, lambda: None)
+    app = create_app(ApiSettings(), "bench", registry, lambda: None)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

@@ -51,14 +51,12 @@ def config(state: Path, emulator: KiliEmulator, budget: int, keywords_only: bool
 
 
 def in_process(emulator: KiliEmulator, state: Path, keywords_only: bool, budget: int) -> None:
-    from connectors.kili import KiliConnector, KiliSettings
-    from service.config import load_settings
-    from service.registry import ModelRegistry
-    from service.state import StateStore
-    from service.worker import Worker
+    from service.config import load_settings, read_secrets
+    from service.factory import build_worker
 
     settings = load_settings(config(state, emulator, budget, keywords_only))
-    connector = KiliConnector(KiliSettings(project_id="p1", endpoint=emulator.endpoint))
+    worker = build_worker(settings, read_secrets())
+    connector = worker.connector
     pushing = [0.0]
     push = connector.push
 
@@ -70,7 +68,6 @@ def in_process(emulator: KiliEmulator, state: Path, keywords_only: bool, budget:
             pushing[0] += time.perf_counter() - started
 
     connector.push = timed_push
-    worker = Worker(settings, connector, ModelRegistry(state / "models"), StateStore(state / "state.sqlite3"))
     for name in ("first", "no-change", "no-change again"):
         before, pushing[0] = len(emulator.requests), 0.0
         started = time.perf_counter()

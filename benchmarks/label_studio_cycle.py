@@ -40,11 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=3000)
     args = parser.parse_args()
-    from connectors.label_studio import LabelStudioConnector, LabelStudioSettings
-    from service.config import load_settings
-    from service.registry import ModelRegistry
-    from service.state import StateStore
-    from service.worker import Worker
+    from service.config import Secrets, load_settings
+    from service.factory import build_worker
 
     tax = ukcat_taxonomy()
     rows = (example_rows("train.csv") + example_rows("test.csv"))[: args.tasks]
@@ -67,11 +64,10 @@ def main() -> None:
         settings = load_settings(None, {"platform": "label-studio", "state_dir": str(work / "state"),
                                         "label_studio": {"project_id": project, "url": ls.url},
                                         "model": {"budget_seconds": 60}})
-        connector = LabelStudioConnector(LabelStudioSettings(project_id=project, url=ls.url, token=ls.token))
+        worker = build_worker(settings, Secrets(label_studio_api_key=ls.token))
         sent: list[str] = []
-        connector.http.hooks["response"].append(lambda r, *a, **k: sent.append(f"{r.request.method} {r.url}"))
-        worker = Worker(settings, connector, ModelRegistry(work / "state" / "models"),
-                        StateStore(work / "state" / "state.sqlite3"))
+        worker.connector.client.http.hooks["response"].append(
+            lambda r, *a, **k: sent.append(f"{r.request.method} {r.url}"))
         for name in ("first", "no-change", "no-change again"):
             before = len(sent)
             started = time.perf_counter()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from automl.model import Proposal
+from automl.records import Proposal
 from automl.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,12 @@ class Asset:
     @property
     def text_hash(self) -> str:
         return text_hash(self.text)
+
+    @property
+    def label_digest(self) -> str:
+        """Changes when the asset's human labels or its text change: what a model learned from it."""
+        payload = json.dumps([self.text_hash, sorted(self.labels or ())])
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

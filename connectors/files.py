@@ -8,32 +8,20 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from automl.errors import InputError
+from automl.settings import TaxonomySettings
 from automl.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache
+from connectors.settings import FilesSettings
 
 log = logging.getLogger(__name__)
 
 
-class AssetFileError(ValueError):
+class AssetFileError(InputError):
     """The assets file cannot be read at all; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class FilesSettings:
-    assets: Path
-    taxonomy: Path
-    output: Path
-    id_column: str = "id"
-    text_column: str = "text"
-    labels_column: str = "labels"
-    label_separator: str = ";"
-    encoding: str = "utf-8"
-    facet_roots: dict[str, list[str]] = field(default_factory=dict)
-    default_facet: str = "subject"
 
 
 def _records(path: Path, encoding: str, columns: Sequence[str]) -> Iterator[tuple[str, dict | None, str]]:
@@ -98,21 +86,19 @@ def read_assets(
     path: Path,
     taxonomy: Taxonomy,
     skipped: SkipLog,
-    *,
-    id_column: str = "id",
-    text_column: str = "text",
-    labels_column: str = "labels",
-    label_separator: str = ";",
-    encoding: str = "utf-8",
+    columns: FilesSettings = FilesSettings(),
     require_labels: bool = False,
 ) -> Iterator[Asset]:
-    """Read assets; every record that cannot be used is skipped with its place and reason in `skipped`."""
+    """Read assets with the [files] column settings; every record that cannot be used is skipped with its place and
+    reason in `skipped`."""
     seen: dict[str, str] = {}
-    for place, record, problem in _records(Path(path), encoding, [id_column, text_column]):
+    encoding = columns.encoding
+    for place, record, problem in _records(Path(path), encoding, [columns.id_column, columns.text_column]):
         if record is None:
             skipped.skip(problem, place)
             continue
-        raw_id, text, raw_labels = record.get(id_column), record.get(text_column), record.get(labels_column)
+        raw_id, text = record.get(columns.id_column), record.get(columns.text_column)
+        raw_labels = record.get(columns.labels_column)
         if raw_id is None or str(raw_id).strip() == "":
             skipped.skip("empty id", place)
             continue
@@ -131,7 +117,7 @@ def read_assets(
             skipped.skip("duplicate id (the first record is kept)", f"{place} (first at {seen[asset_id]})")
             continue
         seen[asset_id] = place
-        labels = _parse_labels(raw_labels, label_separator)
+        labels = _parse_labels(raw_labels, columns.label_separator)
         if labels is not None:
             known = frozenset(c for c in labels if c in taxonomy)
             for code in sorted(set(labels) - known):
@@ -144,6 +130,16 @@ def read_assets(
             skipped.skip("no labels", place)
             continue
         yield Asset(asset_id, text, labels)
+
+
+def load_assets(path: Path, taxonomy: Taxonomy, columns: FilesSettings = FilesSettings(),
+                require_labels: bool = False, skipped: SkipLog | None = None) -> list[Asset]:
+    """Every usable asset of a file at once; the records skipped are counted in `skipped` and logged with their
+    places and reasons."""
+    skipped = SkipLog() if skipped is None else skipped
+    assets = list(read_assets(path, taxonomy, skipped, columns, require_labels))
+    skipped.report(str(path))
+    return assets
 
 
 def _parse_labels(raw, separator: str) -> list[str] | None:
@@ -209,24 +205,27 @@ class PreAnnotationFile:
 
 
 class FilesConnector:
+    """Assets from `settings.assets`, the taxonomy from `taxonomy.path` (both set), pre-annotations appended to
+    `output`."""
+
     platform = "files"
 
-    def __init__(self, settings: FilesSettings):
-        self.settings = settings
+    def __init__(self, settings: FilesSettings, taxonomy: TaxonomySettings, output: Path):
+        self.settings, self.taxonomy_settings = settings, taxonomy
         self.skipped = SkipLog()
-        self.output = PreAnnotationFile(settings.output)
+        self.output = PreAnnotationFile(output)
         self._taxonomy: tuple[tuple, Taxonomy] | None = None
 
     def pull_taxonomy(self) -> Taxonomy:
         """The taxonomy file, re-read when it changes (a polling worker picks up edits)."""
-        s = self.settings
+        t = self.taxonomy_settings
         try:
-            stat = Path(s.taxonomy).stat()
+            stat = Path(t.path).stat()
         except FileNotFoundError:
-            raise TaxonomyError(f"{s.taxonomy}: no such file. Fix: check --taxonomy or [taxonomy] path.") from None
+            raise TaxonomyError(f"{t.path}: no such file. Fix: check --taxonomy or [taxonomy] path.") from None
         key = (stat.st_mtime_ns, stat.st_size)
         if self._taxonomy is None or self._taxonomy[0] != key:
-            self._taxonomy = (key, load_taxonomy(s.taxonomy, s.facet_roots, s.default_facet))
+            self._taxonomy = (key, load_taxonomy(t.path, t.facet_roots, t.default_facet))
         return self._taxonomy[1]
 
     def pull(self, cursor: str | None = None, texts: TextCache | None = None) -> Pull:
@@ -234,13 +233,9 @@ class FilesConnector:
         return Pull(self.pull_assets(), complete=True, cursor=lambda: None)
 
     def pull_assets(self) -> Iterator[Asset]:
-        s = self.settings
         self.skipped = SkipLog()
-        yield from read_assets(
-            s.assets, self.pull_taxonomy(), self.skipped, id_column=s.id_column, text_column=s.text_column,
-            labels_column=s.labels_column, label_separator=s.label_separator, encoding=s.encoding,
-        )
-        self.skipped.report(str(s.assets))
+        yield from read_assets(self.settings.assets, self.pull_taxonomy(), self.skipped, self.settings)
+        self.skipped.report(str(self.settings.assets))
 
     def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:
         taxonomy = self.pull_taxonomy()

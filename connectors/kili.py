@@ -6,15 +6,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from gql.transport.exceptions import TransportServerError
+from kili.client import Kili
+from kili.exceptions import AuthenticationFailed, GraphQLError, MutationOutcomeUnknownError, NotFound
+from pydantic import SecretStr
+
+from automl.records import flatten
 from automl.taxonomy import Taxonomy, load_taxonomy
 from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache, text_hash
+from connectors.errors import PlatformError
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
-from connectors.retry import transient_retry
+from connectors.retry import is_transient_http, transient_status, unavailable, with_retries
+from connectors.settings import KiliSettings
 
 log = logging.getLogger(__name__)
 
@@ -24,32 +30,18 @@ HUMAN_TYPES = ("DEFAULT", "REVIEW")
 OUTCOME_UNKNOWN_ATTEMPTS = 3
 
 
-class KiliError(RuntimeError):
+class KiliError(PlatformError):
     """Retrying cannot fix it (no key, a refused key, an unknown project, an unusable interface)."""
 
 
-@dataclass(frozen=True)
-class KiliSettings:
-    project_id: str
-    api_key: str | None = None  # default: KILI_API_KEY
-    endpoint: str | None = None  # default: KILI_API_ENDPOINT, then Kili's cloud
-    model_name_prefix: str = "classie-automl"
-    taxonomy: Path | None = None  # optional keyword rules, keyed by category key
-    push_batch: int = 100
-
-    def __repr__(self) -> str:  # the key must never reach a log line
-        return f"KiliSettings(project_id={self.project_id!r}, endpoint={self.endpoint!r})"
-
-
-@contextlib.contextmanager
-def _final_errors(doing: str) -> Iterator[None]:
-    """Kili's answers that retrying cannot fix (project gone, interface changed under us) become a KiliError."""
-    from kili.exceptions import GraphQLError, NotFound
-
-    try:
-        yield
-    except (GraphQLError, NotFound) as exc:
-        raise KiliError(f"Kili refused {doing}: {exc}. Fix: check the project and its interface.") from None
+def is_transient(exc: BaseException) -> bool:
+    """What the SDK lets through that waiting can fix. Not a mutation whose outcome is unknown: it may have landed,
+    so the caller reads back instead of resending blindly."""
+    if isinstance(exc, MutationOutcomeUnknownError):
+        return False
+    if isinstance(exc, TransportServerError) and isinstance(exc.code, int):  # a 500 the SDK does not retry
+        return transient_status(exc.code)
+    return is_transient_http(exc)
 
 
 def model_name(prefix: str, version: str) -> str:
@@ -57,29 +49,48 @@ def model_name(prefix: str, version: str) -> str:
 
 
 class KiliConnector:
+    """One Kili project (`settings.project_id`, set), through the SDK with `api_key`. `rules` is an optional
+    taxonomy file whose keyword rules apply to the interface's categories, by category key."""
+
     platform = "kili"
 
-    def __init__(self, settings: KiliSettings):
-        self.settings = settings
+    def __init__(self, settings: KiliSettings, api_key: SecretStr | None, rules: Path | None = None):
+        self.settings, self.rules_file = settings, rules
         self.skipped = SkipLog()
-        key = settings.api_key or os.environ.get("KILI_API_KEY")
-        if not key:
+        if not api_key or not api_key.get_secret_value():
             raise KiliError("no Kili API key. Fix: set KILI_API_KEY (an API key from Kili's profile page).")
-        from kili.client import Kili
-        from kili.exceptions import AuthenticationFailed
-
-        endpoint = settings.endpoint or os.environ.get("KILI_API_ENDPOINT")
+        self.where = f"Kili at {settings.endpoint or 'the default endpoint'}"
         try:
-            self.kili = transient_retry(lambda: Kili(api_key=key, api_endpoint=endpoint))()
+            self.kili = self._retrying(Kili)(api_key=api_key.get_secret_value(), api_endpoint=settings.endpoint)
         except AuthenticationFailed as exc:
-            raise KiliError(f"Kili refused the API key at {endpoint or 'the default endpoint'} ({exc}). Fix: check"
-                            " KILI_API_KEY and KILI_API_ENDPOINT.") from None
+            raise KiliError(f"{self.where} refused the API key ({exc}). Fix: check KILI_API_KEY and"
+                            " KILI_API_ENDPOINT.") from None
         self.schema = self._load_schema()
+
+    def __repr__(self) -> str:
+        return f"KiliConnector(project_id={self.settings.project_id!r}, endpoint={self.settings.endpoint!r})"
+
+    def _retrying(self, fn):
+        return with_retries(fn, self.where, is_transient)
+
+    @contextlib.contextmanager
+    def _final_errors(self, doing: str) -> Iterator[None]:
+        """Kili's answers that retrying cannot fix (project gone, interface changed under us) become a KiliError;
+        transient errors the SDK let through after its own retries, a PlatformUnavailable."""
+        try:
+            yield
+        except (GraphQLError, NotFound) as exc:
+            raise KiliError(f"Kili refused {doing}: {exc}. Fix: check the project and its interface.") from None
+        except Exception as exc:
+            # A write still unknown after reading back is pushed again next cycle (overwrite: no duplicate).
+            if is_transient(exc) or isinstance(exc, MutationOutcomeUnknownError):
+                raise unavailable(self.where, exc) from exc
+            raise
 
     def _load_schema(self) -> KiliSchema:
         pid = self.settings.project_id
-        projects = transient_retry(self.kili.projects)(project_id=pid, fields=["id", "title", "jsonInterface"],
-                                                       disable_tqdm=True)
+        projects = self._retrying(self.kili.projects)(project_id=pid, fields=["id", "title", "jsonInterface"],
+                                                      disable_tqdm=True)
         if not projects:
             raise KiliError(f"no Kili project {pid!r} for this API key. Fix: check --project-id.")
         interface = projects[0]["jsonInterface"]
@@ -90,8 +101,8 @@ class KiliConnector:
         except InterfaceError as exc:
             raise KiliError(f"project {pid!r}: {exc}. Fix: add a CLASSIFICATION job to the interface.") from None
         self.rules: Taxonomy | None = None
-        if self.settings.taxonomy:
-            self.rules = load_taxonomy(self.settings.taxonomy)
+        if self.rules_file:
+            self.rules = load_taxonomy(self.rules_file)
             for problem in schema.disagreements(self.rules):
                 log.warning("taxonomy file and Kili interface disagree: %s", problem)
         return schema
@@ -105,7 +116,7 @@ class KiliConnector:
         newest: list[str] = [cursor or ""]
 
         def assets() -> Iterator[Asset]:
-            with _final_errors("pulling assets"):
+            with self._final_errors("pulling assets"):
                 pages = self.kili.assets(project_id=self.settings.project_id, fields=ASSET_FIELDS,
                                          as_generator=True, updated_at_gte=cursor, disable_tqdm=True)
                 for raw in pages:
@@ -154,7 +165,7 @@ class KiliConnector:
             return response
 
         try:
-            response = transient_retry(download)()
+            response = self._retrying(download)()
         except Exception as exc:  # noqa: BLE001 - one unreadable asset must not stop the pull
             self.skipped.skip(f"text could not be downloaded ({type(exc).__name__})", place)
             return None
@@ -166,12 +177,10 @@ class KiliConnector:
 
     # ---- push -------------------------------------------------------------------------------------------------
     def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:
-        with _final_errors("pushing predictions"):
+        with self._final_errors("pushing predictions"):
             return self._push(items, model_name(self.settings.model_name_prefix, model_version))
 
     def _push(self, items: Sequence[PreAnnotation], name: str) -> PushReport:
-        from kili.exceptions import MutationOutcomeUnknownError
-
         report = PushReport()
         size = self.settings.push_batch
         for start in range(0, len(items), size):
@@ -197,16 +206,16 @@ class KiliConnector:
     def _create(self, batch: list[PreAnnotation], name: str) -> None:
         # overwrite=True replaces an earlier prediction of the same model name (same version, changed text), so an
         # asset never holds two pre-annotations of one version.
-        transient_retry(self.kili.create_predictions)(
+        self._retrying(self.kili.create_predictions)(
             project_id=self.settings.project_id,
             asset_id_array=[i.asset_id for i in batch],
-            json_response_array=[self.schema.answer(p for ps in i.proposals.values() for p in ps) for i in batch],
+            json_response_array=[self.schema.answer(flatten(i.proposals)) for i in batch],
             model_name=name,
             overwrite=True,
         )
 
     def _assets_with_prediction(self, asset_ids: list[str], name: str) -> set[str]:
-        rows = transient_retry(self.kili.assets)(project_id=self.settings.project_id, asset_id_in=asset_ids,
+        rows = self._retrying(self.kili.assets)(project_id=self.settings.project_id, asset_id_in=asset_ids,
                                                  fields=["id", "labels.labelType", "labels.modelName"],
                                                  disable_tqdm=True)
         return {r["id"] for r in rows

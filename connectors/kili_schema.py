@@ -11,13 +11,14 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from automl.model import Proposal
+from automl.errors import InputError
+from automl.records import Proposal
 from automl.taxonomy import Node, Taxonomy
 
 log = logging.getLogger(__name__)
 
 
-class InterfaceError(ValueError):
+class InterfaceError(InputError):
     """The project's json interface cannot be used; the message says what and where."""
 
 

@@ -11,11 +11,25 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from automl.model import Proposal
+from automl.errors import InputError
+from automl.records import Proposal
 from automl.taxonomy import Node, Taxonomy
 
 
-class LabelConfigError(ValueError):
+def node_code(control: str, path: Iterable[str]) -> str:
+    """A node's code: its control's name and its key path from the root (see the module docstring)."""
+    return f"{control}:{'/'.join(path)}"
+
+
+def prediction(proposals: Iterable[Proposal], model_version: str, schema: LabelStudioSchema | None) -> dict:
+    """A Label Studio prediction of one task (without the task): the result items for the schema's controls (none
+    without a schema), scored by the most confident proposal, which is what the Data Manager sorts by."""
+    proposals = list(proposals)
+    return {"model_version": model_version, "score": max((p.confidence for p in proposals), default=0.0),
+            "result": schema.result(proposals) if schema else []}
+
+
+class LabelConfigError(InputError):
     """The project's labelling config cannot be used; the message says what and where."""
 
 
@@ -39,16 +53,18 @@ class LabelStudioSchema:
     def text_keys(self) -> set[str]:
         return {c.text_key for c in self.controls.values()}
 
+    @property
+    def text_key(self) -> str:
+        """The task data field read as the text (the first, where controls label several)."""
+        return sorted(self.text_keys)[0]
+
     def taxonomy(self) -> Taxonomy:
         nodes = {}
         for code, path in self.paths.items():
             control = self.control_of[code]
-            parent = f"{control}:{'/'.join(path[:-1])}" if len(path) > 1 else None
+            parent = node_code(control, path[:-1]) if len(path) > 1 else None
             nodes[code] = Node(code=code, name=self.names[code], parent=parent, level=len(path), facet=control)
         return Taxonomy(nodes)
-
-    def code(self, control: str, path: Iterable[str]) -> str:
-        return f"{control}:{'/'.join(path)}"
 
     def codes_of(self, result: list[dict], unknown: list[str]) -> set[str]:
         """The codes of an annotation's result (other controls' results are ignored; unknown choices reported)."""
@@ -63,7 +79,7 @@ class LabelStudioSchema:
             else:
                 paths = [(c,) for c in value.get("choices") or []]
             for path in paths:
-                code = self.code(control, path)
+                code = node_code(control, path)
                 if code in self.paths:
                     codes.add(code)
                 else:
@@ -126,7 +142,7 @@ def _add_choices(schema: LabelStudioSchema, control: ET.Element, name: str, kind
         if value is None:
             raise LabelConfigError(f"<{control.tag} name={name!r}>: a <Choice> without a value")
         key_path = path + (choice.get("alias") or value,)
-        code = schema.code(name, key_path)
+        code = node_code(name, key_path)
         if code in schema.paths:
             raise LabelConfigError(f"<{control.tag} name={name!r}>: two choices with the key path"
                                    f" {' / '.join(key_path)}")

@@ -19,21 +19,23 @@ Studio project reads its taxonomy from the project, without keyword rules).
 from __future__ import annotations
 
 import logging
-import os
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-import requests
+from pydantic import SecretStr
 
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset
-from connectors.label_studio import LabelStudioError, send
+from connectors.errors import PlatformError, PlatformUnavailable
+from connectors.label_studio_client import LABEL_EVENTS, LabelStudioClient, LabelStudioError
 from connectors.label_studio_schema import (
     LabelConfigError,
     LabelStudioSchema,
+    node_code,
     parse_label_config,
 )
 
@@ -42,8 +44,6 @@ log = logging.getLogger(__name__)
 TEXT_OBJECT = "text"  # the <Text> object every control labels
 ML_BACKEND_TITLE = "classie-automl"
 ML_BACKEND_USER = "classie"  # Label Studio sends basic auth; the API checks the password (the token) only
-# The annotation events of Label Studio 1.23.2 (ANNOTATIONS_* are the bulk ones: import, Data Manager delete).
-WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 
 
 class LabelStudioSetupError(LabelStudioError):
@@ -84,8 +84,7 @@ def label_config_from_taxonomy(taxonomy: Taxonomy, text_key: str = "text") -> st
 
 def label_studio_code(taxonomy: Taxonomy, code: str) -> str:
     """The connector's code for a taxonomy code: `facet:root/.../code` (see the module docstring)."""
-    path = [*reversed(taxonomy.ancestors(code)), code]
-    return f"{taxonomy.nodes[code].facet}:{'/'.join(path)}"
+    return node_code(taxonomy.nodes[code].facet, [*reversed(taxonomy.ancestors(code)), code])
 
 
 def annotation_result(taxonomy: Taxonomy, codes: Iterable[str]) -> list[dict]:
@@ -114,79 +113,17 @@ def _schema_difference(ours: LabelStudioSchema, theirs: LabelStudioSchema) -> st
     return "; ".join(problems)
 
 
-# ---- HTTP ---------------------------------------------------------------------------------------------------------
-
-class _Client:
-    """The few Label Studio calls the set-up needs. Error messages never carry a token."""
-
-    def __init__(self, url: str, token: str, secrets: tuple[str, ...]):
-        self.url = url
-        self.secrets = tuple(s for s in secrets if s)
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Token {token}"
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def send(self, method: str, path: str, retry: bool = True, **kwargs) -> requests.Response:
-        try:
-            response = send(self.http, method, self.url + path, retry=retry, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise LabelStudioSetupError(f"Label Studio at {self.url} is unreachable ({type(exc).__name__}). Fix:"
-                                        " check --url / LABEL_STUDIO_URL and that Label Studio is running.") from None
-        except requests.HTTPError as exc:
-            raise LabelStudioSetupError(f"Label Studio at {self.url} answered {exc.response.status_code} to"
-                                        f" {method} {path}: {self.detail(exc.response)}") from None
-        if response.status_code in (401, 403):
-            raise LabelStudioSetupError(f"Label Studio at {self.url} refused the token ({response.status_code})."
-                                        " Fix: check LABEL_STUDIO_API_KEY (and that legacy tokens are enabled).")
-        return response
-
-    def call(self, method: str, path: str, what: str, retry: bool = True, **kwargs) -> dict | list:
-        response = self.send(method, path, retry=retry, **kwargs)
-        if response.status_code >= 400:
-            raise LabelStudioSetupError(f"Label Studio at {self.url} could not {what} ({response.status_code}:"
-                                        f" {self.detail(response)})")
-        return response.json() if response.content else {}
-
-    def detail(self, response: requests.Response) -> str:
-        try:
-            body = response.json()
-        except ValueError:
-            return self.redact(response.text[:300])
-        if isinstance(body, dict):
-            errors = body.get("validation_errors") or body.get("detail") or body
-            body = errors.get("non_field_errors", errors) if isinstance(errors, dict) else errors
-            if isinstance(body, list) and len(body) == 1:
-                body = body[0]
-        return self.redact(str(body)[:500])
-
-    def wait_until_up(self, deadline: float) -> None:
-        """Label Studio may still be starting (a fresh one migrates its database first): ask until the deadline."""
-        while True:
-            try:
-                self.send("GET", "/api/current-user/whoami", retry=False)
-                return
-            except LabelStudioSetupError as exc:
-                if "refused the token" in str(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
-
-
 # ---- set-up -------------------------------------------------------------------------------------------------------
 
 def init_project(
+    client: LabelStudioClient,
     title: str,
     taxonomy: Taxonomy,
     *,
     assets: Iterable[Asset] | None = None,
-    url: str | None = None,
-    token: str | None = None,
     ml_backend_url: str | None = None,
-    api_token: str | None = None,
     webhook_url: str | None = None,
+    api_token: SecretStr | None = None,
     wait_seconds: float = 120.0,
     chunk_size: int = 500,
     text_key: str = "text",
@@ -196,26 +133,20 @@ def init_project(
     `ml_backend_url` as its ML backend and create `webhook_url` with `Authorization: Bearer <api token>`. Safe to run
     again: what is there already is left as it is. `wait_seconds` bounds the wait for Label Studio to answer, and
     then for the ML backend to pass Label Studio's connection check. `say` gets one line per step."""
-    url = (url or os.environ.get("LABEL_STUDIO_URL") or "").rstrip("/")
-    token = token or os.environ.get("LABEL_STUDIO_API_KEY")
-    if not url:
-        raise LabelStudioSetupError("no Label Studio URL. Fix: pass --url or set LABEL_STUDIO_URL.")
-    if not token:
-        raise LabelStudioSetupError("no Label Studio token. Fix: set LABEL_STUDIO_API_KEY (Account & Settings).")
-    if ml_backend_url or webhook_url:
-        api_token = api_token or os.environ.get("CLASSIE_API_TOKEN")
-        if not api_token:
-            raise LabelStudioSetupError("connecting the API needs its token. Fix: set CLASSIE_API_TOKEN (the same"
-                                        " value the API is started with).")
+    token = api_token.get_secret_value() if api_token else ""
+    if (ml_backend_url or webhook_url) and not token:
+        raise LabelStudioSetupError("connecting the API needs its token. Fix: set CLASSIE_API_TOKEN (the same"
+                                    " value the API is started with).")
     config = label_config_from_taxonomy(taxonomy, text_key)
     try:
         ours = parse_label_config(config)
     except LabelConfigError as exc:  # e.g. a code with "/" makes two key paths alike
         raise LabelStudioSetupError(f"the taxonomy does not make a usable labelling config: {exc}") from None
-
-    client = _Client(url, token, (token, api_token or ""))
-    client.wait_until_up(time.monotonic() + wait_seconds)
-    say(f"Label Studio at {url}: token accepted")
+    try:
+        client.wait_until_up(wait_seconds)
+    except PlatformUnavailable as exc:
+        raise LabelStudioSetupError(str(exc)) from None
+    say(f"{client.where}: token accepted")
 
     project_id, created, task_count = _find_or_create(client, title, config, ours, say)
     imported = annotated = 0
@@ -225,33 +156,26 @@ def init_project(
         else:
             imported, annotated = _import(client, project_id, taxonomy, assets, text_key, chunk_size)
             say(f"tasks: {imported} imported, {annotated} with their human labels as annotations")
+    webhook_url = webhook_url.rstrip("/") if webhook_url else None
     if webhook_url:
         # Before the ML backend: Label Studio then skips creating its own webhook (one without credentials).
-        _ensure_webhook(client, project_id, webhook_url.rstrip("/"), api_token or "", say, create=True)
+        _ensure_webhook(client, project_id, webhook_url, token, say, create=True)
+    ml_backend_url = ml_backend_url.rstrip("/") if ml_backend_url else None
     if ml_backend_url:
-        ml_backend_url = ml_backend_url.rstrip("/")
-        _connect_ml_backend(client, project_id, ml_backend_url, api_token or "", wait_seconds, say)
-        if f"{ml_backend_url}/webhook" != (webhook_url or "").rstrip("/"):
+        _connect_ml_backend(client, project_id, ml_backend_url, token, wait_seconds, say)
+        if f"{ml_backend_url}/webhook" != webhook_url:
             # Connecting adds `<backend>/webhook` (all actions, no credentials) unless a webhook with that URL
             # exists: give it the token too, or the API answers its events with 401.
-            _ensure_webhook(client, project_id, f"{ml_backend_url}/webhook", api_token or "", say, create=False)
-    return InitResult(project_id, created, imported, annotated, ml_backend_url or None,
-                      webhook_url.rstrip("/") if webhook_url else None)
+            _ensure_webhook(client, project_id, f"{ml_backend_url}/webhook", token, say, create=False)
+    return InitResult(project_id, created, imported, annotated, ml_backend_url, webhook_url)
 
 
-def _find_or_create(client: _Client, title: str, config: str, ours: LabelStudioSchema,
+def _find_or_create(client: LabelStudioClient, title: str, config: str, ours: LabelStudioSchema,
                     say: Callable[[str], None]) -> tuple[int, bool, int]:
     """(project id, created, number of tasks)."""
-    found = []
-    page = 1
-    while True:  # ?title= is a substring filter: compare titles exactly here
-        body = client.call("GET", "/api/projects", "list the projects",
-                           params={"title": title, "page": page, "page_size": 100})
-        batch = body.get("results", []) if isinstance(body, dict) else body
-        found += [p["id"] for p in batch if p.get("title") == title]
-        if not isinstance(body, dict) or not body.get("next") or not batch:
-            break
-        page += 1
+    # ?title= is a substring filter: compare titles exactly here.
+    found = [p["id"] for p in client.pages("/api/projects", "list the projects", title=title)
+             if p.get("title") == title]
     if not found:
         project = client.call("POST", "/api/projects", "create the project", retry=False,
                               json={"title": title, "label_config": config})
@@ -280,7 +204,7 @@ def _chunks(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield chunk
 
 
-def _import(client: _Client, project_id: int, taxonomy: Taxonomy, assets: Iterable[Asset], text_key: str,
+def _import(client: LabelStudioClient, project_id: int, taxonomy: Taxonomy, assets: Iterable[Asset], text_key: str,
             chunk_size: int) -> tuple[int, int]:
     def tasks() -> Iterator[dict]:
         for asset in assets:
@@ -295,7 +219,7 @@ def _import(client: _Client, project_id: int, taxonomy: Taxonomy, assets: Iterab
             # Not retried: an import whose answer was lost may have landed, and a resend would duplicate it.
             answer = client.call("POST", f"/api/projects/{project_id}/import", "import tasks", retry=False,
                                  json=chunk)
-        except LabelStudioSetupError as exc:
+        except PlatformError as exc:
             raise LabelStudioSetupError(
                 f"{exc}. {imported} task(s) were imported before this; a run finds tasks in the project and"
                 " imports nothing. Fix: delete the project's tasks (or the project) and run again.") from None
@@ -304,7 +228,7 @@ def _import(client: _Client, project_id: int, taxonomy: Taxonomy, assets: Iterab
     return imported, annotated
 
 
-def _ensure_webhook(client: _Client, project_id: int, url: str, api_token: str, say: Callable[[str], None],
+def _ensure_webhook(client: LabelStudioClient, project_id: int, url: str, api_token: str, say: Callable[[str], None],
                     create: bool) -> None:
     authorization = f"Bearer {api_token}"
     hooks = client.call("GET", "/api/webhooks/", "list the webhooks", params={"project": project_id})
@@ -315,8 +239,8 @@ def _ensure_webhook(client: _Client, project_id: int, url: str, api_token: str, 
             return
         client.call("POST", "/api/webhooks/", "create the webhook", json={
             "project": project_id, "url": url, "send_payload": True, "send_for_all_actions": False,
-            "headers": {"Authorization": authorization}, "is_active": True, "actions": list(WEBHOOK_ACTIONS)})
-        say(f"webhook {url}: created ({', '.join(WEBHOOK_ACTIONS)}; with the API token)")
+            "headers": {"Authorization": authorization}, "is_active": True, "actions": list(LABEL_EVENTS)})
+        say(f"webhook {url}: created ({', '.join(LABEL_EVENTS)}; with the API token)")
         return
     headers = hook.get("headers") or {}
     if headers.get("Authorization") == authorization and hook.get("is_active", True):
@@ -329,7 +253,7 @@ def _ensure_webhook(client: _Client, project_id: int, url: str, api_token: str, 
     say(f"webhook {url}: Authorization header set to the API token")
 
 
-def _connect_ml_backend(client: _Client, project_id: int, url: str, api_token: str, wait_seconds: float,
+def _connect_ml_backend(client: LabelStudioClient, project_id: int, url: str, api_token: str, wait_seconds: float,
                         say: Callable[[str], None]) -> None:
     """Connect the backend unless it is connected already. Label Studio 1.23.2 calls the
     backend's /health and /setup before it answers and, if either fails, answers 400 and creates nothing: while the
@@ -351,7 +275,7 @@ def _connect_ml_backend(client: _Client, project_id: int, url: str, api_token: s
         if response.status_code != 400:
             raise LabelStudioSetupError(f"Label Studio could not connect the ML backend {url}"
                                         f" ({response.status_code}: {detail})")
-        if "authentication" in detail or "401" in detail:
+        if _backend_refused_credentials(detail):
             raise LabelStudioSetupError(f"the API at {url} refused the token Label Studio sent. Fix: give"
                                         " label-studio-init the same CLASSIE_API_TOKEN as the API.")
         if time.monotonic() >= deadline:
@@ -364,3 +288,9 @@ def _connect_ml_backend(client: _Client, project_id: int, url: str, api_token: s
             say(f"ML backend {url}: not answering yet; waiting up to {wait_seconds:.0f} s")
             waiting = True
         time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+
+
+def _backend_refused_credentials(detail: str) -> bool:
+    """Label Studio reports the backend's own answer to its connection check only as text in a 400. A 401 there is
+    a status, not part of a port or an address (the detail names the backend's URL)."""
+    return "authentication" in detail.lower() or re.search(r"(?<![\d.:])401(?!\d)", detail) is not None

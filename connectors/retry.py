@@ -1,8 +1,9 @@
-"""Retries for calls to a platform: exponential backoff with jitter, bounded, only for errors that waiting can fix
-(connection errors, timeouts, HTTP 429 and 5xx)."""
+"""The one retry policy for calls to a platform: exponential backoff with jitter, bounded, only for errors that
+waiting can fix. When they persist, the caller gets a `PlatformUnavailable` naming the platform, not a traceback."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -11,35 +12,64 @@ import requests
 from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt, stop_after_delay, \
     wait_random_exponential
 
+from connectors.errors import PlatformUnavailable
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+ATTEMPTS, MAX_WAIT_SECONDS, MAX_SECONDS = 5, 20.0, 120.0
 
 
-def is_transient(exc: BaseException) -> bool:
-    if type(exc).__name__ == "MutationOutcomeUnknownError":
-        return False  # the write may have landed: the caller reads back instead of resending blindly
+def is_transient_http(exc: BaseException) -> bool:
+    """Connection errors, timeouts, HTTP 429 and 5xx."""
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return True
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return exc.response.status_code == 429 or exc.response.status_code >= 500
-    status = getattr(exc, "code", None)  # e.g. gql's TransportServerError, which the Kili SDK lets through on a 500
-    if type(exc).__name__ == "TransportServerError" and isinstance(status, int):
-        return status == 429 or status >= 500
+        return transient_status(exc.response.status_code)
     return False
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning("%s failed (%s: %s); retry %d in %.1f s", getattr(state.fn, "__name__", "call"),
-                type(exc).__name__, str(exc)[:200], state.attempt_number, state.next_action.sleep)
+def transient_status(status: int) -> bool:
+    return status == 429 or status >= 500
 
 
-def transient_retry(fn: Callable[..., T], attempts: int = 5, max_wait: float = 20.0,
-                    max_seconds: float = 120.0) -> Callable[..., T]:
-    return retry(
+def _brief(exc: BaseException | None, limit: int = 160) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def with_retries(fn: Callable[..., T], platform: str,
+                 is_transient: Callable[[BaseException], bool] = is_transient_http,
+                 what: str | None = None) -> Callable[..., T]:
+    """`fn`, tried again while it fails with a transient error. `platform` names it in the log and in the error
+    raised when the retries run out (e.g. "Label Studio at http://host:8080"); `what` names the call."""
+    what = what or getattr(fn, "__name__", "a call")
+
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("%s: %s failed (%s); retry %d in %.1f s", platform, what, _brief(exc), state.attempt_number,
+                    state.next_action.sleep)
+
+    retrying = retry(
         retry=retry_if_exception(is_transient),
-        wait=wait_random_exponential(multiplier=0.5, max=max_wait),
-        stop=stop_after_attempt(attempts) | stop_after_delay(max_seconds),
-        before_sleep=_log_retry,
+        wait=wait_random_exponential(multiplier=0.5, max=MAX_WAIT_SECONDS),
+        stop=stop_after_attempt(ATTEMPTS) | stop_after_delay(MAX_SECONDS),
+        before_sleep=log_retry,
         reraise=True,
     )(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs) -> T:
+        try:
+            return retrying(*args, **kwargs)
+        except Exception as exc:
+            if is_transient(exc):
+                raise unavailable(platform, exc) from exc
+            raise
+
+    return call
+
+
+def unavailable(platform: str, exc: BaseException) -> PlatformUnavailable:
+    return PlatformUnavailable(
+        f"{platform} is unavailable ({_brief(exc)}), also after retries. Fix: check that"
+        " it is running and that this machine reaches it (URL, network); a polling worker tries again next cycle.")

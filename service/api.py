@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -25,24 +24,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import SecretStr
 
-from connectors.label_studio_schema import LabelConfigError, parse_label_config
+from automl.records import flatten
+from connectors.label_studio_client import TRAINING_EVENTS
+from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
+from service.config import ApiSettings, ConfigError
 from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
 
 log = logging.getLogger(__name__)
-# Label Studio's webhook actions that change human labels (bulk imports and deletions use the plural forms), and
-# the ML backend's "Start training" button.
-TRAINING_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED",
-                             "ANNOTATIONS_DELETED", "START_TRAINING"})
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    token: str
-    text_key: str = "text"  # the task data field holding the text
-    max_body_bytes: int = 10 * 1024 * 1024
-    max_tasks: int = 1000
-    debounce_seconds: float = 10.0
 
 
 class Metrics:
@@ -68,8 +58,8 @@ class Metrics:
             return
         self.version.set(version.number)
         for m in version.metrics:
-            for kind in ("micro", "macro"):
-                self.heldout.labels(m["facet"], str(m["level"]), kind).set(m[f"{kind}_f1"])
+            self.heldout.labels(m.facet, str(m.level), "micro").set(m.micro_f1)
+            self.heldout.labels(m.facet, str(m.level), "macro").set(m.macro_f1)
 
 
 class Retrainer:
@@ -128,14 +118,16 @@ def _authorised(header: str, token: str) -> bool:
     return False
 
 
-def create_app(settings: ApiSettings, registry: ModelRegistry, cycle: Callable[[], object]) -> FastAPI:
-    if not settings.token:
-        raise ValueError("the API needs a token. Fix: set CLASSIE_API_TOKEN.")
+def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: ModelRegistry,
+               cycle: Callable[[], object]) -> FastAPI:
+    """The API over `registry`; every endpoint but /health needs `token`; the webhook schedules `cycle`."""
+    token = token.get_secret_value() if isinstance(token, SecretStr) else token
+    if not token:
+        raise ConfigError("the API needs a token. Fix: set CLASSIE_API_TOKEN.")
     app = FastAPI(title="classie-automl", docs_url=None, redoc_url=None)
     metrics = Metrics()
     retrainer = Retrainer(cycle, settings.debounce_seconds, metrics)
     app.state.metrics, app.state.retrainer = metrics, retrainer
-    label_config = functools.lru_cache(maxsize=16)(parse_label_config)  # Label Studio resends it on every call
 
     @app.middleware("http")
     async def limits_and_timing(request: Request, call_next):
@@ -148,77 +140,90 @@ def create_app(settings: ApiSettings, registry: ModelRegistry, cycle: Callable[[
         return response
 
     def authorised(request: Request) -> None:
-        if not _authorised(request.headers.get("authorization", ""), settings.token):
+        if not _authorised(request.headers.get("authorization", ""), token):
             raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
 
-    def current() -> ModelVersion | None:
-        version = registry.current()  # re-read each time: a newly promoted version is served at once
-        metrics.show_version(version)
+    endpoints = _Endpoints(settings, registry, metrics, retrainer)
+    guarded = [Depends(authorised)]
+    app.add_api_route("/health", endpoints.health, methods=["GET"])
+    app.add_api_route("/setup", endpoints.setup, methods=["POST"], dependencies=guarded)
+    app.add_api_route("/predict", endpoints.predict, methods=["POST"], dependencies=guarded)
+    app.add_api_route("/webhook", endpoints.webhook, methods=["POST"], dependencies=guarded)
+    app.add_api_route("/metrics", endpoints.prometheus, methods=["GET"], dependencies=guarded)
+    return app
+
+
+class _Endpoints:
+    def __init__(self, settings: ApiSettings, registry: ModelRegistry, metrics: Metrics, retrainer: Retrainer):
+        self.settings, self.registry, self.metrics, self.retrainer = settings, registry, metrics, retrainer
+        self.label_config = functools.lru_cache(maxsize=16)(parse_label_config)  # Label Studio resends it
+
+    def current(self) -> ModelVersion | None:
+        version = self.registry.current()  # re-read each time: a newly promoted version is served at once
+        self.metrics.show_version(version)
         return version
 
-    @app.get("/health")
-    def health() -> dict:
-        version = current()
+    def health(self) -> dict:
+        version = self.current()
         return {"status": "UP", "model_version": version.name if version else None}
 
-    @app.post("/setup", dependencies=[Depends(authorised)])
-    def setup() -> dict:
-        version = current()
+    def setup(self) -> dict:
+        version = self.current()
         return {"model_version": version.name if version else "none"}
 
-    @app.post("/predict", dependencies=[Depends(authorised)])
-    async def predict(request: Request) -> dict:
+    async def predict(self, request: Request) -> dict:
         body = await request.json()
         tasks = body.get("tasks") if isinstance(body, dict) else None
         if not isinstance(tasks, list):
             raise HTTPException(422, "expected {\"tasks\": [...]}")
-        if len(tasks) > settings.max_tasks:
-            raise HTTPException(413, f"at most {settings.max_tasks} tasks per request")
-        version = current()
+        if len(tasks) > self.settings.max_tasks:
+            raise HTTPException(413, f"at most {self.settings.max_tasks} tasks per request")
+        version = self.current()
         if version is None:
             raise HTTPException(503, "no model yet: the first training has not finished")
-        schema, text_key = None, settings.text_key
-        if body.get("label_config"):  # Label Studio sends its config: answer in its result format too
-            try:
-                schema = label_config(body["label_config"])
-            except LabelConfigError as exc:
-                raise HTTPException(422, f"label_config: {exc}") from None
-            text_key = sorted(schema.text_keys)[0]
-        texts = []
-        for task in tasks:
-            text = (task.get("data") or {}).get(text_key) if isinstance(task, dict) else None
-            if not isinstance(text, str):
-                raise HTTPException(422, f"every task needs data.{text_key} as a string")
-            texts.append(text)
+        schema = self._schema(body.get("label_config"))
+        texts = _texts(tasks, schema.text_key if schema else self.settings.text_key)
         try:
-            model = registry.load(version)
+            model = self.registry.load(version)
         except ModelUnloadable as exc:  # after an upgrade, until the worker has trained a version this release reads
             raise HTTPException(503, str(exc)) from None
         results = []
         for proposals in model.predict(texts):
-            flat = [p for ps in proposals.values() for p in ps]
             results.append({
-                "model_version": version.name,
-                "score": max((p.confidence for p in flat), default=0.0),
-                "result": schema.result(flat) if schema else [],
+                **prediction(flatten(proposals), version.name, schema),
                 "proposals": {facet: [{"code": p.code, "confidence": p.confidence, "source": p.source} for p in ps]
                               for facet, ps in proposals.items()},
             })
-        metrics.predicted.inc(len(tasks))
+        self.metrics.predicted.inc(len(tasks))
         return {"results": results}
 
-    @app.post("/webhook", dependencies=[Depends(authorised)])
-    async def webhook(request: Request) -> dict:
+    def _schema(self, label_config: str | None) -> LabelStudioSchema | None:
+        """Label Studio sends its labelling config: the answer is then in its result format too."""
+        if not label_config:
+            return None
+        try:
+            return self.label_config(label_config)
+        except LabelConfigError as exc:
+            raise HTTPException(422, f"label_config: {exc}") from None
+
+    async def webhook(self, request: Request) -> dict:
         event = await request.json()
         action = event.get("action") if isinstance(event, dict) else None
         if action in TRAINING_EVENTS:
-            retrainer.schedule()
+            self.retrainer.schedule()
             return {"status": "scheduled", "action": action}
         return {"status": "ignored", "action": action}
 
-    @app.get("/metrics", dependencies=[Depends(authorised)])
-    def prometheus() -> PlainTextResponse:
-        current()
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    def prometheus(self) -> PlainTextResponse:
+        self.current()
+        return PlainTextResponse(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+
+def _texts(tasks: list, text_key: str) -> list[str]:
+    texts = []
+    for task in tasks:
+        text = (task.get("data") or {}).get(text_key) if isinstance(task, dict) else None
+        if not isinstance(text, str):
+            raise HTTPException(422, f"every task needs data.{text_key} as a string")
+        texts.append(text)
+    return texts

@@ -1,100 +1,31 @@
-"""Configuration: a TOML file, then environment variables (CLASSIE_SECTION__KEY), then command-line flags."""
+"""Configuration: a TOML file, then environment variables (CLASSIE_SECTION__KEY), then command-line flags; and the
+secrets, which come from the environment only.
+
+Each section is declared once, by the layer that uses it (`automl.settings`, `connectors.settings`, and the
+service's own sections below), and is passed down as it is.
+"""
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-from automl.features import TextSettings
-from automl.model import ModelSettings
-from automl.search import SearchSettings
+from automl.errors import InputError
+from automl.settings import ModelSettings, Section, TaxonomySettings
+from connectors.settings import FilesSettings, KiliSettings, LabelStudioSettings
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """The configuration cannot be used; the message names the setting, where it came from, and the fix."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FilesConfig(_Section):
-    assets: Path | None = None
-    output: Path | None = None  # default: <state>/preannotations.jsonl
-    id_column: str = "id"
-    text_column: str = "text"
-    labels_column: str = "labels"
-    label_separator: str = ";"
-    encoding: str = "utf-8"
-
-
-class KiliConfig(_Section):
-    project_id: str | None = None
-    endpoint: str | None = None  # else KILI_API_ENDPOINT, else Kili's cloud; the key only ever from KILI_API_KEY
-    model_name_prefix: str = "classie-automl"  # predictions are named <prefix>-v<N>
-    push_batch: int = Field(100, ge=1, le=1000)
-
-
-class LabelStudioConfig(_Section):
-    url: str | None = None  # else LABEL_STUDIO_URL; the token only ever from LABEL_STUDIO_API_KEY
-    project_id: int | None = None
-    earlier_versions: Literal["keep", "remove"] = "keep"  # predictions of earlier versions on re-predicted tasks
-    push_batch: int = Field(500, ge=1, le=5000)
-
-
-class TaxonomyConfig(_Section):
-    path: Path | None = None
-    default_facet: str = "subject"
-    facet_roots: dict[str, list[str]] = Field(default_factory=dict)
-
-
-class ModelConfig(_Section):
-    budget_seconds: int = Field(300, ge=1, description="total auto-sklearn search time per training")
-    per_run_seconds: int | None = Field(None, ge=1)
-    memory_mb: int = Field(3072, ge=256)
-    seed: int = 1
-    max_evaluations: int | None = Field(None, ge=1, description="cap on pipelines tried per search")
-    ensemble_size: int = Field(10, ge=1)
-    max_members: int = Field(3, ge=1)
-    n_jobs: int = Field(1, ge=1)
-    min_examples: int = Field(10, ge=2)
-    cv_folds: int = Field(5, ge=2)
-    max_chars: int = Field(3000, ge=1)
-    max_df: float = Field(0.2, gt=0, le=1)
-    min_df: int = Field(2, ge=1)
-    ngram_max: int = Field(2, ge=1, le=3)
-    hierarchy: Literal["imply_parents", "require_parent"] = "imply_parents"
-    target_precision: float | None = Field(None, gt=0, le=1, description="None: F1-optimal thresholds")
-
-    def to_settings(self, state_dir: Path) -> ModelSettings:
-        return ModelSettings(
-            text=TextSettings(max_chars=self.max_chars, max_df=self.max_df, min_df=self.min_df,
-                              ngram_max=self.ngram_max),
-            search=SearchSettings(
-                per_run_seconds=self.per_run_seconds, memory_mb=self.memory_mb, seed=self.seed,
-                max_evaluations=self.max_evaluations, ensemble_size=self.ensemble_size,
-                max_members=self.max_members, n_jobs=self.n_jobs, work_dir=str(state_dir / "tmp"),
-                log_file=str(state_dir / "logs" / "autosklearn.log"),
-            ),
-            budget_seconds=self.budget_seconds,
-            min_examples=self.min_examples,
-            cv_folds=self.cv_folds,
-            hierarchy=self.hierarchy,
-            target_precision=self.target_precision,
-        )
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The settings that change what a model learns (not how long it may search)."""
-        learning = {"max_chars", "max_df", "min_df", "ngram_max", "min_examples", "hierarchy", "target_precision"}
-        return self.model_dump(include=learning, exclude_none=True)
-
-
-class WorkerConfig(_Section):
+class WorkerSettings(Section):
     interval_seconds: float = Field(60.0, gt=0)
     batch_size: int = Field(500, ge=1)
     # Retrain when at least this many labelled assets were added, changed or removed since the current model...
@@ -108,37 +39,42 @@ class WorkerConfig(_Section):
     stale_after_seconds: float = Field(600.0, gt=0)
 
 
-class ApiConfig(_Section):
+class ApiSettings(Section):
     debounce_seconds: float = Field(10.0, ge=0)  # webhook events within this quiet time make one cycle
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_tasks: int = Field(1000, ge=1)
     text_key: str = "text"  # the task data field read when a /predict call brings no label_config
 
 
-class EvaluationConfig(_Section):
+class EvaluationSettings(Section):
     test: Path | None = None  # a labelled assets file; `run --once` then reports quality against it
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CLASSIE_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="CLASSIE_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     platform: Literal["files", "kili", "label-studio"] = "files"
-    state_dir: Path = Path("state")
-    files: FilesConfig = Field(default_factory=FilesConfig)
-    kili: KiliConfig = Field(default_factory=KiliConfig)
-    label_studio: LabelStudioConfig = Field(default_factory=LabelStudioConfig)
-    taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    worker: WorkerConfig = Field(default_factory=WorkerConfig)
-    api: ApiConfig = Field(default_factory=ApiConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    state_dir: Path = Path("state")  # models/, preannotations.jsonl (files), logs/, tmp/
+    files: FilesSettings = Field(default_factory=FilesSettings)
+    kili: KiliSettings = Field(default_factory=KiliSettings)
+    label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
+    taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     @property
     def output_path(self) -> Path:
         return self.files.output or self.state_dir / "preannotations.jsonl"
 
 
+# Paths in a config file are relative to the file, so that a config works from any working directory.
 _PATHS = (("state_dir",), ("files", "assets"), ("files", "output"), ("taxonomy", "path"), ("evaluation", "test"))
+# Command-line flags and the settings they set.
+FLAGS = {"platform": ("platform",), "state": ("state_dir",), "assets": ("files", "assets"),
+         "output": ("files", "output"), "taxonomy": ("taxonomy", "path"), "budget": ("model", "budget_seconds"),
+         "url": ("label_studio", "url")}
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -148,8 +84,13 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def _nested(keys: tuple[str, ...], value: Any) -> dict:
+    for key in reversed(keys):
+        value = {key: value}
+    return value
+
+
 def _resolve_paths(data: dict, root: Path) -> dict:
-    """Paths in a config file are relative to the file, so a config works from any working directory."""
     for keys in _PATHS:
         holder = data
         for key in keys[:-1]:
@@ -159,48 +100,96 @@ def _resolve_paths(data: dict, root: Path) -> dict:
     return data
 
 
-def load_settings(config_file: Path | None = None, overrides: dict | None = None) -> Settings:
-    data: dict = {}
-    source = "defaults"
-    if config_file is not None:
-        source = str(config_file)
-        try:
-            data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{config_file}: no such config file. Fix: check the --config path.") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_file}: not valid TOML ({exc}). Fix: correct the file.") from None
-        data = _resolve_paths(data, Path(config_file).resolve().parent)
+def _read_file(config_file: Path) -> dict:
+    try:
+        data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{config_file}: no such config file. Fix: check the --config path.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file}: not valid TOML ({exc}). Fix: correct the file.") from None
+    return _resolve_paths(data, Path(config_file).resolve().parent)
+
+
+def _platform_environment(environ: Mapping[str, str]) -> dict:
+    """The platforms' own variables, used where no setting says otherwise."""
+    found: dict = {}
+    if environ.get("LABEL_STUDIO_URL"):
+        found["label_studio"] = {"url": environ.get("LABEL_STUDIO_URL")}
+    if environ.get("KILI_API_ENDPOINT"):
+        found["kili"] = {"endpoint": environ.get("KILI_API_ENDPOINT")}
+    return found
+
+
+def _with_project_id(merged: dict, project_id: str) -> dict:
+    """--project-id belongs to the platform the configuration names (flag, file or environment)."""
+    if merged.get("platform") == "label-studio":
+        if not project_id.isdigit():
+            raise ConfigError(f"--project-id {project_id!r}: Label Studio project ids are numbers.")
+        return _merge(merged, {"label_studio": {"project_id": int(project_id)}})
+    return _merge(merged, {"kili": {"project_id": project_id}})
+
+
+def load_settings(config_file: Path | None = None, overrides: dict | None = None,
+                  project_id: str | None = None) -> Settings:
+    """The settings from `config_file`, the CLASSIE_* environment and `overrides` (each wins over the one before),
+    over the defaults and the platforms' own LABEL_STUDIO_URL and KILI_API_ENDPOINT."""
+    data = _read_file(config_file) if config_file is not None else {}
     env = EnvSettingsSource(Settings, env_prefix="CLASSIE_", env_nested_delimiter="__")()
-    merged = _merge(_merge(data, env), overrides or {})
+    merged = _merge(_merge(_merge(_platform_environment(os.environ), data), env), overrides or {})
+    if project_id:
+        merged = _with_project_id(merged, project_id)
     try:
         return Settings(**merged)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
+        source = str(config_file) if config_file is not None else "defaults"
         raise ConfigError(f"configuration ({source}, CLASSIE_* environment, flags): {problems}") from None
 
+
+def flag_overrides(**flags: Any) -> dict:
+    """The settings that command-line flags set (a flag left out or None sets nothing)."""
+    out: dict = {}
+    for name, value in flags.items():
+        if value is not None:
+            out = _merge(out, _nested(FLAGS[name], str(value) if isinstance(value, Path) else value))
+    return out
+
+
+# ---- secrets ----------------------------------------------------------------------------------------------------
 
 SECRETS = ("KILI_API_KEY", "LABEL_STUDIO_API_KEY", "CLASSIE_API_TOKEN")
 
 
-def load_secret_files(environ: dict | None = None) -> list[str]:
-    """Docker/Kubernetes secrets: NAME_FILE names a mounted file holding NAME (e.g. /run/secrets/kili_api_key).
-    A value set directly in NAME wins. Returns the names read from files; their values are never logged."""
-    env = os.environ if environ is None else environ
-    loaded = []
+class Secrets(BaseModel):
+    """Read once, at the edge, and handed to what needs them; never logged, never in a repr."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kili_api_key: SecretStr | None = None
+    label_studio_api_key: SecretStr | None = None
+    classie_api_token: SecretStr | None = None
+
+
+def read_secrets(environ: Mapping[str, str] = os.environ) -> Secrets:
+    """Each secret from its variable, else from the file its NAME_FILE variable names (Docker or Kubernetes
+    secrets, e.g. /run/secrets/kili_api_key). The variable wins when both are set."""
+    values = {}
     for name in SECRETS:
-        path = env.get(f"{name}_FILE")
-        if not path or env.get(name):
-            continue
-        try:
-            value = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{name}_FILE={path}: cannot read it ({exc.strerror}). Fix: mount the secret there"
-                              f" or set {name} instead.") from None
-        if not value:
-            raise ConfigError(f"{name}_FILE={path} is empty. Fix: put the secret in the file.")
-        env[name] = value
-        loaded.append(name)
-    return loaded
+        value = environ.get(name) or _secret_file(name, environ.get(f"{name}_FILE"))
+        values[name.lower()] = SecretStr(value) if value else None
+    return Secrets(**values)
+
+
+def _secret_file(name: str, path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}_FILE={path}: cannot read it ({exc.strerror}). Fix: mount the secret there"
+                          f" or set {name} instead.") from None
+    if not value:
+        raise ConfigError(f"{name}_FILE={path} is empty. Fix: put the secret in the file.")
+    return value

@@ -40,6 +40,13 @@ class Heartbeat:
         self.model_version = ""
         self.last_cycle = ""
 
+    @classmethod
+    def started(cls, state_dir: Path) -> Heartbeat:
+        """A heartbeat that says "starting" at once (connecting to a platform may take a while)."""
+        heartbeat = cls(state_dir)
+        heartbeat.beat("starting", force=True)
+        return heartbeat
+
     def beat(self, phase: str, force: bool = False, **detail) -> None:
         now = time.time()
         if not force and phase == self._last[0] and now - self._last[1] < self.every:

@@ -19,16 +19,23 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 
-from automl.model import PreAnnotator
+from automl.errors import ClassieError
+from automl.metrics import LevelScore
+
+if TYPE_CHECKING:  # the model's libraries load with the model file, not with the registry
+    from automl.model import PreAnnotator
 
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 
 
-class RegistryError(RuntimeError):
-    pass
+class RegistryError(ClassieError):
+    """The registry cannot give what was asked (no model yet, a missing version); the message says what to do."""
+
+    exit_code = 2
 
 
 class ModelUnloadable(RegistryError):
@@ -54,7 +61,7 @@ class ModelVersion:
     created_at: str
     fingerprint: str
     config: dict
-    metrics: list[dict]
+    metrics: list[LevelScore]  # held-out quality per facet and level
     summary: dict = field(default_factory=dict)
     n_train: int = 0
     setup_fingerprint: str = ""  # taxonomy and learning settings only: a change retrains whatever the labels
@@ -63,6 +70,11 @@ class ModelVersion:
     @property
     def name(self) -> str:
         return f"v{self.number}"
+
+    @classmethod
+    def read(cls, meta: Path) -> ModelVersion:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        return cls(**{**data, "metrics": [LevelScore.from_dict(m) for m in data.get("metrics") or []]})
 
 
 class ModelRegistry:
@@ -80,7 +92,7 @@ class ModelRegistry:
         out = []
         for child in sorted(self.root.iterdir()):
             if _VERSION_DIR.match(child.name) and (child / "meta.json").is_file():
-                out.append(ModelVersion(**json.loads((child / "meta.json").read_text(encoding="utf-8"))))
+                out.append(ModelVersion.read(child / "meta.json"))
         return sorted(out, key=lambda v: v.number)
 
     def current(self) -> ModelVersion | None:
@@ -93,9 +105,15 @@ class ModelRegistry:
         meta = self._dir(number) / "meta.json"
         if not meta.is_file():
             raise RegistryError(f"{pointer} names version {number}, which is missing. Fix: `classie-automl models"
-                                " promote N` with an existing version, or delete CURRENT to retrain.")
-        self._meta[number] = ModelVersion(**json.loads(meta.read_text(encoding="utf-8")))
+                                " --promote N` with an existing version, or delete CURRENT to retrain.")
+        self._meta[number] = ModelVersion.read(meta)
         return self._meta[number]
+
+    def require_current(self) -> ModelVersion:
+        current = self.current()
+        if current is None:
+            raise RegistryError(f"no model in {self.root}. Fix: run `classie-automl train` first.")
+        return current
 
     def load(self, version: ModelVersion) -> PreAnnotator:
         if self._loaded and self._loaded[0] == version.number:
@@ -123,7 +141,7 @@ class ModelRegistry:
                     created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     fingerprint=fingerprint,
                     config=config,
-                    metrics=[s.to_dict() for s in model.heldout_],
+                    metrics=list(model.heldout_),
                     summary=model.summary(),
                     n_train=model.n_train_,
                     setup_fingerprint=setup_fingerprint,

@@ -4,7 +4,6 @@ state."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -44,12 +43,6 @@ CREATE TABLE IF NOT EXISTS cursors (
 """
 
 
-def label_digest(asset: Asset) -> str:
-    """Changes when the asset's human labels or its text change."""
-    payload = json.dumps([asset.text_hash, sorted(asset.labels or ())])
-    return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-
 class StateStore:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -64,11 +57,6 @@ class StateStore:
         return db
 
     # ---- the ledger of pushed pre-annotations -------------------------------------------------------------
-    def pushed_keys(self, model_version: str) -> set[tuple[str, str]]:
-        with closing(self._connect()) as db:
-            rows = db.execute("SELECT asset_id, text_hash FROM pushed WHERE model_version = ?", (model_version,))
-            return {(a, t) for a, t in rows}
-
     def record_pushed(self, model_version: str, items: Iterable[tuple[str, str]]) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with closing(self._connect()) as db, db:
@@ -77,18 +65,12 @@ class StateStore:
                 [(a, model_version, t, now) for a, t in items],
             )
 
-    def count_pushed(self, model_version: str | None = None) -> int:
-        with closing(self._connect()) as db:
-            if model_version is None:
-                return db.execute("SELECT COUNT(*) FROM pushed").fetchone()[0]
-            return db.execute("SELECT COUNT(*) FROM pushed WHERE model_version = ?", (model_version,)).fetchone()[0]
-
     # ---- what a model was trained on ----------------------------------------------------------------------
     def record_training_set(self, model_version: str, labelled: Sequence[Asset]) -> None:
         with closing(self._connect()) as db, db:
             db.executemany(
                 "INSERT OR REPLACE INTO trained_on (model_version, asset_id, digest) VALUES (?, ?, ?)",
-                [(model_version, a.id, label_digest(a)) for a in labelled],
+                [(model_version, a.id, a.label_digest) for a in labelled],
             )
 
     def knows_training_set(self, model_version: str) -> bool:
@@ -102,7 +84,7 @@ class StateStore:
         with closing(self._connect()) as db:
             before = dict(db.execute("SELECT asset_id, digest FROM trained_on WHERE model_version = ?",
                                      (model_version,)))
-        now = {a.id: label_digest(a) for a in labelled}
+        now = {a.id: a.label_digest for a in labelled}
         changed = sum(1 for asset_id, digest in now.items() if before.get(asset_id) != digest)
         return changed + sum(1 for asset_id in before if asset_id not in now)
 

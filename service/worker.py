@@ -1,33 +1,39 @@
-"""One cycle of the service: pull, (re)train when the human labels changed, pre-annotate, push, report."""
+"""The service's cycle: pull, (re)train when the human labels changed, pre-annotate, push, report; and the polling
+loop that repeats it."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import multiprocessing
-import os
-import shutil
-import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from automl.model import PreAnnotator
+from automl.errors import InputError
+from automl.metrics import LevelScore
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset, Connector, PreAnnotation
+from connectors.errors import PlatformUnavailable
 from service.config import Settings
 from service.health import Heartbeat
 from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
+from service.signals import StopRequested
 from service.state import StateStore
+from service.training import TrainingFailed, setup_fingerprint, train_version, training_fingerprint
+
+if TYPE_CHECKING:  # loaded with a model file, not with the worker
+    from automl.model import PreAnnotator
 
 log = logging.getLogger(__name__)
+# A cycle failing for one of these is logged and the next one tries again (input being edited, a platform still
+# failing after the retries, a training that died); other errors (a refused key, a project gone) stop the loop.
+RECOVERABLE = (InputError, PlatformUnavailable, TrainingFailed)
 
 
 @dataclass
@@ -46,50 +52,18 @@ class CycleReport:
     label_changes: int = 0  # labelled assets added, changed or removed since the current model
     complete_pull: bool = False
     timings: dict[str, float] = field(default_factory=dict)
-    heldout: list[dict] = field(default_factory=list)
+    heldout: list[LevelScore] = field(default_factory=list)
 
 
-def setup_fingerprint(taxonomy: Taxonomy, model_config: dict) -> str:
-    """Changes when the taxonomy or a learning setting changes: either retrains, whatever the labels."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps(model_config, sort_keys=True).encode())
-    digest.update(json.dumps(taxonomy.fingerprint_rows()).encode())
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class TrainingDecision:
+    train: bool
+    reason: str  # why it trains ("" when it does not)
+    label_changes: int  # labelled assets added, changed or removed since the current version
 
 
-def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, model_config: dict) -> str:
-    """Changes when a human label, a labelled text, the taxonomy or a learning setting changes."""
-    digest = hashlib.sha256(setup_fingerprint(taxonomy, model_config).encode())
-    for asset in sorted(labelled, key=lambda a: a.id):
-        digest.update(json.dumps([asset.id, asset.text_hash, sorted(asset.labels or ())]).encode())
-    return digest.hexdigest()
-
-
-class TrainingFailed(RuntimeError):
-    """The training process failed or died; the current model (if any) stays in service."""
-
-
-class StopRequested(Exception):
-    """A stop was requested before the cycle could finish; nothing half-done was kept."""
-
-
-class TrainingAbandoned(StopRequested):
-    """A stop was requested while a training ran: the training process was ended and nothing of it saved."""
-
-
-def _end_process_group(child) -> None:
-    try:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.join(5)
-        if child.is_alive():
-            os.killpg(child.pid, signal.SIGKILL)
-            child.join(5)
-    except ProcessLookupError:
-        pass
-
-
-def _f1_per_level(metrics: list[dict]) -> str:
-    return ", ".join(f"{m['facet']} L{m['level']} {m['micro_f1']:.3f}/{m['macro_f1']:.3f}" for m in metrics)
+def f1_per_level(metrics: Sequence[LevelScore]) -> str:
+    return ", ".join(f"{m.facet} L{m.level} {m.micro_f1:.3f}/{m.macro_f1:.3f}" for m in metrics)
 
 
 class Worker:
@@ -110,6 +84,33 @@ class Worker:
         for n, asset in enumerate(assets, 1):
             self.beat("pulling", assets=n)
             yield asset
+
+    # ---- the polling loop ---------------------------------------------------------------------------------------
+    def run_forever(self) -> None:
+        """A cycle every [worker] interval_seconds until a stop is requested. A cycle that fails for a reason a
+        later one may not have is logged (RECOVERABLE); any other error ends the loop."""
+        interval = self.settings.worker.interval_seconds
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.run_once()
+                except RECOVERABLE as exc:
+                    log.error("cycle failed: %s: %s (next try in %.0f s)", type(exc).__name__, exc, interval)
+                    if self.heartbeat is not None:
+                        self.heartbeat.last_cycle = f"failed: {type(exc).__name__}: {exc}"[:500]
+                self._wait(interval)
+        except StopRequested as exc:
+            log.info("%s", exc)
+        finally:
+            self.beat("stopped", force=True)
+
+    def _wait(self, seconds: float) -> None:
+        """Until the next cycle is due or a stop is requested, beating every 30 s."""
+        due = time.monotonic() + seconds
+        while not self.stop.wait(max(0.0, min(30.0, due - time.monotonic()))):
+            if time.monotonic() >= due:
+                return
+            self.beat("idle")
 
     @contextmanager
     def cycle_lock(self):
@@ -134,6 +135,59 @@ class Worker:
         finally:
             lock.release()
 
+    # ---- one-off commands ---------------------------------------------------------------------------------------
+    def train_now(self) -> ModelVersion:
+        """Pull, then train a new version whatever changed (`classie-automl train`)."""
+        with self.cycle_lock():
+            taxonomy = self.pull(CycleReport())
+            return self.train(taxonomy, self.state.labelled_assets())
+
+    def pre_annotate_now(self) -> CycleReport:
+        """Pull, then pre-annotate what is new with the current version, without training (`predict`)."""
+        current = self.registry.require_current()
+        report = CycleReport(model_version=current.name)
+        with self.cycle_lock():
+            self.pull(report)
+            self.pre_annotate(self.registry.load(current), current, report)
+        return report
+
+    # ---- one cycle ----------------------------------------------------------------------------------------------
+    def run_once(self, force_train: bool = False) -> CycleReport:
+        with self.cycle_lock():
+            report = self._cycle(force_train)
+        if self.heartbeat is not None:
+            self.heartbeat.model_version, self.heartbeat.last_cycle = report.model_version, "ok"
+            self.beat("idle", force=True)
+        return report
+
+    def _cycle(self, force_train: bool) -> CycleReport:
+        report = CycleReport()
+        started = time.monotonic()
+        taxonomy = self.pull(report)
+        labelled = self.state.labelled_assets()
+        report.timings["pull"] = time.monotonic() - started
+
+        current = self.registry.current()
+        if current is not None:
+            self.adopt_training_set(taxonomy, labelled, current)
+        decision = (TrainingDecision(True, "asked to train", len(labelled)) if force_train
+                    else self.decide_training(taxonomy, labelled, current))
+        report.train_reason, report.label_changes = decision.reason, decision.label_changes
+        if decision.train:
+            t = time.monotonic()
+            current = self.train(taxonomy, labelled)
+            report.trained = True
+            report.timings["train"] = time.monotonic() - t
+        report.model_version = current.name
+        report.heldout = current.metrics
+
+        t = time.monotonic()
+        self.pre_annotate(self.registry.load(current), current, report)
+        report.timings["pre_annotate"] = time.monotonic() - t
+        report.timings["total"] = time.monotonic() - started
+        self._log_cycle(report, current)
+        return report
+
     def pull(self, report: CycleReport) -> Taxonomy:
         """Bring the platform's changes into the asset cache: incremental from the cursor, complete when none is
         kept or the last complete pull is older than [worker] full_pull_seconds (that is how deletions are seen)."""
@@ -155,76 +209,48 @@ class Worker:
         report.labelled, report.unlabelled = self.state.count_assets()
         return taxonomy
 
-    def train(self, taxonomy: Taxonomy, labelled: Sequence[Asset]) -> ModelVersion:
-        """Train and register a new version in a child process, so that a stop request can end a search at once
-        (auto-sklearn's own workers included) and the search's memory is given back when it ends."""
-        s = self.settings
-        log.info("training on %d labelled assets (search budget %d s in all)", len(labelled), s.model.budget_seconds)
-        context = multiprocessing.get_context("fork")
-        receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=self._train_child, args=(taxonomy, labelled, sender), daemon=False)
-        child.start()
-        sender.close()
-        while not receiver.poll(0.5):
-            self.beat("training", labelled=len(labelled))
-            if self.stop.is_set():
-                _end_process_group(child)
-                shutil.rmtree(s.state_dir / "tmp", ignore_errors=True)
-                raise TrainingAbandoned("stop requested: training abandoned, nothing of it was saved")
-        try:
-            outcome = receiver.recv()
-        except EOFError:  # the child ended without a word (killed, out of memory)
-            outcome = f"the training process ended without a result (exit code {child.exitcode})"
-        child.join()
-        if isinstance(outcome, str):
-            raise TrainingFailed(f"training failed: {outcome}")
-        version = next(v for v in self.registry.versions() if v.number == outcome)
-        self.state.record_training_set(version.name, labelled)
-        log.info("model %s ready in %.0f s; held-out micro/macro F1: %s", version.name,
-                 version.summary.get("fit_seconds", 0), _f1_per_level(version.metrics))
-        return version
-
-    def _train_child(self, taxonomy: Taxonomy, labelled: Sequence[Asset], sender) -> None:
-        os.setpgrp()  # its own process group: ending it ends auto-sklearn's workers too
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        s = self.settings
-        try:
-            model = PreAnnotator(taxonomy, s.model.to_settings(s.state_dir))
-            model.fit([a.text for a in labelled], [set(a.labels or ()) for a in labelled], progress=log.info)
-            learning = s.model.fingerprint()
-            version = self.registry.register(
-                model, training_fingerprint(labelled, taxonomy, learning), s.model.model_dump(mode="json"),
-                setup_fingerprint=setup_fingerprint(taxonomy, learning),
-            )
-            sender.send(version.number)
-        except BaseException as exc:  # reported to the parent, which decides
-            log.exception("training failed")
-            sender.send(f"{type(exc).__name__}: {exc}")
-        finally:
-            sender.close()
-            os._exit(0)  # no atexit handlers or inherited finalisers of the parent in the child
-
-    def retrain_reason(self, taxonomy: Taxonomy, labelled: Sequence[Asset], current: ModelVersion | None) -> str:
-        """Why to train now ("" for no training), by the configured rule."""
+    def decide_training(self, taxonomy: Taxonomy, labelled: Sequence[Asset],
+                        current: ModelVersion | None) -> TrainingDecision:
+        """Whether to train now, by the configured rule; also when this release cannot load the current version."""
         if current is None:
-            return "no model yet"
-        learning = self.settings.model.fingerprint()
+            return TrainingDecision(True, "no model yet", len(labelled))
+        learning = self.settings.model.learning_fingerprint()
         if current.setup_fingerprint != setup_fingerprint(taxonomy, learning):
-            return "taxonomy or model settings changed"
-        if not self.state.knows_training_set(current.name) and labelled:
-            # State lost or written by an older version: the registry's fingerprint still tells "unchanged".
-            if current.fingerprint == training_fingerprint(labelled, taxonomy, learning):
-                self.state.record_training_set(current.name, labelled)
+            return TrainingDecision(True, "taxonomy or model settings changed", len(labelled))
         changes = self.state.label_changes(current.name, labelled)
-        self.label_changes = changes
         rule = self.settings.worker
         needed = max(rule.retrain_min_changes, math.ceil(rule.retrain_min_fraction * current.n_train))
         if changes >= needed:
-            return f"{changes} labelled asset(s) added, changed or removed since {current.name}"
+            return TrainingDecision(True, f"{changes} labelled asset(s) added, changed or removed since"
+                                          f" {current.name}", changes)
         if changes:
             log.info("%d label change(s) since %s, under the retrain rule (%d)", changes, current.name, needed)
-        return ""
+        try:
+            self.registry.load(current)  # kept loaded for the predictions
+        except ModelUnloadable as exc:
+            # After an upgrade whose libraries cannot read the current version: train one that they can.
+            log.warning("%s: training a new version", exc)
+            return TrainingDecision(True, str(exc), changes)
+        return TrainingDecision(False, "", changes)
+
+    def adopt_training_set(self, taxonomy: Taxonomy, labelled: Sequence[Asset], current: ModelVersion) -> None:
+        """The state was lost (or written by an older release) but the registry's fingerprint says that the current
+        version was trained on exactly these labels: record them as its training set."""
+        if labelled and not self.state.knows_training_set(current.name):
+            learning = self.settings.model.learning_fingerprint()
+            if current.fingerprint == training_fingerprint(labelled, taxonomy, learning):
+                self.state.record_training_set(current.name, labelled)
+
+    def train(self, taxonomy: Taxonomy, labelled: Sequence[Asset]) -> ModelVersion:
+        """Train and register a new version (in a child process: see service.training)."""
+        log.info("training on %d labelled assets (search budget %d s in all)", len(labelled),
+                 self.settings.model.budget_seconds)
+        version = train_version(self.settings, self.registry, taxonomy, labelled, self.stop,
+                                lambda: self.beat("training", labelled=len(labelled)))
+        self.state.record_training_set(version.name, labelled)
+        log.info("model %s ready in %.0f s; held-out micro/macro F1: %s", version.name,
+                 version.summary.get("fit_seconds", 0), f1_per_level(version.metrics))
+        return version
 
     def pre_annotate(self, model: PreAnnotator, version: ModelVersion, report: CycleReport) -> None:
         """Predict and push, batch by batch, the unlabelled assets that have no pre-annotation of this version for
@@ -248,52 +274,13 @@ class Worker:
                 bar.update(len(chunk))
                 self.beat("pre-annotating", done=report.predicted, todo=todo)
 
-    def run_once(self, force_train: bool = False) -> CycleReport:
-        with self.cycle_lock():
-            report = self._cycle(force_train)
-        if self.heartbeat is not None:
-            self.heartbeat.model_version, self.heartbeat.last_cycle = report.model_version, "ok"
-            self.beat("idle", force=True)
-        return report
-
-    def _cycle(self, force_train: bool) -> CycleReport:
-        report = CycleReport()
-        started = time.monotonic()
-        taxonomy = self.pull(report)
-        labelled = self.state.labelled_assets()
-        report.timings["pull"] = time.monotonic() - started
-
-        current = self.registry.current()
-        self.label_changes = len(labelled)
-        report.train_reason = "asked to train" if force_train else self.retrain_reason(taxonomy, labelled, current)
-        report.label_changes = self.label_changes
-        if not report.train_reason:
-            try:
-                self.registry.load(current)  # kept loaded for the predictions below
-            except ModelUnloadable as exc:
-                # After an upgrade whose libraries cannot read the current version: train one that they can.
-                log.warning("%s: training a new version", exc)
-                report.train_reason = str(exc)
-        if report.train_reason:
-            t = time.monotonic()
-            current = self.train(taxonomy, labelled)
-            report.trained = True
-            report.timings["train"] = time.monotonic() - t
-        report.model_version = current.name
-        report.heldout = current.metrics
-
-        t = time.monotonic()
-        model = self.registry.load(current)
-        self.pre_annotate(model, current, report)
-        report.timings["pre_annotate"] = time.monotonic() - t
-        report.timings["total"] = time.monotonic() - started
+    def _log_cycle(self, report: CycleReport, current: ModelVersion) -> None:
         skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
         trained = (f"trained {current.name} in {report.timings['train']:.0f} s ({report.train_reason}; held-out"
-                   f" micro/macro F1 {_f1_per_level(current.metrics)})") if report.trained else "no training"
+                   f" micro/macro F1 {f1_per_level(current.metrics)})") if report.trained else "no training"
         log.info("cycle: pulled %d%s (%d labelled, %d unlabelled), %d label change(s), %s, model %s, pushed %d,"
                  " already had %d, skipped %s", report.pulled, " (complete)" if report.complete_pull else "",
                  report.labelled, report.unlabelled, report.label_changes, trained, report.model_version,
                  report.written, report.already, skipped,
                  extra={"event": "cycle", "cycle": {**{k: v for k, v in asdict(report).items() if k != "heldout"},
                                                     "timings": {k: round(v, 3) for k, v in report.timings.items()}}})
-        return report

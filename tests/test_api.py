@@ -11,9 +11,11 @@ import pytest
 import requests
 import uvicorn
 
-from automl.model import ModelSettings, PreAnnotator
+from automl.model import PreAnnotator
+from automl.settings import ModelSettings
 from automl.taxonomy import load_taxonomy
-from service.api import ApiSettings, create_app
+from service.api import create_app
+from service.config import ApiSettings
 from service.registry import ModelRegistry
 
 TOKEN = "s3cret-token"
@@ -34,7 +36,7 @@ def server(tmp_path, small_taxonomy):
     model = PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings()).fit([], [])
     registry.register(model, "fp0", {})
     cycles = Cycles(ModelRegistry(tmp_path / "models"), model)
-    app = create_app(ApiSettings(token=TOKEN, debounce_seconds=0.3, max_body_bytes=50_000), registry, cycles)
+    app = create_app(ApiSettings(debounce_seconds=0.3, max_body_bytes=50_000), TOKEN, registry, cycles)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, log_level="warning")
@@ -110,7 +112,7 @@ def test_metrics_and_size_limit(server):
 
 def test_a_token_is_required():
     with pytest.raises(ValueError, match="CLASSIE_API_TOKEN"):
-        create_app(ApiSettings(token=""), None, lambda: None)
+        create_app(ApiSettings(), "", None, lambda: None)
 
 
 def test_predict_answers_in_label_studio_format_when_given_its_config(tmp_path):
@@ -129,7 +131,7 @@ def test_predict_answers_in_label_studio_format_when_given_its_config(tmp_path):
 
     registry = ModelRegistry(tmp_path / "models")
     registry.register(PreAnnotator(load_taxonomy(rules), ModelSettings()).fit([], []), "fp", {})
-    app = create_app(ApiSettings(token=TOKEN), registry, lambda: None)
+    app = create_app(ApiSettings(), TOKEN, registry, lambda: None)
     from fastapi.testclient import TestClient
 
     client = TestClient(app)

@@ -113,3 +113,14 @@ def test_serve_needs_a_token_then_answers_on_loopback(tmp_path, small_taxonomy):
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_an_unreachable_platform_ends_with_exit_code_3_and_a_message(tmp_path):
+    import os
+
+    done = subprocess.run([CLI, "run", "--once", "--platform", "label-studio", "--url", "http://127.0.0.1:9",
+                           "--project-id", "1", "--state", str(tmp_path / "state")], capture_output=True, text=True,
+                          env={**os.environ, "LABEL_STUDIO_API_KEY": "not-shown-0123"}, timeout=180)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "error: Label Studio at http://127.0.0.1:9 is unavailable" in done.stderr and "Fix:" in done.stderr
+    assert "Traceback" not in done.stderr and "not-shown-0123" not in done.stderr

@@ -4,14 +4,17 @@ import json
 
 import pytest
 
-from automl.model import Proposal
+from automl.records import Proposal
+from automl.settings import TaxonomySettings
 from connectors.base import PreAnnotation, text_hash
-from connectors.files import AssetFileError, FilesConnector, FilesSettings
+from connectors.files import AssetFileError, FilesConnector
+from connectors.settings import FilesSettings
 from conftest import write, write_assets
 
 
 def connector(tmp_path, assets, taxonomy, **kwargs) -> FilesConnector:
-    return FilesConnector(FilesSettings(assets=assets, taxonomy=taxonomy, output=tmp_path / "out.jsonl", **kwargs))
+    return FilesConnector(FilesSettings(assets=assets, **kwargs), TaxonomySettings(path=taxonomy),
+                          tmp_path / "out.jsonl")
 
 
 def test_reads_labelled_and_unlabelled_assets(tmp_path, small_taxonomy):

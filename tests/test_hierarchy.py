@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from automl.model import Decisions, ModelSettings, PreAnnotator
+from automl.model import Decisions, PreAnnotator
+from automl.settings import ModelSettings
 from automl.taxonomy import load_taxonomy
 
 

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from automl.model import Proposal
-from connectors.kili import KiliConnector, KiliError, KiliSettings
+from pydantic import SecretStr
+
+from automl.records import Proposal
+from connectors.kili import KiliConnector, KiliError
 from connectors.kili_schema import parse_interface
+from connectors.settings import KiliSettings
 from kili_emulator import KiliEmulator, isolate_kili_sdk
 from kili_project import answer, fill, interface, ukcat_taxonomy
-from service.config import load_settings
-from service.registry import ModelRegistry
-from service.state import StateStore
+from service.config import Secrets, load_settings
+from service.factory import build_worker
 from service.worker import Worker
 
 KEY = "test-key-0123"
@@ -46,9 +48,7 @@ def worker(tmp_path: Path, emulator: KiliEmulator, **model) -> Worker:
         "model": {"budget_seconds": 30, "max_evaluations": 2, "cv_folds": 3, **model},
         "worker": {"batch_size": 10},
     })
-    connector = KiliConnector(KiliSettings(project_id="p1", endpoint=emulator.endpoint, push_batch=10))
-    return Worker(settings, connector, ModelRegistry(settings.state_dir / "models"),
-                  StateStore(settings.state_dir / "state.sqlite3"))
+    return build_worker(settings, Secrets(kili_api_key=KEY))
 
 
 def predictions(emulator: KiliEmulator) -> Counter:
@@ -83,12 +83,12 @@ def test_schema_answers_and_radio_jobs(taxonomy):
 def test_fail_fast_without_key_with_a_wrong_key_or_an_unknown_project(emulator, monkeypatch):
     monkeypatch.delenv("KILI_API_KEY")
     with pytest.raises(KiliError, match="KILI_API_KEY"):
-        KiliConnector(KiliSettings(project_id="p1", endpoint=emulator.endpoint))
+        KiliConnector(KiliSettings(project_id="p1", endpoint=emulator.endpoint), None)
     with pytest.raises(KiliError, match="refused the API key"):
-        KiliConnector(KiliSettings(project_id="p1", endpoint=emulator.endpoint, api_key="wrong"))
+        KiliConnector(KiliSettings(project_id="p1", endpoint=emulator.endpoint), SecretStr("wrong"))
     with pytest.raises(KiliError, match="no Kili project 'nope'"):
-        KiliConnector(KiliSettings(project_id="nope", endpoint=emulator.endpoint, api_key=KEY))
-    assert "wrong" not in repr(KiliSettings(project_id="p1", api_key="wrong"))
+        KiliConnector(KiliSettings(project_id="nope", endpoint=emulator.endpoint), SecretStr(KEY))
+    assert "wrong" not in repr(Secrets(kili_api_key="wrong"))
 
 
 def test_pull_truth_texts_once_and_incrementally(tmp_path, emulator, taxonomy):
@@ -115,7 +115,7 @@ def test_worker_pushes_reads_back_and_retrains_on_new_labels(tmp_path, emulator,
     w = worker(tmp_path, emulator)
     first = w.run_once()
     assert first.trained and first.model_version == "v1" and first.written == 25
-    assert first.heldout and all(0 <= m["micro_f1"] <= 1 for m in first.heldout)
+    assert first.heldout and all(0 <= m.micro_f1 <= 1 for m in first.heldout)
     assert predictions(emulator) == Counter({(u, "classie-automl-v1"): 1 for u in unlabelled})
 
     # The SDK reads them back: our model name, nested children under their parent, integer confidences.

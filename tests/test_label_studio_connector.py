@@ -15,10 +15,11 @@ import requests
 from conftest import example_rows
 from kili_project import ukcat_taxonomy
 from label_studio_server import label_studio  # noqa: F401 - the session fixture
-from connectors.label_studio import LabelStudioConnector, LabelStudioError, LabelStudioSettings
-from service.config import load_settings
-from service.registry import ModelRegistry
-from service.state import StateStore
+from connectors.label_studio import LabelStudioConnector
+from connectors.label_studio_client import LabelStudioClient, LabelStudioError
+from connectors.settings import LabelStudioSettings
+from service.config import Secrets, load_settings
+from service.factory import build_worker
 from service.worker import Worker
 
 ROOTS = ("AN", "ED", "HE", "RL", "AR")
@@ -67,10 +68,7 @@ def worker(tmp_path, label_studio, project_id, **worker_settings) -> Worker:
         "model": {"budget_seconds": 30, "max_evaluations": 2, "cv_folds": 3, "min_examples": 5},
         "worker": worker_settings,
     })
-    connector = LabelStudioConnector(LabelStudioSettings(project_id=project_id, url=label_studio.url,
-                                                         token=label_studio.token))
-    return Worker(settings, connector, ModelRegistry(settings.state_dir / "models"),
-                  StateStore(settings.state_dir / "state.sqlite3"))
+    return build_worker(settings, Secrets(label_studio_api_key=label_studio.token))
 
 
 def ours(label_studio, project_id) -> dict[int, list[str]]:
@@ -82,9 +80,10 @@ def ours(label_studio, project_id) -> dict[int, list[str]]:
 
 def test_fail_fast(label_studio, project):
     with pytest.raises(LabelStudioError, match="refused the token"):
-        LabelStudioConnector(LabelStudioSettings(project_id=project, url=label_studio.url, token="wrong"))
+        LabelStudioConnector(LabelStudioSettings(project_id=project), LabelStudioClient(label_studio.url, "wrong"))
     with pytest.raises(LabelStudioError, match="not found"):
-        LabelStudioConnector(LabelStudioSettings(project_id=99999, url=label_studio.url, token=label_studio.token))
+        LabelStudioConnector(LabelStudioSettings(project_id=99999),
+                             LabelStudioClient(label_studio.url, label_studio.token))
 
 
 def test_worker_cycle_pushes_versioned_predictions(tmp_path, label_studio, project):
@@ -114,11 +113,11 @@ def test_worker_cycle_pushes_versioned_predictions(tmp_path, label_studio, proje
     assert label_studio.client.project(project)["model_version"] == "v2"
 
     # earlier_versions = "remove": pushing a version deletes the other versions' predictions of those tasks.
-    from automl.model import Proposal
+    from automl.records import Proposal
     from connectors.base import PreAnnotation
 
-    remover = LabelStudioConnector(LabelStudioSettings(project_id=project, url=label_studio.url,
-                                                       token=label_studio.token, earlier_versions="remove"))
+    remover = LabelStudioConnector(LabelStudioSettings(project_id=project, earlier_versions="remove"),
+                                   LabelStudioClient(label_studio.url, label_studio.token))
     target = next(t for t, versions in predicted.items() if "v2" in versions)
     remover.push([PreAnnotation(str(target), "h", {"subject": [Proposal("subject:AN", 0.9, "model")]})], "v3")
     assert ours(label_studio, project)[target] == ["v3"]

@@ -20,7 +20,9 @@ from label_studio_server import free_port, label_studio  # noqa: F401 - the sess
 from automl.taxonomy import Taxonomy, load_taxonomy
 from connectors.base import SkipLog
 from connectors.files import read_assets
-from connectors.label_studio import LabelStudioConnector, LabelStudioSettings
+from connectors.label_studio import LabelStudioConnector
+from connectors.label_studio_client import LabelStudioClient
+from connectors.settings import LabelStudioSettings
 from connectors.label_studio_schema import parse_label_config
 from connectors.label_studio_setup import (
     LabelStudioSetupError,
@@ -102,15 +104,15 @@ def test_config_from_the_taxonomy_maps_every_code(ls, tmp_path):
         assert node.parent == (label_studio_code(tax, source.parent) if source.parent else None)
 
     # The connector reads the same codes from a project the set-up created.
-    created = init_project(title(), tax, url=ls.url, token=ls.token, say=lambda _: None)
-    connector = LabelStudioConnector(LabelStudioSettings(project_id=created.project_id, url=ls.url,
-                                                         token=ls.token))
+    created = init_project(LabelStudioClient(ls.url, ls.token), title(), tax, say=lambda _: None)
+    connector = LabelStudioConnector(LabelStudioSettings(project_id=created.project_id),
+                                     LabelStudioClient(ls.url, ls.token))
     assert set(connector.pull_taxonomy().nodes) == set(expected)
 
     # Names with XML's special characters survive (escaped in the config, read back as written).
     odd = load_taxonomy(write(tmp_path / "odd.csv", 'code,name,parent_code\nA,"Arts & ""Culture"" <x>",\n'
                                                     "A1,Children's homes,A\n"))
-    done = init_project(title(), odd, url=ls.url, token=ls.token, say=lambda _: None)
+    done = init_project(LabelStudioClient(ls.url, ls.token), title(), odd, say=lambda _: None)
     stored = parse_label_config(ls.client.project(done.project_id)["label_config"])
     assert stored.names == {"subject:A": 'Arts & "Culture" <x>', "subject:A/A1": "Children's homes"}
 
@@ -127,7 +129,7 @@ def test_init_imports_tasks_with_their_labels_and_a_rerun_adds_nothing(ls, trial
     tax = ukcat()
     csv_labels = {a.id: a.labels for a in read_assets(trial.parent / "assets.csv", tax, SkipLog())}
     asset_of_task = {t["id"]: t["data"]["id"] for t in ls.client.tasks(pid)}
-    connector = LabelStudioConnector(LabelStudioSettings(project_id=pid, url=ls.url, token=ls.token))
+    connector = LabelStudioConnector(LabelStudioSettings(project_id=pid), LabelStudioClient(ls.url, ls.token))
     pulled = list(connector.pull(None).assets)
     assert len(pulled) == N_ASSETS and not connector.skipped.counts
     for asset in pulled:
@@ -218,7 +220,7 @@ def test_errors_are_clear_and_change_nothing(ls, tmp_path):
     assert missing_api_token.returncode == 2 and "CLASSIE_API_TOKEN" in missing_api_token.stderr
 
     with pytest.raises(LabelStudioSetupError, match="unreachable"):
-        init_project(title(), tax, url=f"http://127.0.0.1:{free_port()}", token="t" * 40, wait_seconds=1)
+        init_project(LabelStudioClient(f"http://127.0.0.1:{free_port()}", "t" * 40), title(), tax, wait_seconds=1)
 
     # A project with the title but another labelling config is reported and left as it is.
     name = title()
@@ -226,6 +228,6 @@ def test_errors_are_clear_and_change_nothing(ls, tmp_path):
             '</Choices></View>'
     project = ls.client.create_project(name, other)
     with pytest.raises(LabelStudioSetupError, match="another labelling config") as raised:
-        init_project(name, tax, url=ls.url, token=ls.token, say=lambda _: None)
+        init_project(LabelStudioClient(ls.url, ls.token), name, tax, say=lambda _: None)
     assert "left unchanged" in str(raised.value)
     assert ls.client.project(project["id"])["label_config"] == other

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from automl.model import Proposal
+from automl.records import Proposal
 from connectors.label_studio_schema import LabelConfigError, parse_label_config
 
 CONFIG = """

@@ -16,12 +16,12 @@ import pytest
 from filelock import FileLock
 
 from conftest import write_assets
-from service.config import ConfigError, load_secret_files, load_settings
+from service.config import ConfigError, Secrets, load_settings, read_secrets
 from service.health import Heartbeat, check_heartbeat
 from service.logs import setup_logging
-from service.registry import ModelRegistry
-from service.state import StateStore
-from service.worker import StopRequested, Worker
+from service.factory import build_worker
+from service.signals import StopRequested
+from service.worker import Worker
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 
@@ -114,14 +114,15 @@ def test_secrets_from_mounted_files(tmp_path):
     secret = tmp_path / "kili_api_key"
     secret.write_text("s3cr3t\n")
     env = {"KILI_API_KEY_FILE": str(secret)}
-    assert load_secret_files(env) == ["KILI_API_KEY"] and env["KILI_API_KEY"] == "s3cr3t"
+    assert read_secrets(env).kili_api_key.get_secret_value() == "s3cr3t" and "KILI_API_KEY" not in env
     direct = {"KILI_API_KEY": "direct", "KILI_API_KEY_FILE": str(secret)}
-    assert load_secret_files(direct) == [] and direct["KILI_API_KEY"] == "direct"
+    assert read_secrets(direct).kili_api_key.get_secret_value() == "direct"
+    assert "s3cr3t" not in repr(read_secrets(env)) and "s3cr3t" not in str(read_secrets(env))
     with pytest.raises(ConfigError, match="cannot read"):
-        load_secret_files({"CLASSIE_API_TOKEN_FILE": str(tmp_path / "missing")})
+        read_secrets({"CLASSIE_API_TOKEN_FILE": str(tmp_path / "missing")})
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ConfigError, match="empty"):
-        load_secret_files({"LABEL_STUDIO_API_KEY_FILE": str(tmp_path / "empty")})
+        read_secrets({"LABEL_STUDIO_API_KEY_FILE": str(tmp_path / "empty")})
     done = subprocess.run([CLI, "models", "--state", str(tmp_path)], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "CLASSIE_API_TOKEN_FILE": str(tmp_path / "missing")})
     assert done.returncode == 2 and "CLASSIE_API_TOKEN_FILE" in done.stderr and "Traceback" not in done.stderr
@@ -172,12 +173,9 @@ def test_config_file_from_the_environment(tmp_path, small_taxonomy):
 
 
 def _worker(tmp_path, small_taxonomy, stop=None) -> Worker:
-    from service.cli import _connector
-
     settings = load_settings(None, {"state_dir": str(tmp_path / "state"), "files": {"assets": str(tmp_path / "a.csv")},
                                     "taxonomy": {"path": str(small_taxonomy)}})
-    return Worker(settings, _connector(settings), ModelRegistry(settings.state_dir / "models"),
-                  StateStore(settings.state_dir / "state.sqlite3"), stop)
+    return build_worker(settings, Secrets(), stop)
 
 
 def test_one_cycle_at_a_time_per_state_folder(tmp_path, small_taxonomy):

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from automl.model import ModelSettings, PreAnnotator
+from automl.model import PreAnnotator
+from automl.settings import ModelSettings
 from automl.taxonomy import load_taxonomy
 from service.registry import ModelRegistry, RegistryError
 
@@ -23,7 +24,7 @@ def test_register_load_and_promote(tmp_path, keyword_model):
     fresh = ModelRegistry(tmp_path / "models")  # a new process: loads from disk, no retraining
     loaded = fresh.load(fresh.current())
     assert loaded.predict(["our cats and dogs"])[0]["subject"][0].source == "keyword"
-    assert {m["facet"] for m in fresh.current().metrics} == {"subject"}
+    assert {m.facet for m in fresh.current().metrics} == {"subject"}
     fresh.promote(1)
     assert ModelRegistry(tmp_path / "models").current().fingerprint == "fp1"
     assert [v.number for v in fresh.versions()] == [1, 2]

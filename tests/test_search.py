@@ -7,7 +7,8 @@ import scipy.sparse as sp
 from autosklearn.pipeline.components.classification.multinomial_nb import MultinomialNB
 
 from automl.components import SparseLinearSVC, SparseLogisticRegression
-from automl.search import LinearScores, SearchSettings, WeightedEnsemble, search_ensemble
+from automl.search import LinearScores, SearchRun, WeightedEnsemble, Workspace, search_ensemble
+from automl.settings import ModelSettings
 
 
 def data(n=240, d=60, k=3, seed=0):
@@ -39,9 +40,8 @@ def test_single_label_target():
 
 def test_real_search_returns_a_working_ensemble(tmp_path):
     X, Y = data()
-    settings = SearchSettings(budget_seconds=30, max_evaluations=3, work_dir=str(tmp_path),
-                              log_file=str(tmp_path / "logs" / "autosklearn.log"))
-    ensemble, report = search_ensemble(X, Y, settings)
+    run = SearchRun(budget_seconds=30, seed=1, workspace=Workspace(tmp_path, tmp_path / "logs" / "autosklearn.log"))
+    ensemble, report = search_ensemble(X, Y, ModelSettings(max_evaluations=3), run)
     assert report.fallback == "" and report.evaluations >= 1 and report.members
     assert report.seconds < 60
     proba = ensemble.fit(X, Y).predict_proba(X)
@@ -53,15 +53,16 @@ def test_real_search_returns_a_working_ensemble(tmp_path):
 
 def test_a_failing_search_falls_back_to_the_default_linear_model(tmp_path):
     X, Y = data()
-    settings = SearchSettings(budget_seconds=30, classifiers=("no_such_classifier",), work_dir=str(tmp_path))
-    ensemble, report = search_ensemble(X, Y, settings)
+    run = SearchRun(budget_seconds=30, seed=1, workspace=Workspace(tmp_path), classifiers=("no_such_classifier",))
+    ensemble, report = search_ensemble(X, Y, ModelSettings(), run)
     assert "search failed" in report.fallback and "no_such_classifier" in report.fallback
     assert ensemble.fit(X, Y).predict_proba(X).shape == Y.shape
 
 
 def test_same_seed_same_search(tmp_path):
     X, Y = data(seed=3)
-    settings = SearchSettings(budget_seconds=30, max_evaluations=4, seed=7, work_dir=str(tmp_path))
-    first = search_ensemble(X, Y, settings)[1].members
-    again = search_ensemble(X, Y, settings)[1].members
+    settings = ModelSettings(max_evaluations=4)
+    run = SearchRun(budget_seconds=30, seed=7, workspace=Workspace(tmp_path))
+    first = search_ensemble(X, Y, settings, run)[1].members
+    again = search_ensemble(X, Y, settings, run)[1].members
     assert first == again

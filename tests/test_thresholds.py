@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from automl.metrics import best_f1_thresholds, score_level, tuned_threshold_f1
-from automl.model import RULE_GATED, RULE_KEYWORD, RULE_MODEL, RULE_UNION, _apply_rule, _choose_rule
+from automl.model import Rule, _apply_rule, _choose_rule
 
 
 def test_best_threshold_maximises_f1_and_respects_ties():
@@ -31,20 +31,20 @@ def test_rule_choice_prefers_a_perfect_keyword_and_uses_the_model_otherwise():
     truth = np.array([1, 1, 0, 0, 1, 0], dtype=bool)
     perfect_kw = truth.copy()
     noisy_proba = np.array([0.6, 0.4, 0.5, 0.1, 0.7, 0.3])
-    assert _choose_rule(noisy_proba, truth, perfect_kw)[0] == RULE_KEYWORD
+    assert _choose_rule(noisy_proba, truth, perfect_kw)[0] == Rule.KEYWORD
     good_proba = np.array([0.9, 0.8, 0.2, 0.1, 0.7, 0.3])
     useless_kw = np.array([0, 0, 1, 1, 0, 1], dtype=bool)
     rule, cut = _choose_rule(good_proba, truth, useless_kw)
-    assert rule == RULE_MODEL and 0.3 < cut < 0.7
-    assert _choose_rule(good_proba, truth, None)[0] == RULE_MODEL
+    assert rule == Rule.MODEL and 0.3 < cut < 0.7
+    assert _choose_rule(good_proba, truth, None)[0] == Rule.MODEL
 
 
 def test_union_and_gated_rules():
     proba = np.array([0.9, 0.1, 0.9, 0.1])
     kw = np.array([False, True, True, False])
-    fired, by_model = _apply_rule(RULE_UNION, proba, 0.5, kw)
+    fired, by_model = _apply_rule(Rule.UNION, proba, 0.5, kw)
     assert fired.tolist() == [True, True, True, False] and by_model.tolist() == [True, False, True, False]
-    fired, by_model = _apply_rule(RULE_GATED, proba, 0.5, kw)
+    fired, by_model = _apply_rule(Rule.GATED, proba, 0.5, kw)
     assert fired.tolist() == [False, False, True, False] and not by_model.any()
 
 
@@ -73,12 +73,13 @@ def test_rule_choice_under_a_target_precision():
     loose_kw = np.array([1, 1, 1, 1, 1, 0], dtype=bool)  # precision 0.6
     proba = np.array([0.9, 0.8, 0.7, 0.1, 0.6, 0.3])
     rule, cut = _choose_rule(proba, truth, loose_kw, min_precision=0.95)
-    assert rule in (RULE_MODEL, RULE_GATED) and 0.7 < cut < 0.8  # only the top two are sure
+    assert rule in (Rule.MODEL, Rule.GATED) and 0.7 < cut < 0.8  # only the top two are sure
     assert _choose_rule(np.zeros(6), truth, loose_kw, min_precision=0.95)[0] == "none"
 
 
 def test_keyword_only_labels_under_the_target_are_not_proposed(small_taxonomy):
-    from automl.model import ModelSettings, PreAnnotator
+    from automl.model import PreAnnotator
+    from automl.settings import ModelSettings
     from automl.taxonomy import load_taxonomy
 
     texts = ["cats here", "cats there", "cats again", "school cats"]

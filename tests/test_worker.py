@@ -6,10 +6,9 @@ import os
 
 import pytest
 
-from connectors.files import FilesConnector, FilesSettings
-from service.config import load_settings
+from service.config import Secrets, load_settings
+from service.factory import build_worker
 from service.registry import ModelRegistry
-from service.state import StateStore
 from service.worker import Worker
 from conftest import write_assets
 
@@ -20,10 +19,7 @@ ROWS = [("1", "a shelter for cats", "AN1"), ("2", "dogs and walks", "AN2"), ("u1
 def make_worker(tmp_path, taxonomy, **worker_settings) -> Worker:
     settings = load_settings(None, {"state_dir": str(tmp_path / "state"), "worker": worker_settings,
                                     "files": {"assets": str(tmp_path / "a.csv")}, "taxonomy": {"path": str(taxonomy)}})
-    connector = FilesConnector(FilesSettings(assets=tmp_path / "a.csv", taxonomy=taxonomy,
-                                             output=settings.output_path))
-    return Worker(settings, connector, ModelRegistry(settings.state_dir / "models"),
-                  StateStore(settings.state_dir / "state.sqlite3"))
+    return build_worker(settings, Secrets())
 
 
 @pytest.fixture

@@ -1,0 +1,16 @@
+"""The service's one error family. Every error a user may meet is a `ClassieError` whose message names the place, the
+problem and the fix; the command line maps `exit_code` to the process's exit status, in one place."""
+
+from __future__ import annotations
+
+
+class ClassieError(Exception):
+    """An error reported to the user as its message, without a traceback."""
+
+    exit_code = 1
+
+
+class InputError(ClassieError, ValueError):
+    """Something the user gave cannot be used (a setting, a taxonomy, an assets file): correcting it fixes it."""
+
+    exit_code = 2

@@ -1,0 +1,68 @@
+"""The model's settings and the taxonomy's, each declared once, with its default and its bounds.
+
+These are the `[model]` and `[taxonomy]` sections of the service's configuration, passed down as they are. A field
+marked `learning=True` changes what a model learns: a change to it retrains at the next cycle (`learning_fingerprint`
+collects exactly the marked fields, so a new one cannot be missed). The others only bound how long or how widely the
+search runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+HIERARCHY_MODES = ("imply_parents", "require_parent")
+
+
+def learning(default: Any, **constraints: Any) -> Any:
+    """A field whose value changes what a model learns."""
+    return Field(default, json_schema_extra={"learning": True}, **constraints)
+
+
+class Section(BaseModel):
+    """A configuration section: unknown keys are errors, values are checked and then fixed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSettings(Section):
+    # Total auto-sklearn search time per training, shared by the levels in proportion to their trainable labels.
+    budget_seconds: int = Field(300, ge=1)
+    per_run_seconds: int | None = Field(None, ge=1)  # one pipeline fit; default: the level's budget / 4
+    memory_mb: int = Field(3072, ge=256)  # one pipeline fit
+    seed: int = 1
+    max_evaluations: int | None = Field(None, ge=1)  # pipelines tried per level; set it for runs that must repeat
+    ensemble_size: int = Field(10, ge=1)  # auto-sklearn's ensemble selection rounds
+    max_members: int = Field(3, ge=1)  # pipelines kept from the ensemble
+    n_jobs: int = Field(1, ge=1)
+    min_examples: int = learning(10, ge=2)  # fewer positive (or negative) examples: the label's keyword rule decides
+    cv_folds: int = Field(5, ge=2)  # out-of-fold predictions for thresholds, rules, confidence, held-out metrics
+    max_chars: int = learning(3000, ge=1)  # texts are cut here, otherwise unprocessed
+    max_df: float = learning(0.2, gt=0, le=1)  # TF-IDF
+    min_df: int = learning(2, ge=1)
+    ngram_max: int = learning(2, ge=1, le=3)
+    hierarchy: Literal["imply_parents", "require_parent"] = learning("imply_parents")
+    # None: thresholds maximise F1. A number: only rules and thresholds whose out-of-fold precision reaches it.
+    target_precision: float | None = learning(None, gt=0, le=1)
+
+    @field_validator("hierarchy", mode="before")
+    @classmethod
+    def _known_hierarchy(cls, value: Any) -> Any:
+        if value not in HIERARCHY_MODES:
+            raise ValueError(f"hierarchy must be one of {', '.join(HIERARCHY_MODES)}, not {value!r}")
+        return value
+
+    def learning_fingerprint(self) -> dict[str, Any]:
+        """The values of the fields that change what is learned (unset optional ones left out)."""
+        marked = {name for name, field in type(self).model_fields.items()
+                  if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("learning")}
+        return self.model_dump(include=marked, exclude_none=True, mode="json")
+
+
+class TaxonomySettings(Section):
+    path: Path | None = None  # the taxonomy CSV (platform kili: optional, keyword rules by category key)
+    default_facet: str = "subject"
+    # A code and its descendants form a facet, e.g. {"population": ["BE"]}.
+    facet_roots: dict[str, list[str]] = Field(default_factory=dict)

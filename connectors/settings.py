@@ -1,0 +1,36 @@
+"""Each platform's settings, declared once: the `[files]`, `[kili]` and `[label_studio]` sections of the service's
+configuration, passed to the connectors as they are. Secrets are not settings: they come from the environment only
+(see `service.config.Secrets`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from automl.settings import Section
+
+
+class FilesSettings(Section):
+    assets: Path | None = None  # .csv (or .tsv) with a header, or .jsonl (one object per line)
+    output: Path | None = None  # default: <state_dir>/preannotations.jsonl
+    id_column: str = "id"
+    text_column: str = "text"
+    labels_column: str = "labels"  # most specific codes; ancestors are implied
+    label_separator: str = ";"  # in CSV; JSONL may also give a list
+    encoding: str = "utf-8"
+
+
+class KiliSettings(Section):
+    project_id: str | None = None
+    endpoint: str | None = None  # default: KILI_API_ENDPOINT, then Kili's cloud
+    model_name_prefix: str = "classie-automl"  # predictions are named <prefix>-v<N>
+    push_batch: int = Field(100, ge=1, le=1000)
+
+
+class LabelStudioSettings(Section):
+    url: str | None = None  # default: LABEL_STUDIO_URL
+    project_id: int | None = None
+    earlier_versions: Literal["keep", "remove"] = "keep"  # predictions of earlier versions on re-predicted tasks
+    push_batch: int = Field(500, ge=1, le=5000)

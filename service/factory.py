@@ -1,0 +1,56 @@
+"""Builds what a command needs from the settings and the secrets: the platform's connector and client, the model
+registry, the state store, a worker. The one place where settings meet the objects that use them."""
+
+from __future__ import annotations
+
+import threading
+
+from connectors.base import Connector
+from connectors.files import FilesConnector
+from connectors.label_studio import LabelStudioConnector
+from connectors.label_studio_client import LabelStudioClient
+from service.config import ConfigError, Secrets, Settings
+from service.health import Heartbeat
+from service.registry import ModelRegistry
+from service.state import StateStore
+from service.worker import Worker
+
+
+def open_registry(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.state_dir / "models")
+
+
+def open_state(settings: Settings) -> StateStore:
+    return StateStore(settings.state_dir / "state.sqlite3")
+
+
+def label_studio_client(settings: Settings, secrets: Secrets) -> LabelStudioClient:
+    """A client for [label_studio] url with LABEL_STUDIO_API_KEY; its errors never show the API token either."""
+    return LabelStudioClient(settings.label_studio.url, secrets.label_studio_api_key,
+                             redact=[secrets.classie_api_token] if secrets.classie_api_token else [])
+
+
+def build_connector(settings: Settings, secrets: Secrets) -> Connector:
+    """The configured platform's connector; a missing setting is named with its flag."""
+    if settings.platform == "kili":
+        if not settings.kili.project_id:
+            raise ConfigError("platform kili needs --project-id (or [kili] project_id).")
+        from connectors.kili import KiliConnector  # the Kili SDK takes a second or two to import
+
+        return KiliConnector(settings.kili, secrets.kili_api_key, settings.taxonomy.path)
+    if settings.platform == "label-studio":
+        if settings.label_studio.project_id is None:
+            raise ConfigError("platform label-studio needs --project-id (or [label_studio] project_id).")
+        return LabelStudioConnector(settings.label_studio, label_studio_client(settings, secrets))
+    missing = [name for name, value in (("--assets / [files] assets", settings.files.assets),
+                                        ("--taxonomy / [taxonomy] path", settings.taxonomy.path)) if value is None]
+    if missing:
+        raise ConfigError(f"platform files needs {' and '.join(missing)}. Fix: pass the flag or set it in --config.")
+    return FilesConnector(settings.files, settings.taxonomy, settings.output_path)
+
+
+def build_worker(settings: Settings, secrets: Secrets, stop: threading.Event | None = None,
+                 heartbeat: Heartbeat | None = None, registry: ModelRegistry | None = None) -> Worker:
+    """A worker on the configured platform and state folder (`registry`: one to share, e.g. with the API)."""
+    return Worker(settings, build_connector(settings, secrets), registry or open_registry(settings),
+                  open_state(settings), stop, heartbeat)

@@ -1,0 +1,113 @@
+"""Training a new model version in a child process, and the fingerprints that tell when a version is out of date.
+
+The child process lets a stop request end a search at once (auto-sklearn's own workers included) and gives the
+search's memory back when it ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Sequence
+
+from automl.errors import ClassieError
+from automl.taxonomy import Taxonomy
+from connectors.base import Asset
+from service.config import Settings
+from service.registry import ModelRegistry, ModelVersion
+from service.signals import StopRequested
+
+log = logging.getLogger(__name__)
+
+
+class TrainingFailed(ClassieError):
+    """The training process failed or died; the current model (if any) stays in service."""
+
+
+class TrainingAbandoned(StopRequested):
+    """A stop was requested while a training ran: the training process was ended and nothing of it saved."""
+
+
+def setup_fingerprint(taxonomy: Taxonomy, learning: dict) -> str:
+    """Changes when the taxonomy or a learning setting changes: either retrains, whatever the labels."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(learning, sort_keys=True).encode())
+    digest.update(json.dumps(taxonomy.fingerprint_rows()).encode())
+    return digest.hexdigest()
+
+
+def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, learning: dict) -> str:
+    """Changes when a human label, a labelled text, the taxonomy or a learning setting changes."""
+    digest = hashlib.sha256(setup_fingerprint(taxonomy, learning).encode())
+    for asset in sorted(labelled, key=lambda a: a.id):
+        digest.update(json.dumps([asset.id, asset.label_digest]).encode())
+    return digest.hexdigest()
+
+
+def train_version(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy, labelled: Sequence[Asset],
+                  stop: threading.Event, beat: Callable[[], None]) -> ModelVersion:
+    """Train and register (and promote) a new version in a child process; `beat` is called every half second
+    while it runs. Raises TrainingAbandoned when `stop` is set meanwhile, TrainingFailed when the child fails."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_train_child, args=(settings, registry, taxonomy, labelled, sender),
+                            daemon=False)
+    child.start()
+    sender.close()
+    while not receiver.poll(0.5):
+        beat()
+        if stop.is_set():
+            _end_process_group(child)
+            shutil.rmtree(settings.state_dir / "tmp", ignore_errors=True)
+            raise TrainingAbandoned("stop requested: training abandoned, nothing of it was saved")
+    try:
+        outcome = receiver.recv()
+    except EOFError:  # the child ended without a word (killed, out of memory)
+        outcome = f"the training process ended without a result (exit code {child.exitcode})"
+    child.join()
+    if isinstance(outcome, str):
+        raise TrainingFailed(f"training failed: {outcome}")
+    return outcome
+
+
+def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy, labelled: Sequence[Asset],
+                 sender) -> None:
+    os.setpgrp()  # its own process group: ending it ends auto-sklearn's workers too
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        from automl.model import PreAnnotator
+        from automl.search import Workspace
+
+        workspace = Workspace(settings.state_dir / "tmp", settings.state_dir / "logs" / "autosklearn.log")
+        model = PreAnnotator(taxonomy, settings.model, workspace)
+        model.fit([a.text for a in labelled], [set(a.labels or ()) for a in labelled], progress=log.info)
+        learning = settings.model.learning_fingerprint()
+        version = registry.register(
+            model, training_fingerprint(labelled, taxonomy, learning), settings.model.model_dump(mode="json"),
+            setup_fingerprint=setup_fingerprint(taxonomy, learning),
+        )
+        sender.send(version)
+    except BaseException as exc:  # reported to the parent, which decides
+        log.exception("training failed")
+        sender.send(f"{type(exc).__name__}: {exc}")
+    finally:
+        sender.close()
+        os._exit(0)  # no atexit handlers or inherited finalisers of the parent in the child
+
+
+def _end_process_group(child) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.join(5)
+        if child.is_alive():
+            os.killpg(child.pid, signal.SIGKILL)
+            child.join(5)
+    except ProcessLookupError:
+        pass
