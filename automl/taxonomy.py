@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import csv
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from automl.errors import InputError
-
-REQUIRED_COLUMNS = ("code", "name", "parent_code")
-OPTIONAL_COLUMNS = ("level", "facet", "keywords", "include_regex", "exclude_regex")
 
 
 class TaxonomyError(InputError):
     """The taxonomy cannot be used; the message lists every problem with its place and fix."""
+
+
+class CodeNotFound(InputError):
+    """A name that is no node of the taxonomy (`candidates` empty), or that names several (`candidates`)."""
+
+    def __init__(self, name: str, candidates: list[str]):
+        self.name, self.candidates = name, candidates
+        super().__init__(f"{name!r} is on {len(candidates)} places of the taxonomy ({', '.join(candidates)}): write"
+                         " its path" if candidates else f"{name!r} is not in the taxonomy")
+
+
+def path_code(path: Iterable[str]) -> str:
+    """The identity of a node whose key repeats elsewhere in its taxonomy: its path of keys from the root."""
+    return "/" + "/".join(path)
 
 
 @dataclass(frozen=True)
@@ -28,10 +36,16 @@ class Node:
     keywords: tuple[str, ...] = ()
     include_regex: str = ""
     exclude_regex: str = ""
+    path: tuple[str, ...] = ()  # the keys from the root to this node (empty: the code is the only key)
 
     @property
     def has_rule(self) -> bool:
         return bool(self.keywords or self.include_regex)
+
+    @property
+    def key(self) -> str:
+        """What the node is called among its siblings (its code in a taxonomy file, its key on a platform)."""
+        return self.path[-1] if self.path else self.code
 
 
 @dataclass
@@ -43,8 +57,30 @@ class Taxonomy:
 
     def __post_init__(self) -> None:
         self.children = {}
+        self._by_key: dict[str, list[str]] = {}
+        self._by_path: dict[tuple[str, ...], list[str]] = {}
         for node in self.nodes.values():
             self.children.setdefault(node.parent, []).append(node.code)
+            self._by_key.setdefault(node.key, []).append(node.code)
+            if node.path:
+                self._by_path.setdefault(node.path, []).append(node.code)
+
+    def places(self, key: str) -> list[str]:
+        """The codes of the nodes called `key` among their siblings."""
+        return list(self._by_key.get(key, []))
+
+    def resolve(self, name: str) -> str:
+        """The code of the node `name` names: a code; a path of keys (`I/A/A20`, a leading `/` optional); or a key
+        found at one place only. Raises CodeNotFound when it names no node, or several."""
+        if name in self.nodes:
+            return name
+        if "/" in name:
+            found = self._by_path.get(tuple(p.strip() for p in name.strip("/").split("/")), [])
+        else:
+            found = self._by_key.get(name, [])
+        if len(found) == 1:
+            return found[0]
+        raise CodeNotFound(name, sorted(found))
 
     def __contains__(self, code: object) -> bool:
         return code in self.nodes
@@ -86,185 +122,52 @@ class Taxonomy:
         )
 
 
-def load_taxonomy(
-    path: str | Path,
-    facet_roots: Mapping[str, Iterable[str]] | None = None,
-    default_facet: str = "subject",
-) -> Taxonomy:
-    """Read a taxonomy CSV (`code,name,parent_code` and optional `level,facet,keywords,include_regex,exclude_regex`).
+def with_rules(target: Taxonomy, rules: Taxonomy) -> tuple[Taxonomy, list[str]]:
+    """`target` (a platform's interface) with the keyword rules of a taxonomy file, and what did not fit.
 
-    A node's facet is its `facet` column, else the facet whose `facet_roots` lists it or one of its ancestors, else
-    `default_facet`. Its level is the `level` column, else its depth in the tree (roots are level 1).
-    """
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            reader.fieldnames = columns
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-            if missing:
-                raise TaxonomyError(
-                    f"{path}: missing column(s) {', '.join(missing)}; the header has {', '.join(columns) or 'nothing'}."
-                    f" Fix: the first line must name at least {', '.join(REQUIRED_COLUMNS)}"
-                    f" (optional: {', '.join(OPTIONAL_COLUMNS)})."
-                )
-            rows = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader]
-    except UnicodeDecodeError as exc:
-        raise TaxonomyError(f"{path}: not valid UTF-8 at byte {exc.start}. Fix: save the file as UTF-8.") from exc
-    return build_taxonomy(rows, str(path), facet_roots or {}, default_facet)
-
-
-def build_taxonomy(
-    rows: list[tuple[int, dict[str, str]]],
-    source: str,
-    facet_roots: Mapping[str, Iterable[str]],
-    default_facet: str,
-) -> Taxonomy:
-    errors: list[str] = []
-    by_code = _rows_by_code(rows, source, errors)
-    parents = _parents(by_code, source, errors)
-    errors.extend(_cycle_errors(parents, by_code, source))
-    errors.extend(_regex_errors(by_code, source))
-    if errors:
-        raise TaxonomyError(_summarise(errors))
-
-    root_facet = {root: facet for facet, roots in facet_roots.items() for root in roots}
-    unknown_roots = sorted(set(root_facet) - set(by_code))
-    if unknown_roots:
-        raise TaxonomyError(
-            f"{source}: facet roots {', '.join(unknown_roots)} are not codes of the taxonomy."
-            " Fix: correct the facet_roots setting."
-        )
-    nodes = _nodes(by_code, parents, root_facet, default_facet, source, errors)
-    if errors:
-        raise TaxonomyError(_summarise(errors))
-    if not nodes:
-        raise TaxonomyError(f"{source}: the taxonomy has no rows. Fix: add at least one code.")
-    return Taxonomy(nodes)
-
-
-_Rows = dict[str, tuple[int, dict[str, str]]]
-
-
-def _rows_by_code(rows: list[tuple[int, dict[str, str]]], source: str, errors: list[str]) -> _Rows:
-    by_code: _Rows = {}
-    for line, row in rows:
-        code = row.get("code", "")
-        if not code:
-            errors.append(f"{source}, line {line}: empty code. Fix: give every row a code.")
-        elif code in by_code:
-            errors.append(
-                f"{source}, line {line}: duplicate code {code!r} (first on line {by_code[code][0]})."
-                " Fix: codes must be unique; rename or remove one row."
-            )
+    A file's row applies to the node at its place: the same keys from the root. A row whose place is not in the
+    interface applies to the node with its key where that key is on one row and one node only (the parents then
+    disagree, which is reported). Any other row is unused, and reported."""
+    by_path: dict[tuple[str, ...], list[str]] = {}
+    for code, node in target.nodes.items():
+        by_path.setdefault(node.path or (node.key,), []).append(code)
+    file_keys: dict[str, int] = {}
+    for rule in rules.nodes.values():
+        file_keys[rule.key] = file_keys.get(rule.key, 0) + 1
+    matched: dict[str, Node] = {}
+    problems = []
+    for rule in rules.nodes.values():
+        at_place = by_path.get(rule.path or (rule.key,), [])
+        if len(at_place) == 1:
+            matched[at_place[0]] = rule
+            continue
+        by_key = target.places(rule.key)
+        if not at_place and len(by_key) == 1 and file_keys[rule.key] == 1:
+            matched[by_key[0]] = rule
+            problems.extend(_parent_disagreement(target, by_key[0], rules, rule))
         else:
-            by_code[code] = (line, row)
-    return by_code
+            problems.append(_unused_rule(rule, at_place or by_key))
+    nodes = {code: (_ruled(node, matched[code]) if code in matched else node) for code, node in target.nodes.items()}
+    return Taxonomy(nodes), problems
 
 
-def _parents(by_code: _Rows, source: str, errors: list[str]) -> dict[str, str | None]:
-    parents: dict[str, str | None] = {}
-    for code, (line, row) in by_code.items():
-        parent = row.get("parent_code") or None
-        if parent is not None and parent not in by_code:
-            errors.append(
-                f"{source}, line {line}: code {code!r} has unknown parent_code {parent!r}."
-                " Fix: add a row for that parent or correct parent_code (empty for a root)."
-            )
-            parent = None
-        parents[code] = parent
-    return parents
+def _ruled(node: Node, rule: Node) -> Node:
+    return Node(node.code, node.name, node.parent, node.level, node.facet, rule.keywords, rule.include_regex,
+                rule.exclude_regex, node.path)
 
 
-def _regex_errors(by_code: _Rows, source: str) -> list[str]:
-    errors = []
-    for code, (line, row) in by_code.items():
-        for column in ("include_regex", "exclude_regex"):
-            pattern = row.get(column, "")
-            if pattern:
-                try:
-                    re.compile(pattern, re.IGNORECASE)
-                except re.error as exc:
-                    errors.append(
-                        f"{source}, line {line}: {column} of {code!r} is not a valid regular expression ({exc})."
-                        " Fix: correct the pattern (Python `re` syntax) or empty the cell."
-                    )
-    return errors
+def _parent_disagreement(target: Taxonomy, code: str, rules: Taxonomy, rule: Node) -> list[str]:
+    node = target.nodes[code]
+    theirs = target.nodes[node.parent].key if node.parent else None
+    ours = rules.nodes[rule.parent].key if rule.parent else None
+    if theirs == ours:
+        return []
+    return [f"{code}: the interface's parent is {theirs or 'none'}, the taxonomy file's is {ours or 'none'}"]
 
 
-def _nodes(by_code: _Rows, parents: dict[str, str | None], root_facet: dict[str, str], default_facet: str,
-           source: str, errors: list[str]) -> dict[str, Node]:
-    """Nodes, parents first: a node's facet and level follow its parent's unless its row says otherwise."""
-    nodes: dict[str, Node] = {}
-    for code in _topological(parents):
-        line, row = by_code[code]
-        parent = parents[code]
-        parent_node = nodes.get(parent) if parent else None
-        facet = row.get("facet") or root_facet.get(code) or (parent_node.facet if parent_node else default_facet)
-        if parent_node and facet != parent_node.facet:
-            errors.append(
-                f"{source}, line {line}: {code!r} is in facet {facet!r} but its parent {parent!r} is in"
-                f" {parent_node.facet!r}. Fix: a node must share its parent's facet."
-            )
-        level_text = row.get("level", "")
-        if level_text:
-            try:
-                level = int(float(level_text))
-            except ValueError:
-                errors.append(f"{source}, line {line}: level {level_text!r} is not a number. Fix: use 1, 2, 3...")
-                continue
-        else:
-            level = parent_node.level + 1 if parent_node else 1
-        if parent_node and level <= parent_node.level:
-            errors.append(
-                f"{source}, line {line}: {code!r} has level {level}, not deeper than its parent"
-                f" {parent!r} (level {parent_node.level}). Fix: correct the level column."
-            )
-        nodes[code] = Node(
-            code=code, name=row.get("name") or code, parent=parent, level=level, facet=facet,
-            keywords=tuple(k.strip() for k in row.get("keywords", "").split(";") if k.strip()),
-            include_regex=row.get("include_regex", ""), exclude_regex=row.get("exclude_regex", ""),
-        )
-    return nodes
-
-
-def _cycle_errors(parents: dict[str, str | None], by_code: dict, source: str) -> list[str]:
-    errors, done = [], set()
-    for start in parents:
-        path: list[str] = []
-        code: str | None = start
-        while code is not None and code not in done:
-            if code in path:
-                cycle = path[path.index(code):] + [code]
-                line = by_code[code][0]
-                errors.append(
-                    f"{source}, line {line}: parent_code forms a cycle {' -> '.join(cycle)}."
-                    " Fix: one of these codes must have another parent (or none)."
-                )
-                break
-            path.append(code)
-            code = parents[code]
-        done.update(path)
-    return errors
-
-
-def _topological(parents: dict[str, str | None]) -> list[str]:
-    """Parents before children (the caller has ruled out cycles)."""
-    order, seen = [], set()
-    for start in parents:
-        chain = []
-        code: str | None = start
-        while code is not None and code not in seen:
-            chain.append(code)
-            code = parents[code]
-        for c in reversed(chain):
-            seen.add(c)
-            order.append(c)
-    return order
-
-
-def _summarise(errors: list[str], limit: int = 20) -> str:
-    head = "\n".join(f"  - {e}" for e in errors[:limit])
-    more = f"\n  ... and {len(errors) - limit} more" if len(errors) > limit else ""
-    return f"the taxonomy has {len(errors)} problem(s):\n{head}{more}"
+def _unused_rule(rule: Node, found: list[str]) -> str:
+    if not found:
+        return f"taxonomy code {rule.key!r} is not a category of the interface (its rule is unused)"
+    return (f"taxonomy code {rule.key!r} fits {len(found)} places of the interface ({', '.join(sorted(found)[:3])}),"
+            f" none at its place {'/'.join(rule.path) or rule.key} (its rule is unused). Fix: give the row the"
+            " parent (or path) it has there")

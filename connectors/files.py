@@ -13,7 +13,8 @@ from pathlib import Path
 
 from automl.errors import InputError
 from automl.settings import TaxonomySettings
-from automl.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+from automl.taxonomy import CodeNotFound, Taxonomy, TaxonomyError
+from automl.taxonomy_file import load_taxonomy
 from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache
 from connectors.settings import FilesSettings
 
@@ -119,13 +120,9 @@ def read_assets(
         seen[asset_id] = place
         labels = _parse_labels(raw_labels, columns.label_separator)
         if labels is not None:
-            known = frozenset(c for c in labels if c in taxonomy)
-            for code in sorted(set(labels) - known):
-                skipped.skip(f"label {code!r} is not in the taxonomy (label dropped)", place)
-            if not known:
-                skipped.skip("every label is outside the taxonomy (asset left out)", place)
+            labels = _resolve(labels, taxonomy, skipped, place)
+            if not labels:
                 continue
-            labels = known
         elif require_labels:
             skipped.skip("no labels", place)
             continue
@@ -140,6 +137,26 @@ def load_assets(path: Path, taxonomy: Taxonomy, columns: FilesSettings = FilesSe
     assets = list(read_assets(path, taxonomy, skipped, columns, require_labels))
     skipped.report(str(path))
     return assets
+
+
+def _resolve(names: list[str], taxonomy: Taxonomy, skipped: SkipLog, place: str) -> frozenset[str]:
+    """The taxonomy's codes for the names of a record's labels (codes, paths, or keys found at one place only);
+    each name that fits no node, or several, is skipped with the reason."""
+    codes, ambiguous = set(), False
+    for name in sorted(set(names)):
+        try:
+            codes.add(taxonomy.resolve(name))
+        except CodeNotFound as exc:
+            if exc.candidates:
+                ambiguous = True
+                skipped.skip(f"label {name!r} is at {len(exc.candidates)} places of the taxonomy"
+                             f" ({', '.join(exc.candidates)}; label dropped; fix: write its path)", place)
+            else:
+                skipped.skip(f"label {name!r} is not in the taxonomy (label dropped)", place)
+    if not codes:
+        skipped.skip("no label could be placed in the taxonomy (asset left out)" if ambiguous
+                     else "every label is outside the taxonomy (asset left out)", place)
+    return frozenset(codes)
 
 
 def _parse_labels(raw, separator: str) -> list[str] | None:

@@ -15,7 +15,8 @@ from kili.exceptions import AuthenticationFailed, GraphQLError, MutationOutcomeU
 from pydantic import SecretStr
 
 from automl.records import flatten
-from automl.taxonomy import Taxonomy, load_taxonomy
+from automl.taxonomy import Taxonomy, with_rules
+from automl.taxonomy_file import load_taxonomy
 from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache, text_hash
 from connectors.errors import PlatformError
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
@@ -50,7 +51,7 @@ def model_name(prefix: str, version: str) -> str:
 
 class KiliConnector:
     """One Kili project (`settings.project_id`, set), through the SDK with `api_key`. `rules` is an optional
-    taxonomy file whose keyword rules apply to the interface's categories, by category key."""
+    taxonomy file whose keyword rules apply to the interface's categories at the same place (see `with_rules`)."""
 
     platform = "kili"
 
@@ -100,15 +101,15 @@ class KiliConnector:
             schema = parse_interface(interface)
         except InterfaceError as exc:
             raise KiliError(f"project {pid!r}: {exc}. Fix: add a CLASSIFICATION job to the interface.") from None
-        self.rules: Taxonomy | None = None
+        self.taxonomy = schema.taxonomy()
         if self.rules_file:
-            self.rules = load_taxonomy(self.rules_file)
-            for problem in schema.disagreements(self.rules):
-                log.warning("taxonomy file and Kili interface disagree: %s", problem)
+            self.taxonomy, problems = with_rules(self.taxonomy, load_taxonomy(self.rules_file))
+            for problem in problems:
+                log.warning("taxonomy file %s and the Kili interface: %s", self.rules_file, problem)
         return schema
 
     def pull_taxonomy(self) -> Taxonomy:
-        return self.schema.taxonomy(self.rules)
+        return self.taxonomy
 
     # ---- pull -------------------------------------------------------------------------------------------------
     def pull(self, cursor: str | None, texts: TextCache | None = None) -> Pull:

@@ -42,36 +42,20 @@ class KiliSchema:
     job_input: dict[str, str]  # job -> "radio" | "checkbox"
     child_jobs: dict[str, list[str]] = field(default_factory=dict)  # node code -> child jobs
 
-    def taxonomy(self, rules: Taxonomy | None = None) -> Taxonomy:
-        """The taxonomy of the interface; keyword rules come from `rules` (a taxonomy file keyed by category key)."""
+    def taxonomy(self) -> Taxonomy:
+        """The taxonomy of the interface; each node's path is its category keys from the root."""
         nodes = {}
         for code, c in self.categories.items():
-            rule = rules.nodes.get(c.key) if rules is not None else None
-            nodes[code] = Node(
-                code=code, name=c.name, parent=c.parent, level=c.level, facet=c.facet,
-                keywords=rule.keywords if rule else (), include_regex=rule.include_regex if rule else "",
-                exclude_regex=rule.exclude_regex if rule else "",
-            )
+            nodes[code] = Node(code=code, name=c.name, parent=c.parent, level=c.level, facet=c.facet,
+                               path=self.path(code))
         return Taxonomy(nodes)
 
-    def disagreements(self, rules: Taxonomy) -> list[str]:
-        """Where a taxonomy file and the interface disagree (by category key)."""
-        out = []
-        by_key: dict[str, list[Category]] = {}
-        for c in self.categories.values():
-            by_key.setdefault(c.key, []).append(c)
-        for key in sorted(set(rules.nodes) - set(by_key)):
-            out.append(f"taxonomy code {key!r} is not a category of the interface (its rule is unused)")
-        for key, cats in sorted(by_key.items()):
-            node = rules.nodes.get(key)
-            if node is None:
-                continue
-            for c in cats:
-                parent_key = self.categories[c.parent].key if c.parent else None
-                if node.parent != parent_key:
-                    out.append(f"{c.code}: the interface's parent is {parent_key or 'none'}, the taxonomy file's is"
-                               f" {node.parent or 'none'}")
-        return out
+    def path(self, code: str) -> tuple[str, ...]:
+        keys = []
+        while code is not None:
+            keys.append(self.categories[code].key)
+            code = self.categories[code].parent
+        return tuple(reversed(keys))
 
     # ---- answers -----------------------------------------------------------------------------------------
     def codes_of(self, json_response: dict, unknown: list[str]) -> set[str]:

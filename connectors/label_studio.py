@@ -4,22 +4,27 @@ latest non-cancelled annotation, pre-annotations as predictions carrying the ser
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from automl.records import flatten
-from automl.taxonomy import Taxonomy
+from automl.taxonomy import Taxonomy, with_rules
+from automl.taxonomy_file import load_taxonomy
 from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache, text_hash
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
 from connectors.settings import LabelStudioSettings
 
+log = logging.getLogger(__name__)
 
 class LabelStudioConnector:
-    """One project (`settings.project_id`, set) of the server `client` talks to."""
+    """One project (`settings.project_id`, set) of the server `client` talks to. `rules` is an optional taxonomy
+    file whose keyword rules apply to the labelling config's choices at the same place (see `with_rules`)."""
 
     platform = "label-studio"
 
-    def __init__(self, settings: LabelStudioSettings, client: LabelStudioClient):
+    def __init__(self, settings: LabelStudioSettings, client: LabelStudioClient, rules: Path | None = None):
         self.settings, self.client = settings, client
         self.project = settings.project_id
         self.skipped = SkipLog()
@@ -29,9 +34,15 @@ class LabelStudioConnector:
         except LabelConfigError as exc:
             raise LabelStudioError(f"project {self.project}: {exc}. Fix: add a <Taxonomy> or <Choices>"
                                    " control to the labelling interface.") from None
+        self.taxonomy = self.schema.taxonomy()
+        if rules:
+            self.taxonomy, problems = with_rules(self.taxonomy, load_taxonomy(rules))
+            for problem in problems:
+                log.warning("taxonomy file %s and the labelling config of project %s: %s", rules, self.project,
+                            problem)
 
     def pull_taxonomy(self) -> Taxonomy:
-        return self.schema.taxonomy()
+        return self.taxonomy
 
     # ---- pull ---------------------------------------------------------------------------------------------------
     def pull(self, cursor: str | None, texts: TextCache | None = None) -> Pull:

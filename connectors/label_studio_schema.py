@@ -63,7 +63,8 @@ class LabelStudioSchema:
         for code, path in self.paths.items():
             control = self.control_of[code]
             parent = node_code(control, path[:-1]) if len(path) > 1 else None
-            nodes[code] = Node(code=code, name=self.names[code], parent=parent, level=len(path), facet=control)
+            nodes[code] = Node(code=code, name=self.names[code], parent=parent, level=len(path), facet=control,
+                               path=path)
         return Taxonomy(nodes)
 
     def codes_of(self, result: list[dict], unknown: list[str]) -> set[str]:

@@ -69,7 +69,7 @@ def label_config_from_taxonomy(taxonomy: Taxonomy, text_key: str = "text") -> st
     ET.SubElement(view, "Text", name=TEXT_OBJECT, value=f"${text_key}")
 
     def add(parent: ET.Element, code: str) -> None:
-        choice = ET.SubElement(parent, "Choice", value=taxonomy.nodes[code].name, alias=code)
+        choice = ET.SubElement(parent, "Choice", value=taxonomy.nodes[code].name, alias=taxonomy.nodes[code].key)
         for child in taxonomy.children.get(code, []):
             add(choice, child)
 
@@ -84,14 +84,19 @@ def label_config_from_taxonomy(taxonomy: Taxonomy, text_key: str = "text") -> st
 
 def label_studio_code(taxonomy: Taxonomy, code: str) -> str:
     """The connector's code for a taxonomy code: `facet:root/.../code` (see the module docstring)."""
-    return node_code(taxonomy.nodes[code].facet, [*reversed(taxonomy.ancestors(code)), code])
+    return node_code(taxonomy.nodes[code].facet, _keys(taxonomy, code))
+
+
+def _keys(taxonomy: Taxonomy, code: str) -> list[str]:
+    """The choice keys (aliases) from the root to a taxonomy code."""
+    return [taxonomy.nodes[c].key for c in [*reversed(taxonomy.ancestors(code)), code]]
 
 
 def annotation_result(taxonomy: Taxonomy, codes: Iterable[str]) -> list[dict]:
     """A Label Studio annotation result for taxonomy codes: one item per facet, a path of aliases per code."""
     paths: dict[str, list[list[str]]] = {}
     for code in sorted(set(codes)):
-        paths.setdefault(taxonomy.nodes[code].facet, []).append([*reversed(taxonomy.ancestors(code)), code])
+        paths.setdefault(taxonomy.nodes[code].facet, []).append(_keys(taxonomy, code))
     return [{"from_name": facet, "to_name": TEXT_OBJECT, "type": "taxonomy", "value": {"taxonomy": facet_paths}}
             for facet, facet_paths in sorted(paths.items())]
 

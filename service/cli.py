@@ -248,7 +248,7 @@ def label_studio_init(
         config: ConfigOpt = None, verbose: VerboseOpt = False) -> None:
     """Set up a Label Studio project: labelling interface from the taxonomy, assets as tasks (human labels as
     annotations), the API as ML backend and a webhook carrying CLASSIE_API_TOKEN. Safe to rerun."""
-    from automl.taxonomy import load_taxonomy
+    from automl.taxonomy_file import load_taxonomy
     from connectors.base import SkipLog
     from connectors.files import load_assets
     from connectors.label_studio_setup import init_project

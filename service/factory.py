@@ -41,7 +41,8 @@ def build_connector(settings: Settings, secrets: Secrets) -> Connector:
     if settings.platform == "label-studio":
         if settings.label_studio.project_id is None:
             raise ConfigError("platform label-studio needs --project-id (or [label_studio] project_id).")
-        return LabelStudioConnector(settings.label_studio, label_studio_client(settings, secrets))
+        return LabelStudioConnector(settings.label_studio, label_studio_client(settings, secrets),
+                                    settings.taxonomy.path)
     missing = [name for name, value in (("--assets / [files] assets", settings.files.assets),
                                         ("--taxonomy / [taxonomy] path", settings.taxonomy.path)) if value is None]
     if missing:

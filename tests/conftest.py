@@ -40,3 +40,26 @@ def example_rows(name: str, limit: int | None = None) -> list[tuple[str, str, st
     with (EXAMPLE / name).open(encoding="utf-8", newline="") as f:
         rows = [(r["id"], r["text"], r["labels"]) for r in csv.DictReader(f)]
     return rows[:limit] if limit else rows
+
+
+# Codes that repeat at two levels and under two parents, as real coding schemes do: a Roman-numeral top level above
+# lettered groups, where I and V are also group letters, A is a group under two parts, OTHER a leaf under two groups.
+REPEATED_TAXONOMY = """code,name,parent_code,level,keywords,path
+I,Part I,,1,,
+V,Part V,,1,,
+X,Part X,,1,,
+A,Group A of part I,I,2,,
+I,Group I of part V,V,2,,
+V,Group V of part X,X,2,,
+A,Group A of part X,X,2,,
+A20,Animals,,3,animal;pets,I/A/A20
+I10,Imaging,I,3,x-ray;scanner,
+OTHER,Other in I/A,,3,miscellaneous,I/A/OTHER
+OTHER,Other in V/I,I,3,sundry,
+V5,Vaccines,V,3,vaccine,
+"""
+
+
+@pytest.fixture
+def repeated_taxonomy(tmp_path: Path) -> Path:
+    return write(tmp_path / "repeated.csv", REPEATED_TAXONOMY)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from automl.taxonomy import Taxonomy, load_taxonomy
+from automl.taxonomy import Taxonomy
+from automl.taxonomy_file import load_taxonomy
 from conftest import EXAMPLE, example_rows
 from kili_emulator import KiliEmulator
 

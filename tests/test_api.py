@@ -13,7 +13,7 @@ import uvicorn
 
 from automl.model import PreAnnotator
 from automl.settings import ModelSettings
-from automl.taxonomy import load_taxonomy
+from automl.taxonomy_file import load_taxonomy
 from service.api import create_app
 from service.config import ApiSettings
 from service.registry import ModelRegistry
@@ -127,7 +127,7 @@ def test_predict_answers_in_label_studio_format_when_given_its_config(tmp_path):
     rules.write_text("code,name,parent_code,keywords\n" + "".join(
         f"{code},{node.name},{node.parent or ''},{'cat' if code.endswith('AN1') else ''}\n"
         for code, node in tax.nodes.items()))
-    from automl.taxonomy import load_taxonomy
+    from automl.taxonomy_file import load_taxonomy
 
     registry = ModelRegistry(tmp_path / "models")
     registry.register(PreAnnotator(load_taxonomy(rules), ModelSettings()).fit([], []), "fp", {})

@@ -5,7 +5,7 @@ import pytest
 
 from automl.model import Decisions, PreAnnotator
 from automl.settings import ModelSettings
-from automl.taxonomy import load_taxonomy
+from automl.taxonomy_file import load_taxonomy
 
 
 def decisions(codes, chosen, confidence, source):

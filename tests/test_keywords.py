@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from automl.keywords import KeywordMatcher
-from automl.taxonomy import load_taxonomy
+from automl.taxonomy_file import load_taxonomy
 from conftest import write
 
 

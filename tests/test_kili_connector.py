@@ -204,15 +204,15 @@ def test_kill_9_during_a_push_then_restart(tmp_path, emulator, taxonomy):
 
 
 def test_taxonomy_file_disagreements_are_reported(taxonomy, tmp_path):
-    from automl.taxonomy import load_taxonomy
+    from automl.taxonomy import with_rules
+    from automl.taxonomy_file import load_taxonomy
 
     schema = parse_interface(interface(taxonomy))
     rules = tmp_path / "rules.csv"
     rules.write_text("code,name,parent_code,keywords\nHE,Health,,health\nED,Education,,\nHE200,x,ED,\nZZ,z,,zebra\n")
-    problems = schema.disagreements(load_taxonomy(rules))
+    tax, problems = with_rules(schema.taxonomy(), load_taxonomy(rules))
     assert "taxonomy code 'ZZ' is not a category of the interface (its rule is unused)" in problems
     assert "HE_SUB/HE200: the interface's parent is HE, the taxonomy file's is ED" in problems
-    tax = schema.taxonomy(load_taxonomy(rules))
     assert tax.nodes["SUBJECT/HE"].keywords == ("health",) and not tax.nodes["SUBJECT/ED"].has_rule
 
 

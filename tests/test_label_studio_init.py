@@ -17,7 +17,8 @@ import pytest
 from conftest import EXAMPLE, write
 from label_studio_server import free_port, label_studio  # noqa: F401 - the session fixture
 
-from automl.taxonomy import Taxonomy, load_taxonomy
+from automl.taxonomy import Taxonomy
+from automl.taxonomy_file import load_taxonomy
 from connectors.base import SkipLog
 from connectors.files import read_assets
 from connectors.label_studio import LabelStudioConnector

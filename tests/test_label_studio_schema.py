@@ -68,3 +68,14 @@ def test_results_to_codes_and_back():
 def test_bad_configs(config, message):
     with pytest.raises(LabelConfigError, match=message):
         parse_label_config(config)
+
+
+def test_a_test_files_codes_resolve_to_the_config_nodes():
+    from automl.taxonomy import CodeNotFound
+
+    tax = parse_label_config(CONFIG).taxonomy()
+    assert tax.resolve("ED1") == "subject:ED/ED1" and tax.resolve("ED/Other") == "subject:ED/Other"
+    assert tax.resolve("subject:HE") == "subject:HE" and tax.resolve("CH") == "population:CH"
+    with pytest.raises(CodeNotFound) as error:  # "Other" is under ED and under HE
+        tax.resolve("Other")
+    assert error.value.candidates == ["subject:ED/Other", "subject:HE/Other"]

@@ -4,7 +4,7 @@ import pytest
 
 from automl.model import PreAnnotator
 from automl.settings import ModelSettings
-from automl.taxonomy import load_taxonomy
+from automl.taxonomy_file import load_taxonomy
 from service.registry import ModelRegistry, RegistryError
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from automl.taxonomy import load_taxonomy
+from automl.taxonomy_file import load_taxonomy
 from conftest import EXAMPLE, example_rows, write, write_assets
 
 CLI = str(Path(sys.executable).parent / "classie-automl")

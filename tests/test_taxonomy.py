@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from automl.taxonomy import TaxonomyError, load_taxonomy
+from automl.taxonomy import TaxonomyError
+from automl.taxonomy_file import load_taxonomy
 from conftest import EXAMPLE, write
 
 

@@ -80,7 +80,7 @@ def test_rule_choice_under_a_target_precision():
 def test_keyword_only_labels_under_the_target_are_not_proposed(small_taxonomy):
     from automl.model import PreAnnotator
     from automl.settings import ModelSettings
-    from automl.taxonomy import load_taxonomy
+    from automl.taxonomy_file import load_taxonomy
 
     texts = ["cats here", "cats there", "cats again", "school cats"]
     labels = [{"AN1"}, {"AN1"}, {"ED"}, {"ED"}]  # the "cat" rule is right half of the time
