@@ -56,6 +56,13 @@ class TextFeatures:
             return extra, hits
         return sp.hstack([self.vectorizer_.transform(texts), extra], format="csr"), hits
 
+    def vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """The texts' TF-IDF rows alone (L2-normalised; no columns when the vocabulary is empty): what the texts'
+        similarity is measured on."""
+        if self.vectorizer_ is None:
+            return sp.csr_matrix((len(texts), 0), dtype=np.float32)
+        return self.vectorizer_.transform(cut(texts, self.settings.max_chars))
+
     def hits_for(self, hits: np.ndarray, codes: Sequence[str]) -> np.ndarray:
         return hits[:, [self.code_index_[c] for c in codes]]
 

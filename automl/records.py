@@ -25,6 +25,15 @@ class Proposal:
     source: str  # Source.MODEL.label or Source.KEYWORD.label
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """What the model proposes for one text."""
+
+    prefill: dict[str, list[Proposal]]  # per facet: the codes worth pre-filling (pushed as the answer)
+    suggestions: dict[str, list[Proposal]]  # per facet: likely codes not pre-filled, for a UI to offer
+    expected_edits: float  # the edits a labeller is expected to make on the pre-fill: how much a label would teach
+
+
 def flatten(proposals: dict[str, list[Proposal]]) -> list[Proposal]:
     """Every facet's proposals in one list."""
     return [p for facet_proposals in proposals.values() for p in facet_proposals]

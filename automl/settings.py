@@ -44,8 +44,13 @@ class ModelSettings(Section):
     min_df: int = learning(2, ge=1)
     ngram_max: int = learning(2, ge=1, le=3)
     hierarchy: Literal["imply_parents", "require_parent"] = learning("imply_parents")
-    # None: thresholds maximise F1. A number: only rules and thresholds whose out-of-fold precision reaches it.
+    # A label is pre-filled where that saves a labeller edits out of fold: a wrong pre-fill costs a deletion weighing
+    # this many missing ones (additions), so it is pre-filled when it is right with a probability above c / (1 + c).
+    wrong_prefill_cost: float = learning(1.0, gt=0)
+    # Instead: pre-fill only rules and thresholds whose out-of-fold precision reaches this (the best F1 among them).
     target_precision: float | None = learning(None, gt=0, le=1)
+    # Codes not pre-filled but at least this likely are offered as suggestions (files output, /predict).
+    suggestion_min_confidence: float = Field(0.2, ge=0, le=1)
 
     @field_validator("hierarchy", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,7 +42,16 @@ class Asset:
 class PreAnnotation:
     asset_id: str
     text_hash: str
-    proposals: dict[str, list[Proposal]]  # facet -> proposals
+    proposals: dict[str, list[Proposal]]  # facet -> the pre-filled proposals (the answer a labeller corrects)
+    suggestions: dict[str, list[Proposal]] = field(default_factory=dict)  # facet -> likely, not pre-filled
+    priority: float | None = None  # in [0, 1]: how much a human label of it would help; higher, label sooner
+
+
+@dataclass(frozen=True)
+class Priority:
+    asset_id: str
+    value: float  # in [0, 1]; higher: label sooner
+    why: str = ""  # e.g. "2.1 edits expected, novelty 0.62"
 
 
 @dataclass
@@ -102,3 +111,9 @@ class Connector(Protocol):
         ...
 
     def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport: ...
+
+    def push_priorities(self, ranking: Sequence[Priority], fresh: Collection[str]) -> int:
+        """The platform's labelling order, after a cycle pushed pre-annotations: `ranking` is every unlabelled
+        asset's priority under the current version, `fresh` the assets whose priority this cycle computed (the only
+        ones a platform needs told). Returns how many priorities the platform took."""
+        ...

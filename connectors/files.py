@@ -7,7 +7,8 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from automl.errors import InputError
 from automl.settings import TaxonomySettings
 from automl.taxonomy import CodeNotFound, Taxonomy, TaxonomyError
 from automl.taxonomy_file import load_taxonomy
-from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache
+from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache
 from connectors.settings import FilesSettings
 
 log = logging.getLogger(__name__)
@@ -263,18 +264,35 @@ class FilesConnector:
             if (item.asset_id, model_version, item.text_hash) in keys:
                 report.already += 1
                 continue
-            records.append({
-                "asset_id": item.asset_id,
-                "model_version": model_version,
-                "created_at": now,
-                "text_sha256": item.text_hash,
-                "facets": {
-                    facet: [{"code": p.code, "name": taxonomy.nodes[p.code].name, "confidence": p.confidence,
-                             "source": p.source} for p in proposals]
-                    for facet, proposals in item.proposals.items()
-                },
-            })
+            record = {"asset_id": item.asset_id, "model_version": model_version, "created_at": now,
+                      "text_sha256": item.text_hash, "facets": _listed(taxonomy, item.proposals)}
+            if item.priority is not None:
+                record["priority"] = item.priority
+            record["suggestions"] = _listed(taxonomy, item.suggestions)
+            records.append(record)
         if records:
             self.output.append(records)
         report.written = len(records)
         return report
+
+    @property
+    def ranking_path(self) -> Path:
+        return self.output.path.with_name("next_to_label.csv")
+
+    def push_priorities(self, ranking: Sequence[Priority], fresh: Collection[str]) -> int:
+        """`next_to_label.csv` beside the output: every unlabelled asset, the one to label first on top (rank, id,
+        priority, why), replaced whole by an atomic rename."""
+        path = self.ranking_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent, prefix=".next-",
+                                         delete=False) as handle:
+            out = csv.writer(handle)
+            out.writerow(["rank", "id", "priority", "why"])
+            out.writerows((n, p.asset_id, f"{p.value:.4f}", p.why) for n, p in enumerate(ranking, 1))
+        os.replace(handle.name, path)
+        return len(ranking)
+
+
+def _listed(taxonomy: Taxonomy, by_facet: dict) -> dict:
+    return {facet: [{"code": p.code, "name": taxonomy.nodes[p.code].name, "confidence": p.confidence,
+                     "source": p.source} for p in proposals] for facet, proposals in by_facet.items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from gql.transport.exceptions import TransportServerError
@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from automl.records import flatten
 from automl.taxonomy import Taxonomy, with_rules
 from automl.taxonomy_file import load_taxonomy
-from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache, text_hash
+from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
 from connectors.errors import PlatformError
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
 from connectors.retry import is_transient_http, transient_status, unavailable, with_retries
@@ -203,6 +203,25 @@ class KiliConnector:
                     batch = missing
             report.written += len(items[start:start + size])
         return report
+
+    def push_priorities(self, ranking: Sequence[Priority], fresh: Collection[str]) -> int:
+        """Kili's asset priority (an integer, higher is labelled sooner; 0, the default, is "not ranked") of the
+        fresh assets: 1 + 99 x priority. `set_assets_priority` takes one value for many assets, so there is one call
+        per value and hundred assets. Assets no longer waiting (being labelled, done) are declined by Kili."""
+        by_value: dict[int, list[str]] = {}
+        for p in ranking:
+            if p.asset_id in fresh:
+                by_value.setdefault(1 + round(99 * p.value), []).append(p.asset_id)
+        taken = declined = 0
+        with self._final_errors("setting asset priorities"):
+            for value, ids in sorted(by_value.items(), reverse=True):
+                outcome = self._retrying(self.kili.set_assets_priority)(priority=value, asset_ids=ids)
+                taken += len(outcome["succeeded"])
+                declined += len(outcome["declined"]) + len(outcome["failed"])
+        if declined:
+            log.info("kili project %s: %d asset(s) not waiting for a label kept their priority",
+                     self.settings.project_id, declined)
+        return taken
 
     def _create(self, batch: list[PreAnnotation], name: str) -> None:
         # overwrite=True replaces an earlier prediction of the same model name (same version, changed text), so an

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from automl.records import flatten
 from automl.taxonomy import Taxonomy, with_rules
 from automl.taxonomy_file import load_taxonomy
-from connectors.base import Asset, PreAnnotation, Pull, PushReport, SkipLog, TextCache, text_hash
+from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
 from connectors.settings import LabelStudioSettings
@@ -87,8 +87,8 @@ class LabelStudioConnector:
         report = PushReport()
         for start in range(0, len(items), self.settings.push_batch):
             batch = items[start:start + self.settings.push_batch]
-            predictions = [{"task": int(item.asset_id), **prediction(flatten(item.proposals), model_version,
-                                                                       self.schema)} for item in batch]
+            predictions = [{"task": int(item.asset_id), **prediction(
+                flatten(item.proposals), model_version, self.schema, item.priority or 0.0)} for item in batch]
             self._validate(predictions)
             if self.settings.earlier_versions == "remove":
                 self._remove_other_versions({p["task"] for p in predictions}, model_version)
@@ -104,6 +104,10 @@ class LabelStudioConnector:
             self.client.call("PATCH", f"/api/projects/{self.project}", "set the project's model version",
                              json={"model_version": model_version})
         return report
+
+    def push_priorities(self, ranking: Sequence[Priority], fresh: Collection[str]) -> int:
+        """Nothing more to send: each prediction carries its task's priority as its score."""
+        return 0
 
     def _validate(self, predictions: list[dict]) -> None:
         """Label Studio stores predictions without checking them against the config: check here."""

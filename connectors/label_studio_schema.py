@@ -21,12 +21,13 @@ def node_code(control: str, path: Iterable[str]) -> str:
     return f"{control}:{'/'.join(path)}"
 
 
-def prediction(proposals: Iterable[Proposal], model_version: str, schema: LabelStudioSchema | None) -> dict:
+def prediction(proposals: Iterable[Proposal], model_version: str, schema: LabelStudioSchema | None,
+               score: float) -> dict:
     """A Label Studio prediction of one task (without the task): the result items for the schema's controls (none
-    without a schema), scored by the most confident proposal, which is what the Data Manager sorts by."""
-    proposals = list(proposals)
-    return {"model_version": model_version, "score": max((p.confidence for p in proposals), default=0.0),
-            "result": schema.result(proposals) if schema else []}
+    without a schema) and `score`, which the Data Manager sorts by: the service gives its priority (how much a human
+    label of the task would help), so that sorting by prediction score, descending, puts the next task first."""
+    return {"model_version": model_version, "score": round(float(score), 4),
+            "result": schema.result(list(proposals)) if schema else []}
 
 
 class LabelConfigError(InputError):

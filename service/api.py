@@ -52,6 +52,13 @@ class Metrics:
                              registry=self.registry)
         self.heldout = Gauge("classie_heldout_f1", "Held-out F1 of the current version", ["facet", "level", "kind"],
                              registry=self.registry)
+        # level="all": the facet's levels together. Effort = edits with the pre-annotations / edits without.
+        self.effort = Gauge("classie_heldout_effort_ratio", "Held-out labeller effort ratio of the current version",
+                            ["facet", "level"], registry=self.registry)
+        self.precision = Gauge("classie_heldout_prefill_precision", "Held-out pre-fill precision of the current"
+                               " version", ["facet", "level"], registry=self.registry)
+        self.calibration = Gauge("classie_heldout_calibration_error", "Held-out expected calibration error of the"
+                                 " pre-filled confidences", ["facet"], registry=self.registry)
 
     def show_version(self, version: ModelVersion | None) -> None:
         if version is None:
@@ -60,6 +67,12 @@ class Metrics:
         for m in version.metrics:
             self.heldout.labels(m.facet, str(m.level), "micro").set(m.micro_f1)
             self.heldout.labels(m.facet, str(m.level), "macro").set(m.macro_f1)
+            self.effort.labels(m.facet, str(m.level)).set(m.effort.ratio)
+            self.precision.labels(m.facet, str(m.level)).set(m.effort.prefill_precision)
+        for f in version.facets:
+            self.effort.labels(f.facet, "all").set(f.effort.ratio)
+            self.precision.labels(f.facet, "all").set(f.effort.prefill_precision)
+            self.calibration.labels(f.facet).set(f.calibration_error)
 
 
 class Retrainer:
@@ -188,11 +201,12 @@ class _Endpoints:
         except ModelUnloadable as exc:  # after an upgrade, until the worker has trained a version this release reads
             raise HTTPException(503, str(exc)) from None
         results = []
-        for proposals in model.predict(texts):
+        for p in model.propose(texts):
+            # One task, without the pool the worker ranks: its priority is its uncertainty alone.
             results.append({
-                **prediction(flatten(proposals), version.name, schema),
-                "proposals": {facet: [{"code": p.code, "confidence": p.confidence, "source": p.source} for p in ps]
-                              for facet, ps in proposals.items()},
+                **prediction(flatten(p.prefill), version.name, schema, p.expected_edits / (1 + p.expected_edits)),
+                "proposals": _listed(p.prefill),
+                "suggestions": _listed(p.suggestions),
             })
         self.metrics.predicted.inc(len(tasks))
         return {"results": results}
@@ -217,6 +231,11 @@ class _Endpoints:
     def prometheus(self) -> PlainTextResponse:
         self.current()
         return PlainTextResponse(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _listed(by_facet: dict) -> dict:
+    return {facet: [{"code": p.code, "confidence": p.confidence, "source": p.source} for p in ps]
+            for facet, ps in by_facet.items()}
 
 
 def _texts(tasks: list, text_key: str) -> list[str]:

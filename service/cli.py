@@ -20,7 +20,7 @@ from service.config import ConfigError, Secrets, Settings, flag_overrides, load_
 from service.logs import setup_logging
 
 if TYPE_CHECKING:
-    from automl.metrics import LevelScore
+    from automl.metrics import FacetScore, LevelScore
     from service.worker import CycleReport
 
 log = logging.getLogger("classie_automl")
@@ -62,12 +62,21 @@ def _guard(func):
 
 # ---- reports ------------------------------------------------------------------------------------------------------
 
-def _print_metrics(title: str, metrics: Sequence[LevelScore]) -> None:
+def _print_metrics(title: str, levels: Sequence[LevelScore], facets: Sequence[FacetScore] = ()) -> None:
+    """Quality and effort per level (micro P is the pre-fill precision, micro R the coverage; effort = edits with
+    the pre-annotations over edits without), then per facet with the calibration of the pre-filled confidences."""
     typer.echo(title)
-    typer.echo(f"  {'facet':<12}{'level':>5}{'labels':>8}{'micro P':>9}{'micro R':>9}{'micro F1':>10}{'macro F1':>10}")
-    for m in metrics:
-        typer.echo(f"  {m.facet:<12}{m.level:>5}{m.n_labels:>8}{m.micro_precision:>9.3f}"
-                   f"{m.micro_recall:>9.3f}{m.micro_f1:>10.3f}{m.macro_f1:>10.3f}")
+    typer.echo(f"  {'facet':<12}{'level':>5}{'labels':>8}{'micro P':>9}{'micro R':>9}{'micro F1':>10}{'macro F1':>10}"
+               f"{'effort':>8}{'no edit':>9}")
+    for m in levels:
+        typer.echo(f"  {m.facet:<12}{m.level:>5}{m.n_labels:>8}{m.micro_precision:>9.3f}{m.micro_recall:>9.3f}"
+                   f"{m.micro_f1:>10.3f}{m.macro_f1:>10.3f}{m.effort.ratio:>8.2f}{m.effort.no_edit_share:>9.1%}")
+    for f in facets:
+        e = f.effort
+        typer.echo(f"  {f.facet}, all levels: effort {e.ratio:.2f} ({e.edits} edits instead of {e.gold}: {e.added}"
+                   f" to add, {e.deleted} to delete), pre-fill precision {e.prefill_precision:.3f}, coverage"
+                   f" {e.coverage:.3f}, no edit {e.no_edit_share:.1%} of {e.assets}, calibration error"
+                   f" {f.calibration_error:.3f} over {f.prefilled} pre-fills")
 
 
 def _print_cycle(report: CycleReport) -> None:
@@ -80,7 +89,8 @@ def _print_cycle(report: CycleReport) -> None:
                + (f", {report.abandoned} left for the next run (stop requested)" if report.abandoned else ""))
     typer.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
     if report.trained:
-        _print_metrics("held-out quality (cross-validated on the labelled assets):", report.heldout)
+        _print_metrics("held-out quality (cross-validated on the labelled assets):", report.heldout,
+                       report.heldout_facets)
 
 
 def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> None:
@@ -88,10 +98,11 @@ def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> None:
     from service.factory import open_registry
 
     result = evaluate_current(open_registry(settings), test, settings.files)
-    _print_metrics(f"model {result.version.name} on {result.n_assets} labelled assets of {test.name}:", result.scores)
+    _print_metrics(f"model {result.version.name} on {result.n_assets} labelled assets of {test.name}:",
+                   result.scores.levels, result.scores.facets)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps([s.to_dict() for s in result.scores], indent=1), encoding="utf-8")
+        json_out.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
         typer.echo(f"wrote {json_out}")
 
 
@@ -111,7 +122,7 @@ def train(ctx: typer.Context, config: ConfigOpt = None, platform: PlatformOpt = 
     version = build_worker(settings, _secrets(ctx)).train_now()
     typer.echo(f"model {version.name} trained on {version.n_train} labelled assets"
                f" in {version.summary.get('fit_seconds', 0):.0f} s")
-    _print_metrics("held-out quality (cross-validated on the labelled assets):", version.metrics)
+    _print_metrics("held-out quality (cross-validated on the labelled assets):", version.metrics, version.facets)
 
 
 @app.command()
@@ -197,6 +208,48 @@ def serve(ctx: typer.Context, config: ConfigOpt = None, platform: PlatformOpt = 
 
 @app.command()
 @_guard
+def simulate(
+        out: Annotated[Path, typer.Option("--out", help="Folder for rounds.jsonl, curves.csv, curves.png.")] = Path(
+            "simulation"),
+        test: Annotated[Optional[Path], typer.Option(
+            "--test", help="Held-out labelled file (else [evaluation] test, else a 20% split kept in --out).")] = None,
+        seed_labels: Annotated[int, typer.Option("--seed-labels", min=1, help="Labels to start from.")] = 200,
+        rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds of labelling.")] = 8,
+        per_round: Annotated[int, typer.Option("--per-round", min=1, help="Assets labelled per round.")] = 200,
+        strategy: Annotated[str, typer.Option("--strategy", help="priority, random or both.")] = "both",
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the seed labels and the random draws.")] = 1,
+        config: ConfigOpt = None, assets: AssetsOpt = None, taxonomy: TaxonomyOpt = None, budget: BudgetOpt = None,
+        verbose: VerboseOpt = False) -> None:
+    """Replay a labelling campaign on the labelled assets of [files] assets: from --seed-labels, --rounds rounds of
+    --per-round more labels chosen by the service's priority or at random, a real training each round (--budget),
+    scored on a held-out set. Resumable: a rerun carries on from the last round written."""
+    from automl.taxonomy_file import load_taxonomy
+    from connectors.files import load_assets
+    from service.simulation import STRATEGIES, Campaign, held_out, simulate as run_campaign, write_curves
+
+    setup_logging(verbose)
+    settings = _settings(config, assets=assets, taxonomy=taxonomy, budget=budget)
+    strategies = STRATEGIES if strategy == "both" else (strategy,)
+    if not set(strategies) <= set(STRATEGIES) or settings.files.assets is None or settings.taxonomy.path is None:
+        raise ConfigError("simulate needs --strategy priority, random or both, and the labelled assets and taxonomy"
+                          " of the files platform (--assets and --taxonomy, or [files] assets and [taxonomy] path).")
+    t = settings.taxonomy
+    tax = load_taxonomy(t.path, t.facet_roots, t.default_facet)
+    labelled = load_assets(settings.files.assets, tax, settings.files, require_labels=True)
+    test = test or settings.evaluation.test
+    if test is not None:
+        pool, held = labelled, load_assets(test, tax, settings.files, require_labels=True)
+    else:
+        pool, held = held_out(labelled, 0.2, seed, out)
+    typer.echo(f"pool {len(pool)} labelled assets, held-out {len(held)}; strategies {', '.join(strategies)}")
+    rows = run_campaign(pool, held, tax, settings.model, Campaign(seed_labels, rounds, per_round, strategies, seed),
+                        out, progress=typer.echo)
+    table, plot = write_curves(rows, out)
+    typer.echo(f"wrote {out / 'rounds.jsonl'}, {table}, {plot}")
+
+
+@app.command()
+@_guard
 def health(config: ConfigOpt = None, state: StateOpt = None,
            url: Annotated[Optional[str], typer.Option(
                "--url", envvar="CLASSIE_HEALTH_URL",
@@ -229,7 +282,9 @@ def models(config: ConfigOpt = None, state: StateOpt = None,
     for v in registry.versions():
         mark = "*" if current and v.number == current.number else " "
         f1 = " ".join(f"{m.facet}/L{m.level}={m.micro_f1:.3f}" for m in v.metrics)
-        typer.echo(f"{mark} {v.name:<6} {v.created_at}  trained on {v.n_train:>6}  held-out micro-F1 {f1}")
+        effort = " ".join(f"{f.facet}={f.effort.ratio:.2f}" for f in v.facets)
+        typer.echo(f"{mark} {v.name:<6} {v.created_at}  trained on {v.n_train:>6}  held-out micro-F1 {f1}"
+                   + (f"  effort {effort}" if effort else ""))
 
 
 @app.command("label-studio-init")

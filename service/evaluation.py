@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from automl.metrics import LevelScore
+from automl.metrics import Scores
 from connectors.files import AssetFileError, load_assets
 from connectors.settings import FilesSettings
 from service.registry import ModelRegistry, ModelVersion
@@ -16,12 +16,16 @@ class Evaluation:
     version: ModelVersion
     test: Path
     n_assets: int  # labelled assets scored
-    scores: list[LevelScore]  # per facet and level
+    scores: Scores  # per facet and level, and per facet
+
+    def to_dict(self) -> dict:
+        return {"model_version": self.version.name, "test": str(self.test), "assets": self.n_assets,
+                **self.scores.to_dict()}
 
 
 def evaluate_current(registry: ModelRegistry, test: Path, columns: FilesSettings) -> Evaluation:
-    """The current version's precision, recall and F1 per facet and level on the labelled assets of `test` (read
-    with the [files] column settings; records without labels are skipped)."""
+    """The current version's precision, recall, F1 and labeller effort per facet and level on the labelled assets of
+    `test` (read with the [files] column settings; records without labels are skipped)."""
     version = registry.require_current()
     model = registry.load(version)
     assets = load_assets(test, model.taxonomy, columns, require_labels=True)

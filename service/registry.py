@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import joblib
 
 from automl.errors import ClassieError
-from automl.metrics import LevelScore
+from automl.metrics import FacetScore, LevelScore, Scores
 
 if TYPE_CHECKING:  # the model's libraries load with the model file, not with the registry
     from automl.model import PreAnnotator
@@ -66,15 +66,25 @@ class ModelVersion:
     n_train: int = 0
     setup_fingerprint: str = ""  # taxonomy and learning settings only: a change retrains whatever the labels
     software: dict = field(default_factory=dict)  # package versions that wrote it (empty before they were kept)
+    facets: list[FacetScore] = field(default_factory=list)  # held-out effort and calibration per facet
+
+    @property
+    def scores(self) -> Scores:
+        return Scores(self.metrics, self.facets)
 
     @property
     def name(self) -> str:
         return f"v{self.number}"
 
+    def to_dict(self) -> dict:
+        return {**asdict(self), "metrics": [m.to_dict() for m in self.metrics],
+                "facets": [f.to_dict() for f in self.facets]}
+
     @classmethod
     def read(cls, meta: Path) -> ModelVersion:
         data = json.loads(meta.read_text(encoding="utf-8"))
-        return cls(**{**data, "metrics": [LevelScore.from_dict(m) for m in data.get("metrics") or []]})
+        return cls(**{**data, "metrics": [LevelScore.from_dict(m) for m in data.get("metrics") or []],
+                      "facets": [FacetScore.from_dict(f) for f in data.get("facets") or []]})
 
 
 class ModelRegistry:
@@ -141,13 +151,14 @@ class ModelRegistry:
                     created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     fingerprint=fingerprint,
                     config=config,
-                    metrics=list(model.heldout_),
+                    metrics=list(model.heldout_.levels),
+                    facets=list(model.heldout_.facets),
                     summary=model.summary(),
                     n_train=model.n_train_,
                     setup_fingerprint=setup_fingerprint,
                     software=software_versions(),
                 )
-                (staging / "meta.json").write_text(json.dumps(asdict(version), indent=1), encoding="utf-8")
+                (staging / "meta.json").write_text(json.dumps(version.to_dict(), indent=1), encoding="utf-8")
                 try:
                     os.rename(staging, self._dir(number))  # fails if another process took this number
                     break

@@ -11,7 +11,7 @@ from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
-from connectors.base import Asset
+from connectors.base import Asset, Priority
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pushed (
@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS pushed (
     model_version TEXT NOT NULL,
     text_hash TEXT NOT NULL,
     pushed_at TEXT NOT NULL,
+    priority REAL,            -- how much a human label of it would help, as pushed (NULL: none computed)
+    why TEXT,
     PRIMARY KEY (asset_id, model_version, text_hash)
 );
 CREATE TABLE IF NOT EXISTS trained_on (
@@ -49,6 +51,10 @@ class StateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db, db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(pushed)")}
+            for column, kind in (("priority", "REAL"), ("why", "TEXT")):  # a ledger of an earlier release
+                if column not in columns:
+                    db.execute(f"ALTER TABLE pushed ADD COLUMN {column} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -57,13 +63,24 @@ class StateStore:
         return db
 
     # ---- the ledger of pushed pre-annotations -------------------------------------------------------------
-    def record_pushed(self, model_version: str, items: Iterable[tuple[str, str]]) -> None:
+    def record_pushed(self, model_version: str, items: Iterable[tuple[str, str, Priority | None]]) -> None:
+        """(asset id, text hash, its priority or None) of each pre-annotation pushed."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with closing(self._connect()) as db, db:
             db.executemany(
-                "INSERT OR IGNORE INTO pushed (asset_id, model_version, text_hash, pushed_at) VALUES (?, ?, ?, ?)",
-                [(a, model_version, t, now) for a, t in items],
+                "INSERT OR IGNORE INTO pushed (asset_id, model_version, text_hash, pushed_at, priority, why)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(a, model_version, t, now, p.value if p else None, p.why if p else None) for a, t, p in items],
             )
+
+    def ranking(self, model_version: str) -> list[Priority]:
+        """The unlabelled assets' priorities pushed with `model_version` for their current text, highest first."""
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT a.asset_id, p.priority, p.why FROM assets a JOIN pushed p ON p.asset_id = a.asset_id"
+                " AND p.model_version = ? AND p.text_hash = a.text_hash WHERE a.labels IS NULL"
+                " AND p.priority IS NOT NULL ORDER BY p.priority DESC, a.asset_id", (model_version,)).fetchall()
+        return [Priority(a, float(v), w or "") for a, v, w in rows]
 
     # ---- what a model was trained on ----------------------------------------------------------------------
     def record_training_set(self, model_version: str, labelled: Sequence[Asset]) -> None:

@@ -12,13 +12,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from automl.errors import InputError
-from automl.metrics import LevelScore
+from automl.metrics import FacetScore, LevelScore
+from automl.priority import rank
+from automl.records import Prediction
 from automl.taxonomy import Taxonomy
-from connectors.base import Asset, Connector, PreAnnotation
+from connectors.base import Asset, Connector, PreAnnotation, Priority
 from connectors.errors import PlatformUnavailable
 from service.config import Settings
 from service.health import Heartbeat
@@ -48,11 +51,13 @@ class CycleReport:
     predicted: int = 0
     written: int = 0
     already: int = 0  # had a pre-annotation of this version for this text: not predicted again
+    prioritised: int = 0  # priorities the platform took (labelling order)
     abandoned: int = 0  # left for the next run because a stop was requested
     label_changes: int = 0  # labelled assets added, changed or removed since the current model
     complete_pull: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     heldout: list[LevelScore] = field(default_factory=list)
+    heldout_facets: list[FacetScore] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,12 @@ class TrainingDecision:
     label_changes: int  # labelled assets added, changed or removed since the current version
 
 
-def f1_per_level(metrics: Sequence[LevelScore]) -> str:
-    return ", ".join(f"{m.facet} L{m.level} {m.micro_f1:.3f}/{m.macro_f1:.3f}" for m in metrics)
+def quality(version: ModelVersion) -> str:
+    """Held-out micro/macro F1 per level and the labeller's effort ratio per facet, for a log line."""
+    f1 = ", ".join(f"{m.facet} L{m.level} {m.micro_f1:.3f}/{m.macro_f1:.3f}" for m in version.metrics)
+    effort = ", ".join(f"{f.facet} {f.effort.ratio:.2f} (pre-fill precision {f.effort.prefill_precision:.2f})"
+                       for f in version.facets)
+    return f"micro/macro F1 {f1}" + (f"; effort ratio {effort}" if effort else "")
 
 
 class Worker:
@@ -148,7 +157,7 @@ class Worker:
         report = CycleReport(model_version=current.name)
         with self.cycle_lock():
             self.pull(report)
-            self.pre_annotate(self.registry.load(current), current, report)
+            self.pre_annotate(self.registry.load(current), current, report, self.state.labelled_assets())
         return report
 
     # ---- one cycle ----------------------------------------------------------------------------------------------
@@ -179,10 +188,10 @@ class Worker:
             report.trained = True
             report.timings["train"] = time.monotonic() - t
         report.model_version = current.name
-        report.heldout = current.metrics
+        report.heldout, report.heldout_facets = current.metrics, current.facets
 
         t = time.monotonic()
-        self.pre_annotate(self.registry.load(current), current, report)
+        self.pre_annotate(self.registry.load(current), current, report, labelled)
         report.timings["pre_annotate"] = time.monotonic() - t
         report.timings["total"] = time.monotonic() - started
         self._log_cycle(report, current)
@@ -248,39 +257,79 @@ class Worker:
         version = train_version(self.settings, self.registry, taxonomy, labelled, self.stop,
                                 lambda: self.beat("training", labelled=len(labelled)))
         self.state.record_training_set(version.name, labelled)
-        log.info("model %s ready in %.0f s; held-out micro/macro F1: %s", version.name,
-                 version.summary.get("fit_seconds", 0), f1_per_level(version.metrics))
+        log.info("model %s ready in %.0f s; held-out %s", version.name, version.summary.get("fit_seconds", 0),
+                 quality(version))
         return version
 
-    def pre_annotate(self, model: PreAnnotator, version: ModelVersion, report: CycleReport) -> None:
-        """Predict and push, batch by batch, the unlabelled assets that have no pre-annotation of this version for
-        their current text. Each pushed batch is recorded before the next one starts."""
+    def pre_annotate(self, model: PreAnnotator, version: ModelVersion, report: CycleReport,
+                     labelled: Sequence[Asset]) -> None:
+        """Predict the unlabelled assets that have no pre-annotation of this version for their current text, rank
+        them (which a human should label next, given the `labelled` ones), push them batch by batch with their
+        priorities, each batch recorded before the next starts, then tell the platform the labelling order."""
         todo = self.state.count_unlabelled_without(version.name)
         report.already += report.unlabelled - todo
-        with tqdm(total=todo, desc=f"pre-annotating ({version.name})", unit="asset", disable=None,
+        if not todo:
+            return
+        assets, predictions = self._predict(model, version, todo, report)
+        if len(assets) < todo:  # a stop was requested: nothing was pushed
+            return
+        ranking = rank(np.array([p.expected_edits for p in predictions]), model.features_.vectors(
+            [a.text for a in assets]), model.features_.vectors([a.text for a in labelled]))
+        priorities = [Priority(a.id, round(float(v), 4), f"{p.expected_edits:.1f} edits expected, novelty {n:.2f}")
+                      for a, p, v, n in zip(assets, predictions, ranking.priority, ranking.novelty)]
+        pushed: set[str] = set()
+        try:
+            self._push(version, assets, predictions, priorities, report, pushed)
+        finally:
+            if pushed:
+                report.prioritised = self.connector.push_priorities(self.state.ranking(version.name), pushed)
+
+    def _predict(self, model: PreAnnotator, version: ModelVersion, todo: int,
+                 report: CycleReport) -> tuple[list[Asset], list[Prediction]]:
+        assets: list[Asset] = []
+        predictions: list[Prediction] = []
+        for chunk in self.state.unlabelled_without(version.name, self.settings.worker.batch_size):
+            if self.stop.is_set():
+                report.abandoned = todo
+                log.info("stop requested: %d asset(s) left for the next run", todo)
+                break
+            assets += chunk
+            predictions += model.propose([a.text for a in chunk])
+            self.beat("predicting", done=len(assets), todo=todo)
+        return assets, predictions
+
+    def _push(self, version: ModelVersion, assets: list[Asset], predictions: list[Prediction],
+              priorities: list[Priority], report: CycleReport, pushed: set[str]) -> None:
+        batch = self.settings.worker.batch_size
+        with tqdm(total=len(assets), desc=f"pre-annotating ({version.name})", unit="asset", disable=None,
                   leave=False) as bar:
-            for chunk in self.state.unlabelled_without(version.name, self.settings.worker.batch_size):
+            for start in range(0, len(assets), batch):
                 if self.stop.is_set():
-                    report.abandoned = todo - report.predicted
+                    report.abandoned = len(assets) - report.predicted
                     log.info("stop requested: %d asset(s) left for the next run", report.abandoned)
                     return
-                proposals = model.predict([a.text for a in chunk])
-                items = [PreAnnotation(a.id, a.text_hash, p) for a, p in zip(chunk, proposals)]
-                pushed = self.connector.push(items, version.name)
-                self.state.record_pushed(version.name, [(a.id, a.text_hash) for a in chunk])
+                chunk = range(start, min(start + batch, len(assets)))
+                items = [PreAnnotation(assets[i].id, assets[i].text_hash, predictions[i].prefill,
+                                       predictions[i].suggestions, priorities[i].value) for i in chunk]
+                done = self.connector.push(items, version.name)
+                self.state.record_pushed(version.name, [(assets[i].id, assets[i].text_hash, priorities[i])
+                                                        for i in chunk])
+                pushed.update(assets[i].id for i in chunk)
                 report.predicted += len(chunk)
-                report.written += pushed.written
-                report.already += pushed.already
+                report.written += done.written
+                report.already += done.already
                 bar.update(len(chunk))
-                self.beat("pre-annotating", done=report.predicted, todo=todo)
+                self.beat("pre-annotating", done=report.predicted, todo=len(assets))
 
     def _log_cycle(self, report: CycleReport, current: ModelVersion) -> None:
         skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
         trained = (f"trained {current.name} in {report.timings['train']:.0f} s ({report.train_reason}; held-out"
-                   f" micro/macro F1 {f1_per_level(current.metrics)})") if report.trained else "no training"
+                   f" {quality(current)})") if report.trained else "no training"
         log.info("cycle: pulled %d%s (%d labelled, %d unlabelled), %d label change(s), %s, model %s, pushed %d,"
                  " already had %d, skipped %s", report.pulled, " (complete)" if report.complete_pull else "",
                  report.labelled, report.unlabelled, report.label_changes, trained, report.model_version,
                  report.written, report.already, skipped,
-                 extra={"event": "cycle", "cycle": {**{k: v for k, v in asdict(report).items() if k != "heldout"},
-                                                    "timings": {k: round(v, 3) for k, v in report.timings.items()}}})
+                 extra={"event": "cycle", "cycle": {
+                     **{k: v for k, v in asdict(report).items() if k not in ("heldout", "heldout_facets")},
+                     "timings": {k: round(v, 3) for k, v in report.timings.items()},
+                     "heldout_effort": {f.facet: f.effort.to_dict() for f in current.facets}}})

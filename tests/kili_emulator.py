@@ -247,10 +247,22 @@ type Query {
   countLabels(where: LabelWhere!): Int!
 }
 
+type AssetActionAsset { assetId: ID! externalId: String! }
+
+type AssetActionFailure { assetId: ID! externalId: String! details: String }
+
+type AssetActionOutcome {
+  succeeded: [AssetActionAsset!]!
+  declined: [AssetActionAsset!]!
+  failed: [AssetActionFailure!]!
+}
+
 type Mutation {
   \"\"\"Adds one label per labelsData item; with overwrite, first removes the labels of the same
   type and model name on those assets.\"\"\"
   appendManyLabels(data: AppendManyLabelsData!, where: AssetWhere!): [Label!]!
+  \"\"\"Sets one priority on the assets still to label (TODO); the others are declined, as Kili does.\"\"\"
+  setAssetsPriority(where: AssetWhere!, priority: Int!): AssetActionOutcome!
 }
 """
 
@@ -792,7 +804,7 @@ class KiliEmulator:
             },
             "skipped": False,
             "isHoneypot": False,
-            "priority": 0,
+            "priority": asset.get("priority", 0),
             "resolution": None,
             # resolved only when asked for: a label's asset and an asset's labels refer to each other
             "project": lambda _info: self._project_view(),
@@ -966,6 +978,17 @@ class KiliEmulator:
             self.assets[asset_id]["updatedAt"] = self._clock.now()
         return [self._label_view(label) for label in created]
 
+    def _resolve_set_assets_priority(self, _info: GraphQLResolveInfo, where: dict, priority: int) -> dict:
+        outcome: dict[str, list[dict]] = {"succeeded": [], "declined": [], "failed": []}
+        for asset in self._matching_assets(where):
+            ref = {"assetId": asset["id"], "externalId": asset["externalId"]}
+            if self._asset_view(asset)["status"] == "TODO":
+                asset["priority"] = priority
+                outcome["succeeded"].append(ref)
+            else:
+                outcome["declined"].append(ref)
+        return outcome
+
     def _resolvers(self) -> dict[str, Callable[..., Any]]:
         return {
             "viewer": lambda _info: VIEWER,
@@ -978,6 +1001,7 @@ class KiliEmulator:
             "labels": self._resolve_labels,
             "countLabels": self._resolve_count_labels,
             "appendManyLabels": self._resolve_append_many_labels,
+            "setAssetsPriority": self._resolve_set_assets_priority,
         }
 
 

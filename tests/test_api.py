@@ -105,6 +105,8 @@ def test_metrics_and_size_limit(server):
     assert "classie_predicted_tasks_total 1.0" in text
     assert "classie_model_version 1.0" in text
     assert 'classie_heldout_f1{facet="subject",kind="micro",level="1"}' in text
+    assert 'classie_heldout_effort_ratio{facet="subject",level="all"}' in text
+    assert 'classie_heldout_calibration_error{facet="subject"}' in text
     assert 'classie_request_seconds_count{path="/predict"} 1.0' in text
     big = requests.post(f"{url}/predict", data=b"x" * 60_000, headers={**auth(), "Content-Type": "application/json"})
     assert big.status_code == 413

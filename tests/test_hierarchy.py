@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from automl.model import Decisions, PreAnnotator
+from automl.decisions import Decisions, harmonise
 from automl.settings import ModelSettings
 from automl.taxonomy_file import load_taxonomy
 
@@ -24,8 +24,7 @@ def levels():
 
 
 def test_imply_parents_lifts_children_with_their_confidence(small_taxonomy, levels):
-    model = PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings(hierarchy="imply_parents"))
-    d = model._harmonise("subject", levels)
+    d = harmonise(load_taxonomy(small_taxonomy), "imply_parents", levels)
     an = d.codes.index("AN")
     assert d.chosen[:, an].tolist() == [True, True]
     assert d.confidence[0, an] == 0.8 and d.source[0, an] == 2  # lifted from the keyword-proposed child
@@ -33,8 +32,7 @@ def test_imply_parents_lifts_children_with_their_confidence(small_taxonomy, leve
 
 
 def test_require_parent_drops_orphans(small_taxonomy, levels):
-    model = PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings(hierarchy="require_parent"))
-    d = model._harmonise("subject", levels)
+    d = harmonise(load_taxonomy(small_taxonomy), "require_parent", levels)
     assert not d.chosen[0].any()  # AN1 without AN is dropped
     assert d.chosen[1, d.codes.index("AN2")] and d.confidence[0, d.codes.index("AN1")] == 0.0
 

@@ -222,3 +222,21 @@ def test_a_project_gone_mid_run_stops_with_a_message(tmp_path, emulator, taxonom
     w.connector.settings = KiliSettings(project_id="gone", endpoint=emulator.endpoint)
     with pytest.raises(KiliError, match="Kili refused pulling assets"):
         w.run_once()
+
+
+def test_priorities_are_set_grouped_by_value_and_read_back(tmp_path, emulator, taxonomy):
+    unlabelled = fill(emulator, taxonomy, labelled=20, unlabelled=30)
+    w = worker(tmp_path, emulator, **KEYWORDS_ONLY)
+    report = w.run_once()
+    assert report.prioritised == 30
+    from kili.client import Kili
+
+    kili = Kili(api_key=KEY, api_endpoint=emulator.endpoint)
+    read = {a["id"]: a["priority"] for a in kili.assets(project_id="p1", fields=["id", "priority"], disable_tqdm=True)}
+    assert all(1 <= read[u] <= 100 for u in unlabelled) and all(v == 0 for a, v in read.items() if a not in unlabelled)
+    ranking = [p.asset_id for p in w.state.ranking("v1")]
+    assert [read[a] for a in ranking] == sorted((read[a] for a in ranking), reverse=True)  # Kili's order is ours
+    calls = emulator.calls("setAssetsPriority")
+    assert calls == len(set(read[u] for u in unlabelled))  # one call per value (fewer than 100 assets each)
+    quiet = w.run_once()
+    assert (quiet.prioritised, emulator.calls("setAssetsPriority")) == (0, calls)  # nothing new: none set

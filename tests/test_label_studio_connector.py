@@ -94,6 +94,10 @@ def test_worker_cycle_pushes_versioned_predictions(tmp_path, label_studio, proje
     predicted = ours(label_studio, project)
     assert len(predicted) == 20 and all(v == ["v1"] for v in predicted.values())
     assert label_studio.client.project(project)["model_version"] == "v1"
+    # Each prediction's score is its task's priority: sorting by it, descending, gives the labelling order.
+    scores = {p["task"]: p["score"] for p in label_studio.client.predictions(project)}
+    assert scores == pytest.approx({int(p.asset_id): p.value for p in w.state.ranking("v1")}, abs=1e-4)
+    assert len(set(scores.values())) > 1 and first.prioritised == 0  # nothing more to send than the scores
     tasks = {t["id"]: t for t in label_studio.client.tasks(project)}
     some = next(iter(predicted))
     result = tasks[some]["predictions"][0]["result"]

@@ -100,7 +100,7 @@ def test_files_platform_end_to_end(tmp_path, repeated_taxonomy):
     names = {p["code"]: p["name"] for r in out for p in r["facets"]["subject"]}
     assert names["/V/I"] == "Group I of part V" and names["/I"] == "Part I"
     scores = json.loads((tmp_path / "st" / "evaluation.json").read_text())
-    assert {s["level"]: s["micro_f1"] for s in scores}[3] == 1.0  # the test file's paths resolved
+    assert {s["level"]: s["micro_f1"] for s in scores["levels"]}[3] == 1.0  # the test file's paths resolved
 
 
 # ---- Kili: the interface repeats keys in different child jobs ---------------------------------------------------

@@ -85,17 +85,28 @@ def test_evaluate_writes_scores_per_facet_and_level(project):
     out = root / "scores.json"
     done = cli("evaluate", "--config", str(root / "config.toml"), "--test", str(root / "test.csv"), "--json", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
-    scores = json.loads(out.read_text())
+    report = json.loads(out.read_text())
+    assert (report["model_version"], report["assets"]) == ("v1", 80)
+    scores = report["levels"]
     assert {(s["facet"], s["level"]) for s in scores} == {("subject", 1), ("subject", 2), ("subject", 3),
                                                           ("population", 1), ("population", 2), ("population", 3)}
     for s in scores:
         assert set(s) == {"facet", "level", "n_labels", "micro_precision", "micro_recall", "micro_f1", "macro_f1",
-                          "per_label"}
+                          "per_label", "effort"}
         for label in s["per_label"].values():
             assert set(label) == {"precision", "recall", "f1", "support"}
+        effort = s["effort"]
+        assert effort["edits"] == effort["added"] + effort["deleted"] and effort["assets"] == 80
+        assert effort["ratio"] == round(effort["edits"] / effort["gold"], 4) if effort["gold"] else True
+        assert effort["prefill_precision"] == round(s["micro_precision"], 4)
     subject1 = next(s for s in scores if (s["facet"], s["level"]) == ("subject", 1))
     assert subject1["micro_f1"] > 0.3  # far above chance even with 400 examples and 3 pipelines per search
-    assert "micro F1" in done.stdout
+    facets = {f["facet"]: f for f in report["facets"]}
+    assert set(facets) == {"subject", "population"}
+    subject = facets["subject"]["effort"]
+    assert subject["gold"] == sum(s["effort"]["gold"] for s in scores if s["facet"] == "subject")
+    assert 0 <= facets["subject"]["calibration_error"] <= 1 and facets["subject"]["prefilled"] > 0
+    assert "micro F1" in done.stdout and "subject, all levels: effort" in done.stdout
 
 
 def test_changed_human_labels_train_a_new_version(project):

@@ -22,7 +22,7 @@ def test_incremental_and_complete_pulls(tmp_path):
 def test_unlabelled_without_a_pre_annotation_of_the_version(tmp_path):
     store = StateStore(tmp_path / "s.sqlite3")
     store.merge_assets(iter([a(str(i), text=f"text {i}") for i in range(7)]), complete=True)
-    store.record_pushed("v1", [("0", a("0", "text 0").text_hash), ("1", "stale-hash")])
+    store.record_pushed("v1", [("0", a("0", "text 0").text_hash, None), ("1", "stale-hash", None)])
     batches = list(store.unlabelled_without("v1", batch=3))
     assert [[x.id for x in b] for b in batches] == [["1", "2", "3"], ["4", "5", "6"]]
     assert store.count_unlabelled_without("v1") == 6 and store.count_unlabelled_without("v2") == 7

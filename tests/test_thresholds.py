@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from automl.metrics import best_f1_thresholds, score_level, tuned_threshold_f1
-from automl.model import Rule, _apply_rule, _choose_rule
+from automl.rules import Rule, apply_rule as _apply_rule, choose_rule as _choose_rule
 
 
 def test_best_threshold_maximises_f1_and_respects_ties():
@@ -85,7 +85,10 @@ def test_keyword_only_labels_under_the_target_are_not_proposed(small_taxonomy):
     texts = ["cats here", "cats there", "cats again", "school cats"]
     labels = [{"AN1"}, {"AN1"}, {"ED"}, {"ED"}]  # the "cat" rule is right half of the time
     tax = load_taxonomy(small_taxonomy)
-    loose = PreAnnotator(tax, ModelSettings()).fit(texts, labels)
+    loose = PreAnnotator(tax, ModelSettings(wrong_prefill_cost=0.5)).fit(texts, labels)  # worth it above 1/3
     strict = PreAnnotator(tax, ModelSettings(target_precision=0.8)).fit(texts, labels)
+    default = PreAnnotator(tax, ModelSettings()).fit(texts, labels)  # right half the time: saves nothing
     codes = lambda m: {p.code for ps in m.predict(["a cat"])[0].values() for p in ps}  # noqa: E731
-    assert "AN1" in codes(loose) and "AN1" not in codes(strict)
+    assert "AN1" in codes(loose) and "AN1" not in codes(strict) and "AN1" not in codes(default)
+    suggested = {p.code: p.confidence for p in default.propose(["a cat"])[0].suggestions["subject"]}
+    assert suggested["AN1"] == 0.5  # offered, not pre-filled
