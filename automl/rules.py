@@ -7,7 +7,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from automl.metrics import best_f1_thresholds, best_saving_thresholds
+from automl.metrics import best_f1_thresholds, best_saving_thresholds, expected_saving
 
 
 class Rule(StrEnum):
@@ -24,14 +24,14 @@ def choose_rule(proba: np.ndarray, truth: np.ndarray, kw: np.ndarray | None, min
                 wrong_cost: float | None = None) -> tuple[Rule, float]:
     """The rule and threshold that do best out of fold; ties go to the simpler rule (keyword first).
 
-    With `wrong_cost`: the one that saves a labeller the most edits (a right pre-fill saves an addition, a wrong
-    one costs a deletion weighing `wrong_cost`). Without: the best F1 among those whose precision reaches
+    With `wrong_cost`: the one expected to save a labeller the most edits (a right pre-fill saves an addition, a
+    wrong one costs a deletion weighing `wrong_cost`; see `expected_saving`). Without: the best F1 among those whose precision reaches
     `min_precision`. Rule.NONE when no rule saves anything, or none reaches the precision."""
     col = truth.reshape(-1, 1)
     positives = truth.sum()
 
     def value(tp: float, picked: float) -> float:
-        return tp - wrong_cost * (picked - tp) if wrong_cost is not None else 2 * tp / (picked + positives)
+        return expected_saving(tp, picked, wrong_cost) if wrong_cost is not None else 2 * tp / (picked + positives)
 
     candidates = []
     if kw is not None and kw.any():

@@ -77,6 +77,7 @@ def in_process(emulator: KiliEmulator, state: Path, keywords_only: bool, budget:
         print(json.dumps({"cycle": name, "wall_s": round(wall, 2), "api_calls": len(calls),
                           "graphql_calls": sum(c != "files" for c in calls), "text_downloads": calls.count("files"),
                           "pulled": report.pulled, "pushed": report.written, "trained": report.trained,
+                          "prioritised": report.prioritised, "priority_calls": calls.count("setAssetsPriority"),
                           "push_s": round(pushing[0], 2),
                           "pushed_per_s": round(report.written / pushing[0], 1) if pushing[0] else None,
                           "timings": {k: round(v, 2) for k, v in report.timings.items()}}))

@@ -73,6 +73,9 @@ def test_predict_batches_and_picks_up_a_new_version_without_restart(server):
     assert {p["code"] for p in answer[0]["proposals"]["subject"]} == {"AN", "AN1"}
     assert {p["code"] for p in answer[1]["proposals"]["subject"]} == {"HE", "HE1"}
     assert 0 < answer[0]["score"] <= 1
+    assert set(answer[0]) == {"model_version", "score", "result", "proposals", "suggestions"}
+    assert set(answer[0]["suggestions"]) == {"subject"} and not {p["code"] for p in answer[0]["suggestions"][
+        "subject"]} & {p["code"] for p in answer[0]["proposals"]["subject"]}  # suggestions are not pre-filled
     cycles()  # another process promotes v2
     again = requests.post(f"{url}/predict", json={"tasks": tasks[:1]}, headers=auth()).json()["results"]
     assert again[0]["model_version"] == "v2"

@@ -92,3 +92,20 @@ def test_keyword_only_labels_under_the_target_are_not_proposed(small_taxonomy):
     assert "AN1" in codes(loose) and "AN1" not in codes(strict) and "AN1" not in codes(default)
     suggested = {p.code: p.confidence for p in default.propose(["a cat"])[0].suggestions["subject"]}
     assert suggested["AN1"] == 0.5  # offered, not pre-filled
+
+
+def test_the_cut_that_saves_the_most_edits_and_no_cut_chosen_by_luck():
+    from automl.metrics import best_saving_thresholds, expected_saving
+
+    scores = np.array([[0.9], [0.8], [0.7], [0.6], [0.5], [0.4], [0.3], [0.2]])
+    truth = np.array([[1], [1], [1], [1], [0], [1], [0], [0]], dtype=bool)
+    cut, tp, picked = best_saving_thresholds(scores, truth)
+    # Four of four, or five of six, save four edits each out of fold; the larger is the surer (shrunk toward 1/3).
+    assert 0.3 < cut[0] < 0.4 and (tp[0], picked[0]) == (5, 6)
+    assert round(expected_saving(5, 6, 1.0), 9) == round(6 * (6 / 9 * 2 - 1), 9) > expected_saving(4, 4, 1.0)
+    # One right text at the top, then noise: one lucky pre-fill is no evidence, nothing is pre-filled.
+    lucky = np.array([[1], [0], [0], [1], [0], [0]], dtype=bool)
+    assert np.isinf(best_saving_thresholds(scores[:6], lucky)[0][0])
+    # A wrong pre-fill costing three missing ones moves the cut up.
+    strict, _, _ = best_saving_thresholds(scores, truth, wrong_cost=3.0)
+    assert strict[0] >= cut[0]
