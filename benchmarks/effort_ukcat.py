@@ -4,6 +4,7 @@ per facet the effort ratio, pre-fill precision, coverage, no-edit share and cali
 ratio, pre-fill precision and micro-F1, with the medians over the seeds.
 
     .venv/bin/python benchmarks/effort_ukcat.py [--seeds 1 2 3] [--target-precision 0.8] [--out DIR]
+        [--config examples/ukcat/benchmark.toml]   # the quality benchmark: the whole taxonomy as one facet
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ CONFIG = ROOT / "examples" / "ukcat" / "config.toml"
 TEST = ROOT / "examples" / "ukcat" / "test.csv"
 
 
-def run(seed: int, target_precision: float | None, out: Path) -> dict:
+def run(seed: int, target_precision: float | None, out: Path, config: Path) -> dict:
     state = out / (f"seed{seed}" + (f"-tp{target_precision}" if target_precision else ""))
     scores = state / "scores.json"
     if not scores.exists():
@@ -31,7 +32,7 @@ def run(seed: int, target_precision: float | None, out: Path) -> dict:
         if target_precision:
             env["CLASSIE_MODEL__TARGET_PRECISION"] = str(target_precision)
         for args in (["train"], ["evaluate", "--test", str(TEST), "--json", str(scores)]):
-            done = subprocess.run([*CLI, *args, "--config", str(CONFIG)], env=env, capture_output=True, text=True,
+            done = subprocess.run([*CLI, *args, "--config", str(config)], env=env, capture_output=True, text=True,
                                   cwd=ROOT)
             if done.returncode:
                 sys.exit(done.stderr[-3000:])
@@ -43,8 +44,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--target-precision", type=float, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "state-benchmark" / "effort")
+    parser.add_argument("--config", type=Path, default=CONFIG)
     args = parser.parse_args()
-    reports = [run(seed, args.target_precision, args.out) for seed in args.seeds]
+    reports = [run(seed, args.target_precision, args.out, args.config.resolve()) for seed in args.seeds]
     summary: dict = {"seeds": args.seeds, "target_precision": args.target_precision, "facets": {}, "levels": {}}
     for facet in (f["facet"] for f in reports[0]["facets"]):
         runs = [next(f for f in r["facets"] if f["facet"] == facet) for r in reports]

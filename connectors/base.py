@@ -8,12 +8,25 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from automl.records import Proposal
-from automl.taxonomy import Taxonomy
+from automl.taxonomy import Taxonomy, with_rules
+from automl.taxonomy_file import load_taxonomy
 
 log = logging.getLogger(__name__)
+
+
+def with_rules_file(interface: Taxonomy, rules: Path | None, where: str) -> Taxonomy:
+    """A platform's taxonomy with the keyword rules of a taxonomy file (none: as it is); each row that fits no node,
+    or several, is logged once, naming `where` (e.g. "the Kili interface")."""
+    if rules is None:
+        return interface
+    taxonomy, problems = with_rules(interface, load_taxonomy(rules))
+    for problem in problems:
+        log.warning("taxonomy file %s and %s: %s", rules, where, problem)
+    return taxonomy
 
 
 def text_hash(text: str) -> str:

@@ -15,9 +15,18 @@ from kili.exceptions import AuthenticationFailed, GraphQLError, MutationOutcomeU
 from pydantic import SecretStr
 
 from automl.records import flatten
-from automl.taxonomy import Taxonomy, with_rules
-from automl.taxonomy_file import load_taxonomy
-from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
+from automl.taxonomy import Taxonomy
+from connectors.base import (
+    Asset,
+    PreAnnotation,
+    Priority,
+    Pull,
+    PushReport,
+    SkipLog,
+    TextCache,
+    text_hash,
+    with_rules_file,
+)
 from connectors.errors import PlatformError
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
 from connectors.retry import is_transient_http, transient_status, unavailable, with_retries
@@ -101,11 +110,7 @@ class KiliConnector:
             schema = parse_interface(interface)
         except InterfaceError as exc:
             raise KiliError(f"project {pid!r}: {exc}. Fix: add a CLASSIFICATION job to the interface.") from None
-        self.taxonomy = schema.taxonomy()
-        if self.rules_file:
-            self.taxonomy, problems = with_rules(self.taxonomy, load_taxonomy(self.rules_file))
-            for problem in problems:
-                log.warning("taxonomy file %s and the Kili interface: %s", self.rules_file, problem)
+        self.taxonomy = with_rules_file(schema.taxonomy(), self.rules_file, "the Kili interface")
         return schema
 
     def pull_taxonomy(self) -> Taxonomy:

@@ -4,19 +4,26 @@ latest non-cancelled annotation, pre-annotations as predictions carrying the ser
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from automl.records import flatten
-from automl.taxonomy import Taxonomy, with_rules
-from automl.taxonomy_file import load_taxonomy
-from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
+from automl.taxonomy import Taxonomy
+from connectors.base import (
+    Asset,
+    PreAnnotation,
+    Priority,
+    Pull,
+    PushReport,
+    SkipLog,
+    TextCache,
+    text_hash,
+    with_rules_file,
+)
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
 from connectors.settings import LabelStudioSettings
 
-log = logging.getLogger(__name__)
 
 class LabelStudioConnector:
     """One project (`settings.project_id`, set) of the server `client` talks to. `rules` is an optional taxonomy
@@ -34,12 +41,8 @@ class LabelStudioConnector:
         except LabelConfigError as exc:
             raise LabelStudioError(f"project {self.project}: {exc}. Fix: add a <Taxonomy> or <Choices>"
                                    " control to the labelling interface.") from None
-        self.taxonomy = self.schema.taxonomy()
-        if rules:
-            self.taxonomy, problems = with_rules(self.taxonomy, load_taxonomy(rules))
-            for problem in problems:
-                log.warning("taxonomy file %s and the labelling config of project %s: %s", rules, self.project,
-                            problem)
+        self.taxonomy = with_rules_file(self.schema.taxonomy(), rules,
+                                        f"the labelling config of project {self.project}")
 
     def pull_taxonomy(self) -> Taxonomy:
         return self.taxonomy

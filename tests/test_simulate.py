@@ -42,3 +42,16 @@ def test_a_campaign_writes_its_rounds_and_curves_and_carries_on(tmp_path):
     assert again.stdout.count(" round ") == 1 and "random round 2: 50 labels" in again.stdout
     rerun = [json.loads(x) for x in (tmp_path / "sim" / "rounds.jsonl").read_text().splitlines() if x.endswith("}")]
     assert rerun[-1]["next_ids"] == [] and rerun[-1]["labelled_ids"] == rows[-1]["labelled_ids"]
+
+
+def test_a_campaign_larger_than_the_pool_is_refused_with_the_fix(tmp_path):
+    write_assets(tmp_path / "pool.csv", example_rows("train.csv", 30))
+    done = subprocess.run([CLI, "simulate", "--assets", str(tmp_path / "pool.csv"), "--taxonomy",
+                           str(EXAMPLE / "taxonomy.csv"), "--out", str(tmp_path / "sim"), "--seed-labels", "20"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "the campaign labels 1620 assets but the pool has" in done.stderr
+    assert "Fix: lower --seed-labels" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "sim" / "split.csv").exists()  # the held-out split is kept for a corrected rerun
+    wrong = subprocess.run([CLI, "simulate", "--assets", str(tmp_path / "pool.csv"), "--taxonomy",
+                            str(EXAMPLE / "taxonomy.csv"), "--strategy", "clever"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "--strategy priority, random or both" in wrong.stderr
