@@ -16,17 +16,8 @@ from pydantic import SecretStr
 
 from automl.records import flatten
 from automl.taxonomy import Taxonomy
-from connectors.base import (
-    Asset,
-    PreAnnotation,
-    Priority,
-    Pull,
-    PushReport,
-    SkipLog,
-    TextCache,
-    text_hash,
-    with_rules_file,
-)
+from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
+from connectors.base import with_rules_file
 from connectors.errors import PlatformError
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
 from connectors.retry import is_transient_http, transient_status, unavailable, with_retries

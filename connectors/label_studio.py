@@ -9,17 +9,8 @@ from pathlib import Path
 
 from automl.records import flatten
 from automl.taxonomy import Taxonomy
-from connectors.base import (
-    Asset,
-    PreAnnotation,
-    Priority,
-    Pull,
-    PushReport,
-    SkipLog,
-    TextCache,
-    text_hash,
-    with_rules_file,
-)
+from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
+from connectors.base import with_rules_file
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
 from connectors.settings import LabelStudioSettings

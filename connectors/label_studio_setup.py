@@ -63,8 +63,9 @@ class InitResult:
 # ---- labelling config ---------------------------------------------------------------------------------------------
 
 def label_config_from_taxonomy(taxonomy: Taxonomy, text_key: str = "text") -> str:
-    """One `<Taxonomy>` per facet (multi-select, Label Studio's default), choices nested as the tree, codes as
-    aliases, over `<Text name="text" value="$text_key"/>`."""
+    """One `<Taxonomy>` per facet (multi-select, Label Studio's default) under a `<Header>` with the facet's name,
+    choices nested as the tree, codes as aliases, over `<Text name="text" value="$text_key"/>`. Where two codes of
+    a facet share a name, its chips show the whole path, so that a labeller can tell them apart."""
     view = ET.Element("View")
     ET.SubElement(view, "Text", name=TEXT_OBJECT, value=f"${text_key}")
 
@@ -74,7 +75,12 @@ def label_config_from_taxonomy(taxonomy: Taxonomy, text_key: str = "text") -> st
             add(choice, child)
 
     for facet in taxonomy.facets:
+        ET.SubElement(view, "Header", value=facet.replace("_", " ").capitalize())
+        names = [n.name for n in taxonomy.nodes.values() if n.facet == facet]
         control = ET.SubElement(view, "Taxonomy", name=facet, toName=TEXT_OBJECT)
+        if len(set(names)) < len(names):
+            control.set("showFullPath", "true")
+            control.set("pathSeparator", " / ")
         for root in taxonomy.children.get(None, []):
             if taxonomy.nodes[root].facet == facet:
                 add(control, root)

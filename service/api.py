@@ -27,10 +27,12 @@ from prometheus_client import (
 from pydantic import SecretStr
 
 from automl.records import flatten
+from connectors.base import text_hash
 from connectors.label_studio_client import TRAINING_EVENTS
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
 from service.config import ApiSettings, ConfigError
 from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
+from service.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,12 @@ def _authorised(header: str, token: str) -> bool:
 
 
 def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: ModelRegistry,
-               cycle: Callable[[], object]) -> FastAPI:
-    """The API over `registry`; every endpoint but /health needs `token`; the webhook schedules `cycle`."""
+               cycle: Callable[[], object], ledger: StateStore | None = None,
+               project_id: int | None = None) -> FastAPI:
+    """The API over `registry`; every endpoint but /health needs `token`; the webhook schedules `cycle`. With a
+    `ledger` (the worker's state) and the Label Studio `project_id`, what /predict answers that project is recorded
+    there, since Label Studio stores it: the worker does not push it again, and a task the worker has pushed (or is
+    pushing) gets no second prediction of that version."""
     token = token.get_secret_value() if isinstance(token, SecretStr) else token
     if not token:
         raise ConfigError("the API needs a token. Fix: set CLASSIE_API_TOKEN.")
@@ -156,7 +162,7 @@ def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: M
         if not _authorised(request.headers.get("authorization", ""), token):
             raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
 
-    endpoints = _Endpoints(settings, registry, metrics, retrainer)
+    endpoints = _Endpoints(settings, registry, metrics, retrainer, ledger, project_id)
     guarded = [Depends(authorised)]
     app.add_api_route("/health", endpoints.health, methods=["GET"])
     app.add_api_route("/setup", endpoints.setup, methods=["POST"], dependencies=guarded)
@@ -167,8 +173,10 @@ def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: M
 
 
 class _Endpoints:
-    def __init__(self, settings: ApiSettings, registry: ModelRegistry, metrics: Metrics, retrainer: Retrainer):
+    def __init__(self, settings: ApiSettings, registry: ModelRegistry, metrics: Metrics, retrainer: Retrainer,
+                 ledger: StateStore | None, project_id: int | None):
         self.settings, self.registry, self.metrics, self.retrainer = settings, registry, metrics, retrainer
+        self.ledger, self.project_id = ledger, project_id
         self.label_config = functools.lru_cache(maxsize=16)(parse_label_config)  # Label Studio resends it
 
     def current(self) -> ModelVersion | None:
@@ -201,15 +209,25 @@ class _Endpoints:
         except ModelUnloadable as exc:  # after an upgrade, until the worker has trained a version this release reads
             raise HTTPException(503, str(exc)) from None
         results = []
-        for p in model.propose(texts):
+        for task, text, p in zip(tasks, texts, model.propose(texts)):
+            if not self._answers(task, body, text, version):
+                continue  # Label Studio has (or is being sent) this task's prediction of this version
             # One task, without the pool the worker ranks: its priority is its uncertainty alone.
             results.append({
                 **prediction(flatten(p.prefill), version.name, schema, p.expected_edits / (1 + p.expected_edits)),
                 "proposals": _listed(p.prefill),
                 "suggestions": _listed(p.suggestions),
             })
-        self.metrics.predicted.inc(len(tasks))
+        self.metrics.predicted.inc(len(results))
         return {"results": results}
+
+    def _answers(self, task: dict, body: dict, text: str, version: ModelVersion) -> bool:
+        """Whether to answer for `task`; an answer Label Studio will store for the configured project is recorded
+        (a missing result tells Label Studio to store nothing: it asks task by task on a count mismatch)."""
+        project = task.get("project") or str(body.get("project") or "").split(".")[0]
+        if self.ledger is None or task.get("id") is None or str(project) != str(self.project_id):
+            return True
+        return self.ledger.record_answer(version.name, str(task["id"]), text_hash(text))
 
     def _schema(self, label_config: str | None) -> LabelStudioSchema | None:
         """Label Studio sends its labelling config: the answer is then in its result format too."""

@@ -31,7 +31,8 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", envvar="CLASSIE_C
                                                    help="TOML configuration file (else CLASSIE_CONFIG).")]
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="files, kili or label-studio.")]
 UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Label Studio's URL (else LABEL_STUDIO_URL).")]
-ProjectOpt = Annotated[Optional[str], typer.Option("--project-id", help="Project on the platform (kili).")]
+ProjectOpt = Annotated[Optional[str], typer.Option(
+    "--project-id", help="The project on the platform: Kili's project id, or Label Studio's project number.")]
 AssetsOpt = Annotated[Optional[Path], typer.Option("--assets", help="Assets file (CSV or JSONL), platform files.")]
 TaxonomyOpt = Annotated[Optional[Path], typer.Option("--taxonomy", help="Taxonomy CSV.")]
 StateOpt = Annotated[Optional[Path], typer.Option("--state", help="State folder (models, outputs, logs).")]
@@ -181,7 +182,11 @@ def run(ctx: typer.Context, once: Annotated[bool, typer.Option("--once", help="O
             log.info("%s", exc)
         else:
             if settings.evaluation.test and not stop.is_set():
-                _evaluate(settings, settings.evaluation.test, settings.state_dir / "evaluation.json")
+                try:
+                    _evaluate(settings, settings.evaluation.test, settings.state_dir / "evaluation.json")
+                except ClassieError as exc:  # the cycle did its work: a test file that cannot be scored is no failure
+                    log.warning("[evaluation] test %s: %s", settings.evaluation.test, exc)
+                    typer.echo(f"evaluation skipped: {exc}")
     log.info("stopped")
 
 

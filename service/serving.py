@@ -8,7 +8,7 @@ import signal
 
 from connectors.errors import PlatformError
 from service.config import Secrets, Settings
-from service.factory import build_worker, open_registry
+from service.factory import build_worker, open_registry, open_state
 from service.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,10 @@ def serve_api(settings: Settings, secrets: Secrets, host: str, port: int, verbos
     except PlatformError as exc:
         # In compose, the project is created after the API is up. Configuration errors still stop here.
         log.warning("platform not usable yet (%s); /predict is served, webhooks will connect again", exc)
-    api = create_app(settings.api, secrets.classie_api_token, registry, lambda: connect().run_once())
+    # On Label Studio, what /predict answers is recorded in the worker's ledger (Label Studio stores it).
+    ledger = open_state(settings) if settings.platform == "label-studio" else None
+    api = create_app(settings.api, secrets.classie_api_token, registry, lambda: connect().run_once(), ledger,
+                     settings.label_studio.project_id)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found: make that
     # one a no-op, so that a stopped server exits 0 (what `docker stop` and supervisors expect).
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -23,6 +23,11 @@ CREATE TABLE IF NOT EXISTS pushed (
     why TEXT,
     PRIMARY KEY (asset_id, model_version, text_hash)
 );
+CREATE TABLE IF NOT EXISTS claims (      -- pre-annotations being pushed right now: nothing else may make them
+    asset_id TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    PRIMARY KEY (asset_id, model_version)
+);
 CREATE TABLE IF NOT EXISTS trained_on (
     model_version TEXT NOT NULL,
     asset_id TEXT NOT NULL,
@@ -66,12 +71,56 @@ class StateStore:
     def record_pushed(self, model_version: str, items: Iterable[tuple[str, str, Priority | None]]) -> None:
         """(asset id, text hash, its priority or None) of each pre-annotation pushed."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        items = list(items)
         with closing(self._connect()) as db, db:
             db.executemany(
                 "INSERT OR IGNORE INTO pushed (asset_id, model_version, text_hash, pushed_at, priority, why)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [(a, model_version, t, now, p.value if p else None, p.why if p else None) for a, t, p in items],
             )
+            db.executemany("DELETE FROM claims WHERE asset_id = ? AND model_version = ?",
+                           [(a, model_version) for a, _, _ in items])
+
+    # ---- claims: one maker per pre-annotation (the worker's push, or the API's answer to Label Studio) --------------
+    def claim(self, model_version: str, items: Iterable[tuple[str, str]]) -> set[str]:
+        """Of (asset id, text hash), the assets that have no pre-annotation of `model_version` for that text and that
+        nobody is making: they are claimed (one transaction) until `record_pushed` or `release`."""
+        with closing(self._connect()) as db, db:
+            db.execute("BEGIN IMMEDIATE")
+            claimed = set()
+            for asset_id, text_hash in items:
+                if not self._made(db, model_version, asset_id, text_hash):
+                    db.execute("INSERT INTO claims (asset_id, model_version) VALUES (?, ?)", (asset_id, model_version))
+                    claimed.add(asset_id)
+            return claimed
+
+    def release(self, model_version: str, asset_ids: Iterable[str]) -> None:
+        with closing(self._connect()) as db, db:
+            db.executemany("DELETE FROM claims WHERE asset_id = ? AND model_version = ?",
+                           [(a, model_version) for a in asset_ids])
+
+    def clear_claims(self) -> None:
+        """At the start of a cycle (one at a time per state folder): claims left by a process that died."""
+        with closing(self._connect()) as db, db:
+            db.execute("DELETE FROM claims")
+
+    def record_answer(self, model_version: str, asset_id: str, text_hash: str) -> bool:
+        """The API is about to answer Label Studio with a pre-annotation, which Label Studio stores: recorded as
+        pushed, unless one is there already or being pushed (then the API must not answer with another)."""
+        with closing(self._connect()) as db, db:
+            db.execute("BEGIN IMMEDIATE")
+            if self._made(db, model_version, asset_id, text_hash):
+                return False
+            db.execute("INSERT INTO pushed (asset_id, model_version, text_hash, pushed_at) VALUES (?, ?, ?, ?)",
+                       (asset_id, model_version, text_hash, datetime.now(timezone.utc).isoformat(timespec="seconds")))
+            return True
+
+    @staticmethod
+    def _made(db: sqlite3.Connection, model_version: str, asset_id: str, text_hash: str) -> bool:
+        return db.execute(
+            "SELECT 1 FROM pushed WHERE asset_id = ? AND model_version = ? AND text_hash = ? UNION ALL"
+            " SELECT 1 FROM claims WHERE asset_id = ? AND model_version = ? LIMIT 1",
+            (asset_id, model_version, text_hash, asset_id, model_version)).fetchone() is not None
 
     def ranking(self, model_version: str) -> list[Priority]:
         """The unlabelled assets' priorities pushed with `model_version` for their current text, highest first."""

@@ -21,7 +21,7 @@ from automl.metrics import FacetScore, LevelScore
 from automl.priority import rank
 from automl.records import Prediction
 from automl.taxonomy import Taxonomy
-from connectors.base import Asset, Connector, PreAnnotation, Priority
+from connectors.base import Asset, Connector, PreAnnotation, Priority, PushReport
 from connectors.errors import PlatformUnavailable
 from service.config import Settings
 from service.health import Heartbeat
@@ -156,6 +156,7 @@ class Worker:
         current = self.registry.require_current()
         report = CycleReport(model_version=current.name)
         with self.cycle_lock():
+            self.state.clear_claims()
             self.pull(report)
             self.pre_annotate(self.registry.load(current), current, report, self.state.labelled_assets())
         return report
@@ -172,6 +173,7 @@ class Worker:
     def _cycle(self, force_train: bool) -> CycleReport:
         report = CycleReport()
         started = time.monotonic()
+        self.state.clear_claims()  # under the cycle lock: any claim is a dead process's
         taxonomy = self.pull(report)
         labelled = self.state.labelled_assets()
         report.timings["pull"] = time.monotonic() - started
@@ -308,17 +310,24 @@ class Worker:
                     report.abandoned = len(assets) - report.predicted
                     log.info("stop requested: %d asset(s) left for the next run", report.abandoned)
                     return
-                chunk = range(start, min(start + batch, len(assets)))
+                # Claimed first: the API may have answered Label Studio for some of them meanwhile.
+                window = range(start, min(start + batch, len(assets)))
+                claimed = self.state.claim(version.name, [(assets[i].id, assets[i].text_hash) for i in window])
+                chunk = [i for i in window if assets[i].id in claimed]
                 items = [PreAnnotation(assets[i].id, assets[i].text_hash, predictions[i].prefill,
                                        predictions[i].suggestions, priorities[i].value) for i in chunk]
-                done = self.connector.push(items, version.name)
+                try:
+                    done = self.connector.push(items, version.name) if items else PushReport()
+                except BaseException:
+                    self.state.release(version.name, claimed)
+                    raise
                 self.state.record_pushed(version.name, [(assets[i].id, assets[i].text_hash, priorities[i])
                                                         for i in chunk])
                 pushed.update(assets[i].id for i in chunk)
-                report.predicted += len(chunk)
+                report.predicted += len(window)
                 report.written += done.written
-                report.already += done.already
-                bar.update(len(chunk))
+                report.already += done.already + len(window) - len(chunk)
+                bar.update(len(window))
                 self.beat("pre-annotating", done=report.predicted, todo=len(assets))
 
     def _log_cycle(self, report: CycleReport, current: ModelVersion) -> None:

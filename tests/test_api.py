@@ -145,3 +145,28 @@ def test_predict_answers_in_label_studio_format_when_given_its_config(tmp_path):
     assert answer["result"] == [{"from_name": "subject", "to_name": "body", "type": "taxonomy",
                                  "value": {"taxonomy": [["AN", "AN1"]]}}]
     assert client.post("/predict", headers=auth(), json={"tasks": [], "label_config": "<View"}).status_code == 422
+
+
+def test_answers_label_studio_stores_are_recorded_once_and_never_duplicate_the_workers(tmp_path, small_taxonomy):
+    """With the worker's ledger, a task gets one prediction of a version whichever path makes it."""
+    from fastapi.testclient import TestClient
+
+    from connectors.base import text_hash
+    from service.state import StateStore
+
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register(PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings()).fit([], []), "fp", {})
+    ledger = StateStore(tmp_path / "state.sqlite3")
+    client = TestClient(create_app(ApiSettings(), TOKEN, registry, lambda: None, ledger, project_id=3))
+
+    def ask(*tasks, project="3.1767225600"):
+        body = {"tasks": [{"id": i, "project": p, "data": {"text": t}} for i, p, t in tasks], "project": project}
+        return client.post("/predict", headers=auth(), json=body).json()["results"]
+
+    assert len(ask((5, 3, "our cats"))) == 1  # answered, and recorded: Label Studio stores it
+    assert ask((5, 3, "our cats")) == []  # asked again (the same version): no second prediction
+    assert ledger.claim("v1", [("5", text_hash("our cats"))]) == set()  # the worker will not push it either
+    assert ledger.claim("v1", [("6", text_hash("dogs"))]) == {"6"}  # the worker is pushing task 6...
+    assert ask((6, 3, "dogs")) == []  # ...so the API does not answer for it
+    assert len(ask((7, 9, "cats"), project="9.1")) == 1 and ledger.claim("v1", [("7", text_hash("cats"))]) == {"7"}
+    # another project's tasks, or a caller that is not Label Studio storing them, are answered and not recorded

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -128,31 +129,48 @@ def test_worker_cycle_pushes_versioned_predictions(tmp_path, label_studio, proje
     assert label_studio.client.project(project)["model_version"] == "v3"
 
 
-def test_label_studio_uses_the_service_as_its_ml_backend(tmp_path, label_studio, project):
+def _serve(tmp_path, label_studio, project, **env_settings):
+    """`classie-automl serve` for the project on the state folder of `worker(...)`, connected as its ML backend."""
     import socket
 
-    client = label_studio.client
-    worker(tmp_path, label_studio, project).run_once()  # v1, trained and pushed by the worker
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "CLASSIE_API_TOKEN": "tok", "LABEL_STUDIO_API_KEY": label_studio.token,
-           "CLASSIE_API__DEBOUNCE_SECONDS": "1", "CLASSIE_MODEL__BUDGET_SECONDS": "30",
-           "CLASSIE_MODEL__MAX_EVALUATIONS": "2", "CLASSIE_MODEL__CV_FOLDS": "3", "CLASSIE_MODEL__MIN_EXAMPLES": "5"}
+    env = {**os.environ, "CLASSIE_API_TOKEN": "tok", "LABEL_STUDIO_API_KEY": label_studio.token, **env_settings}
     server = subprocess.Popen([CLI, "serve", "--platform", "label-studio", "--project-id", str(project), "--url",
                                label_studio.url, "--state", str(tmp_path / "state"), "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     backend = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{backend}/health", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    label_studio.client.connect_ml_backend(project, backend, basic_auth_user="classie", basic_auth_pass="tok")
+    return server, backend
+
+
+def _retrieve(label_studio, project, task_ids) -> None:
+    """What the Data Manager's "Retrieve Predictions" does: Label Studio asks the backend and stores the answers."""
+    label_studio.client.request("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions",
+                                                                   "project": project},
+                                json={"selectedItems": {"all": False, "included": list(task_ids)}})
+
+
+def _versions_per_task(label_studio, project) -> Counter:
+    return Counter((p["task"], p["model_version"]) for p in label_studio.client.predictions(project))
+
+
+def test_label_studio_uses_the_service_as_its_ml_backend(tmp_path, label_studio, project):
+    client = label_studio.client
+    worker(tmp_path, label_studio, project).run_once()  # v1, trained and pushed by the worker
+    # Label Studio checks /health and /setup with the basic-auth credentials, then creates a webhook.
+    server, backend = _serve(tmp_path, label_studio, project, CLASSIE_API__DEBOUNCE_SECONDS="1",
+                             CLASSIE_MODEL__BUDGET_SECONDS="30", CLASSIE_MODEL__MAX_EVALUATIONS="2",
+                             CLASSIE_MODEL__CV_FOLDS="3", CLASSIE_MODEL__MIN_EXAMPLES="5")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{backend}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        # Label Studio checks /health and /setup with the basic-auth credentials, then creates a webhook.
-        client.connect_ml_backend(project, backend, basic_auth_user="classie", basic_auth_pass="tok")
         client.set_webhook_headers(project, backend, {"Authorization": "Bearer tok"})
 
         # A new task, without prediction: Label Studio asks the backend's /predict for it.
@@ -174,3 +192,37 @@ def test_label_studio_uses_the_service_as_its_ml_backend(tmp_path, label_studio,
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=60)
     assert server.returncode == 0, err[-3000:]
+
+
+def test_one_prediction_of_a_version_per_task_whichever_path_makes_it(tmp_path, label_studio, project):
+    """The ML backend's answers (which Label Studio stores) and the worker's pushes share one ledger: backend first
+    then worker, worker first then backend, and both at once."""
+    import threading
+
+    w = worker(tmp_path, label_studio, project, batch_size=1)
+    w.train_now()  # v1, nothing pushed yet
+    unlabelled = sorted(int(t["id"]) for t in label_studio.client.tasks(project) if not t["annotations"])
+    server, _ = _serve(tmp_path, label_studio, project)
+    try:
+        _retrieve(label_studio, project, unlabelled[:5])  # the backend first...
+        assert {t for (t, v), n in _versions_per_task(label_studio, project).items() if v == "v1"} == set(
+            unlabelled[:5])
+        first = w.run_once()  # ...then the worker: it pushes the others only
+        assert first.written == len(unlabelled) - 5 and first.already == 5
+        _retrieve(label_studio, project, unlabelled)  # the worker first, then the backend: nothing new
+        counts = _versions_per_task(label_studio, project)
+        assert all(counts[(t, "v1")] == 1 for t in unlabelled), counts
+
+        # Both at once: new tasks, the worker pushing them one by one while the backend is asked for all of them.
+        new = label_studio.client.import_tasks(project, [{"data": {"text": f"{text} (new)"}}
+                                                          for _, text, _ in example_rows("test.csv", 60)[20:45]])
+        pushing = threading.Thread(target=w.run_once)
+        pushing.start()
+        for start in range(0, len(new), 5):
+            _retrieve(label_studio, project, new[start:start + 5])
+        pushing.join(120)
+        counts = _versions_per_task(label_studio, project)
+        assert all(counts[(t, "v1")] == 1 for t in new), {t: counts[(t, "v1")] for t in new}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)

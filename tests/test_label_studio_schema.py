@@ -79,3 +79,19 @@ def test_a_test_files_codes_resolve_to_the_config_nodes():
     with pytest.raises(CodeNotFound) as error:  # "Other" is under ED and under HE
         tax.resolve("Other")
     assert error.value.candidates == ["subject:ED/Other", "subject:HE/Other"]
+
+
+def test_the_config_made_from_a_taxonomy_names_each_facet_and_tells_like_names_apart(tmp_path):
+    from automl.taxonomy_file import load_taxonomy
+    from connectors.label_studio_setup import label_config_from_taxonomy
+
+    path = tmp_path / "t.csv"
+    path.write_text("code,name,parent_code,facet\nED,Education,,subject\nED9,Other,ED,\nHE,Health,,subject\n"
+                    "HE9,Other,HE,\nBE,People,,population\nBE1,Children,BE,\n")
+    config = label_config_from_taxonomy(load_taxonomy(path))
+    assert '<Header value="Population" />' in config and '<Header value="Subject" />' in config
+    assert config.index('<Header value="Subject" />') < config.index('<Taxonomy name="subject"')
+    # Two "Other" in subject: its chips show the path; population's names are all different.
+    assert '<Taxonomy name="subject" toName="text" showFullPath="true" pathSeparator=" / ">' in config
+    assert '<Taxonomy name="population" toName="text">' in config
+    assert set(parse_label_config(config).controls) == {"subject", "population"}

@@ -133,3 +133,13 @@ def test_bad_taxonomy_fails_cleanly_before_anything_is_written(tmp_path):
     assert done.returncode == 2
     assert "cycle" in done.stderr and "Fix:" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "state" / "preannotations.jsonl").exists()
+
+
+def test_an_evaluation_that_cannot_be_done_does_not_fail_the_cycle(tmp_path, small_taxonomy):
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats", "AN1"), ("u1", "our cats", "")])
+    write_assets(tmp_path / "test.csv", [("t1", "cats", "NOT-A-CODE")])
+    write(tmp_path / "c.toml", f'state_dir = "st"\n[files]\nassets = "a.csv"\n[taxonomy]\npath = "{small_taxonomy}"\n'
+                               '[evaluation]\ntest = "test.csv"\n')
+    done = cli("run", "--once", "--config", str(tmp_path / "c.toml"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 written" in done.stdout and "evaluation skipped: " in done.stdout and "no labelled asset" in done.stdout

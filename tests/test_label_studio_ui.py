@@ -1,0 +1,95 @@
+"""What a labeller meets in Label Studio's editor (headless Chromium, Debian's, driven by Selenium): the service's
+pre-annotations pre-selected in each facet's control under the facet's name, and the version tab."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from automl.taxonomy_file import load_taxonomy
+from conftest import EXAMPLE, ROOT, example_rows, write_assets
+from connectors.files import load_assets
+from connectors.label_studio_client import LabelStudioClient
+from connectors.label_studio_setup import init_project
+from label_studio_server import label_studio  # noqa: F401 - the session fixture
+from service.config import Secrets, load_settings
+from service.factory import build_worker
+
+FACETS = {"population": ["BE"]}
+
+
+@pytest.fixture(scope="module")
+def chrome(tmp_path_factory):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "install-browser.sh")], capture_output=True,
+                              text=True, timeout=900)
+        if done.returncode:
+            pytest.skip(f"no Chromium to drive: scripts/install-browser.sh said {done.stderr.strip()[-500:]}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download anything
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1000", f"--user-data-dir={tmp_path_factory.mktemp('chrome')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _wait_for_text(driver, texts, seconds=60) -> str:
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + seconds
+    while True:
+        body = driver.find_element(By.TAG_NAME, "body").text
+        if all(t in body for t in texts) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.5)
+
+
+def test_a_labeller_sees_the_pre_annotations_under_each_facets_name(label_studio, chrome, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    tax = load_taxonomy(EXAMPLE / "taxonomy.csv", FACETS)
+    # No label yet: the keyword rules pre-fill (what a labeller meets on day one).
+    write_assets(tmp_path / "a.csv", [(i, t, "") for i, t, _ in example_rows("test.csv", 40)])
+    client = LabelStudioClient(label_studio.url, label_studio.token)
+    project = init_project(client, f"ui-{uuid.uuid4().hex[:8]}", tax, assets=load_assets(tmp_path / "a.csv", tax),
+                           say=lambda _: None).project_id
+    settings = load_settings(None, {"platform": "label-studio", "state_dir": str(tmp_path / "state"),
+                                    "label_studio": {"project_id": project, "url": label_studio.url},
+                                    "taxonomy": {"path": str(EXAMPLE / "taxonomy.csv"), "facet_roots": FACETS},
+                                    "model": {"min_examples": 100000}})
+    assert build_worker(settings, Secrets(label_studio_api_key=label_studio.token)).run_once().written == 40
+    # The task whose prediction fills both facets most.
+    predictions = [p for p in label_studio.client.predictions(project) if p["model_version"] == "v1"]
+    best = max(predictions, key=lambda p: (len({r["from_name"] for r in p["result"]}), len(str(p["result"]))))
+    names = {tax.nodes[path[-1]].name for r in best["result"] for path in r["value"]["taxonomy"]}
+    assert {r["from_name"] for r in best["result"]} == {"subject", "population"}, best["result"]
+
+    chrome.get(f"{label_studio.url}/user/login/")
+    chrome.find_element(By.NAME, "email").send_keys(label_studio.username)
+    chrome.find_element(By.NAME, "password").send_keys(label_studio.password)
+    chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait_for_text(chrome, ["Projects"], 30)
+    chrome.get(f"{label_studio.url}/projects/{project}/data?task={best['task']}")
+    body = _wait_for_text(chrome, ["Subject", "Population", "v1", *names])
+    shot = tmp_path / "label-studio-editor.png"
+    chrome.save_screenshot(str(shot))
+    if os.environ.get("CLASSIE_SCREENSHOTS"):  # to refresh the README's picture
+        shutil.copy(shot, Path(os.environ["CLASSIE_SCREENSHOTS"]) / shot.name)
+    assert "Subject" in body and "Population" in body, body[:2000]
+    assert "v1" in body, body[:2000]  # the prediction's version tab
+    missing = sorted(n for n in names if n not in body)
+    assert not missing, f"pre-selected choices not shown: {missing}; screenshot {shot}"
