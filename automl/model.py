@@ -18,7 +18,15 @@ from automl.features import TextFeatures
 from automl.metrics import Scores, best_f1_thresholds, score_facet, score_level
 from automl.records import Prediction, Proposal, Source
 from automl.rules import Rule, apply_rule, choose_rule, keyword_precision, logit
-from automl.search import MIN_SEARCH_SECONDS, SearchReport, SearchRun, WeightedEnsemble, Workspace, search_ensemble
+from automl.search import (
+    MIN_SEARCH_SECONDS,
+    SearchReport,
+    SearchRun,
+    WeightedEnsemble,
+    Workspace,
+    describe_pipeline,
+    search_ensemble,
+)
 from automl.settings import ModelSettings
 from automl.taxonomy import Taxonomy
 
@@ -57,8 +65,13 @@ class PreAnnotator:
         texts: Sequence[str],
         labels: Sequence[set[str]],
         progress: Callable[[str], None] | None = None,
+        pipelines_from: PreAnnotator | None = None,
     ) -> PreAnnotator:
+        """Learn from labelled texts. With `pipelines_from` (a model fitted on part of these texts), each level
+        refits the pipelines that model's search found instead of searching again (a level it did not search is
+        searched)."""
         started = time.monotonic()
+        searched = {(m.facet, m.level): m for m in pipelines_from.levels_} if pipelines_from else {}
         s = self.settings
         say = progress or (lambda _msg: None)
         labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
@@ -83,10 +96,14 @@ class PreAnnotator:
         for facet, level, codes, truth, trainable in plan:
             n = int(trainable.sum())
             per_search = max(MIN_SEARCH_SECONDS, int(s.budget_seconds * n / trainable_total)) if n else 0
+            earlier = searched.get((facet, level))
+            ensemble = earlier.ensemble if earlier is not None else None
             say(f"{facet} level {level}: {n} of {len(codes)} labels have {s.min_examples}+ examples"
-                + (f"; searching pipelines for {per_search} s, then {s.cv_folds}-fold"
-                   " thresholds" if n else "; keyword rules only"))
-            model, decisions = self._fit_level(facet, level, codes, truth, trainable, X, hits, per_search)
+                + (("; refitting the pipelines found before" if ensemble else
+                    f"; searching pipelines for {per_search} s") + f", then {s.cv_folds}-fold thresholds"
+                   if n else "; keyword rules only"))
+            model, decisions = self._fit_level(facet, level, codes, truth, trainable, X, hits, per_search,
+                                               ensemble)
             self.levels_.append(model)
             oof.setdefault(facet, {})[level] = decisions
 
@@ -103,7 +120,7 @@ class PreAnnotator:
         self.fit_seconds_ = time.monotonic() - started
         return self
 
-    def _fit_level(self, facet, level, codes, truth, trainable, X, hits, budget):
+    def _fit_level(self, facet, level, codes, truth, trainable, X, hits, budget, searched=None):
         s = self.settings
         kw = self.features_.hits_for(hits, codes)
         has_rule = self.features_.matcher_.has_rule()[[self.features_.code_index_[c] for c in codes]]
@@ -117,17 +134,23 @@ class PreAnnotator:
         if trainable.any():
             # Under a target precision a rule too loose for it is no option; otherwise the edits decide.
             proba = self._fit_models(model, trainable, truth, X, kw, alone if s.target_precision else has_rule,
-                                     budget)
+                                     budget, searched)
         return model, self._level_decisions(model, proba, kw)
 
-    def _fit_models(self, model: LevelModel, trainable, truth, X, kw, usable_rule, budget) -> np.ndarray:
-        """Search and fit the level's ensemble; choose each trained label's rule and threshold out of fold, and the
-        calibration of the model's margins. Returns the out-of-fold probabilities."""
+    def _fit_models(self, model: LevelModel, trainable, truth, X, kw, usable_rule, budget,
+                    searched: WeightedEnsemble | None = None) -> np.ndarray:
+        """Search (or take `searched`'s pipelines) and fit the level's ensemble; choose each trained label's rule and
+        threshold out of fold, and the calibration of the model's margins. Returns the out-of-fold probabilities."""
         s = self.settings
         model_idx = np.flatnonzero(trainable)
         model.model_codes = [model.codes[j] for j in model_idx]
         Y = truth[:, model_idx]
-        ensemble, report = search_ensemble(X, Y, s, SearchRun(budget, s.seed + model.level, self.workspace))
+        if searched is not None:
+            ensemble = WeightedEnsemble(searched.members)
+            report = SearchReport(0.0, 0, [f"{w:.2f} {describe_pipeline(p)}" for w, p in searched.members],
+                                  refit=True)
+        else:
+            ensemble, report = search_ensemble(X, Y, s, SearchRun(budget, s.seed + model.level, self.workspace))
         model.search = report
         log.info("%s level %s: search %.0fs, %d pipelines tried, ensemble %s%s", model.facet, model.level,
                  report.seconds, report.evaluations, "; ".join(report.members),
@@ -252,6 +275,7 @@ class PreAnnotator:
                     "pipelines_tried": m.search.evaluations if m.search else 0,
                     "ensemble": m.search.members if m.search else [],
                     "fallback": m.search.fallback if m.search else "",
+                    "refit": m.search.refit if m.search else False,
                 }
                 for m in self.levels_
             ],

@@ -58,6 +58,7 @@ class SearchReport:
     evaluations: int
     members: list[str] = field(default_factory=list)
     fallback: str = ""
+    refit: bool = False  # the pipelines of an earlier search, refitted on more labels (no search)
 
 
 class WeightedEnsemble:
@@ -204,7 +205,7 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
     if not members:
         report.fallback = report.fallback or "no pipeline finished within the budget"
         members = [(1.0, SparseLinearSVC(C=0.5, class_weight="none", random_state=run.seed))]
-    report.members = [f"{w:.2f} {_describe(p)}" for w, p in members]
+    report.members = [f"{w:.2f} {describe_pipeline(p)}" for w, p in members]
     report.seconds = time.monotonic() - started
     return WeightedEnsemble(members), report
 
@@ -250,7 +251,7 @@ def _classifier_name(pipeline) -> str:
         return type(pipeline).__name__
 
 
-def _describe(pipeline) -> str:
+def describe_pipeline(pipeline) -> str:
     name = _classifier_name(pipeline)
     try:
         params = {k.split(":")[-1]: v for k, v in pipeline.config.get_dictionary().items()

@@ -51,6 +51,14 @@ class ModelSettings(Section):
     target_precision: float | None = learning(None, gt=0, le=1)
     # Codes not pre-filled but at least this likely are offered as suggestions (files output, /predict).
     suggestion_min_confidence: float = Field(0.2, ge=0, le=1)
+    # The promotion gate: this share of the labelled assets (chosen by a hash of their id, so the same ones in every
+    # version) is kept out of training; a new version is scored on it beside the current one and becomes current
+    # only if no facet's micro-F1 falls, or effort ratio rises, by more than promote_tolerance. 0: no gate.
+    holdout_fraction: float = learning(0.15, ge=0, lt=1)
+    promote_tolerance: float = Field(0.02, ge=0)
+    # A promoted version is refitted on every labelled asset, the slice included, with the pipelines its search
+    # found (no second search); the slice-free fit is kept beside it to judge the next candidate alike.
+    refit_promoted: bool = learning(True)
 
     @field_validator("hierarchy", mode="before")
     @classmethod

@@ -61,6 +61,18 @@ class Metrics:
                                " version", ["facet", "level"], registry=self.registry)
         self.calibration = Gauge("classie_heldout_calibration_error", "Held-out expected calibration error of the"
                                  " pre-filled confidences", ["facet"], registry=self.registry)
+        self.versions = Gauge("classie_model_versions", "Model versions in the registry by status (current,"
+                              " previous, rejected by the promotion gate)", ["status"], registry=self.registry)
+        self.latest_rejected = Gauge("classie_latest_version_rejected", "1 when the newest version was rejected by"
+                                     " the promotion gate and an older one serves", registry=self.registry)
+
+    def show_registry(self, registry: ModelRegistry) -> None:
+        """Counts by status, and whether the newest training was rejected (read at each scrape)."""
+        versions = registry.versions()
+        statuses = [registry.status(v) for v in versions]
+        for status in ("current", "previous", "rejected"):
+            self.versions.labels(status).set(statuses.count(status))
+        self.latest_rejected.set(int(bool(statuses) and statuses[-1] == "rejected"))
 
     def show_version(self, version: ModelVersion | None) -> None:
         if version is None:
@@ -248,6 +260,7 @@ class _Endpoints:
 
     def prometheus(self) -> PlainTextResponse:
         self.current()
+        self.metrics.show_registry(self.registry)
         return PlainTextResponse(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -84,8 +84,12 @@ def _print_cycle(report: CycleReport) -> None:
     skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
     typer.echo(f"pulled {report.pulled} assets: {report.labelled} labelled, {report.unlabelled} to pre-annotate;"
                f" skipped records: {skipped}")
-    typer.echo(f"model {report.model_version}: " + (f"trained ({report.train_reason})" if report.trained
-                                                    else "current, no training needed"))
+    if report.rejected:
+        typer.echo(f"model {report.model_version}: current; a new version was trained ({report.train_reason}) and"
+                   f" REJECTED by the promotion gate, {report.rejected}")
+    else:
+        typer.echo(f"model {report.model_version}: " + (f"trained ({report.train_reason})" if report.trained
+                                                        else "current, no training needed"))
     typer.echo(f"pre-annotations: {report.written} written, {report.already} already there for this version"
                + (f", {report.abandoned} left for the next run (stop requested)" if report.abandoned else ""))
     typer.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
@@ -124,6 +128,8 @@ def train(ctx: typer.Context, config: ConfigOpt = None, platform: PlatformOpt = 
     typer.echo(f"model {version.name} trained on {version.n_train} labelled assets"
                f" in {version.summary.get('fit_seconds', 0):.0f} s")
     _print_metrics("held-out quality (cross-validated on the labelled assets):", version.metrics, version.facets)
+    if version.gate:
+        typer.echo(("REJECTED, not serving: " if version.rejected else "promoted: ") + version.gate["reason"])
 
 
 @app.command()
@@ -275,21 +281,45 @@ def health(config: ConfigOpt = None, state: StateOpt = None,
 @app.command()
 @_guard
 def models(config: ConfigOpt = None, state: StateOpt = None,
-           promote: Annotated[Optional[int], typer.Option("--promote", help="Make version N current.")] = None
+           promote: Annotated[Optional[int], typer.Option(
+               "--promote", help="Make version N current, whatever the promotion gate said (a rollback).")] = None,
+           show: Annotated[Optional[int], typer.Option("--show", help="Print version N's summary.")] = None,
            ) -> None:
-    """List model versions (current marked *), or promote one (rollback)."""
+    """List model versions with their status (current, previous, rejected) and evaluation-slice scores, promote
+    one, or show one."""
     from service.factory import open_registry
 
     registry = open_registry(_settings(config, state=state))
     if promote is not None:
         registry.promote(promote)
-    current = registry.current()
+    if show is not None:
+        version = registry.version(show)
+        typer.echo(f"{version.name} ({registry.status(version)}), created {version.created_at}, trained on"
+                   f" {version.n_train} labelled assets in {version.summary.get('fit_seconds', 0):.0f} s")
+        _print_gate(version.gate)
+        _print_metrics("held-out quality (cross-validated on its training assets):", version.metrics,
+                       version.facets)
+        return
     for v in registry.versions():
-        mark = "*" if current and v.number == current.number else " "
-        f1 = " ".join(f"{m.facet}/L{m.level}={m.micro_f1:.3f}" for m in v.metrics)
-        effort = " ".join(f"{f.facet}={f.effort.ratio:.2f}" for f in v.facets)
-        typer.echo(f"{mark} {v.name:<6} {v.created_at}  trained on {v.n_train:>6}  held-out micro-F1 {f1}"
-                   + (f"  effort {effort}" if effort else ""))
+        typer.echo(f"{v.name:<6} {registry.status(v):<8} {v.created_at}  trained on {v.n_train:>6}  "
+                   + _slice_line(v.gate.get("candidate") or {}) + (f"  ({v.gate['reason']})" if v.gate else ""))
+
+
+def _slice_line(figures: dict) -> str:
+    return "slice " + (" ".join(f"{facet} F1 {f['micro_f1']:.3f} effort {f['effort_ratio']:.2f}"
+                                for facet, f in figures.items()) or "-")
+
+
+def _print_gate(gate: dict) -> None:
+    if not gate:
+        typer.echo("promotion gate: none (trained before it, or with no evaluation slice)")
+        return
+    typer.echo(f"promotion gate: {'promoted' if gate['promoted'] else 'REJECTED'}: {gate['reason']}")
+    typer.echo(f"  evaluation slice: {gate['slice_assets']} labelled assets (holdout_fraction"
+               f" {gate['holdout_fraction']:g})")
+    typer.echo(f"  this version: {_slice_line(gate.get('candidate') or {})}")
+    if gate.get("current"):
+        typer.echo(f"  {gate['against']}: {_slice_line(gate['current'])}")
 
 
 @app.command("label-studio-init")

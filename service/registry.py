@@ -2,6 +2,7 @@
 
 Layout under <state>/models/:
     v0001/model.joblib   the fitted PreAnnotator
+    v0001/slice_model.joblib   the same without the evaluation slice, when model.joblib was refitted on it too
     v0001/meta.json      number, name, creation time, training-set fingerprint, configuration, held-out metrics
     CURRENT              the number of the version that serves predictions
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # the model's libraries load with the model file, not with th
     from automl.model import PreAnnotator
 
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
+SLICE_MODEL = "slice_model.joblib"  # beside model.joblib when that was refitted on the evaluation slice too
 
 
 class RegistryError(ClassieError):
@@ -67,6 +69,12 @@ class ModelVersion:
     setup_fingerprint: str = ""  # taxonomy and learning settings only: a change retrains whatever the labels
     software: dict = field(default_factory=dict)  # package versions that wrote it (empty before they were kept)
     facets: list[FacetScore] = field(default_factory=list)  # held-out effort and calibration per facet
+    gate: dict = field(default_factory=dict)  # the promotion gate's verdict (service.promotion.Verdict)
+
+    @property
+    def rejected(self) -> bool:
+        """The promotion gate kept it from becoming current (`models --promote N` may still make it so)."""
+        return self.gate.get("promoted") is False
 
     @property
     def scores(self) -> Scores:
@@ -101,8 +109,12 @@ class ModelRegistry:
             return []
         out = []
         for child in sorted(self.root.iterdir()):
-            if _VERSION_DIR.match(child.name) and (child / "meta.json").is_file():
-                out.append(ModelVersion.read(child / "meta.json"))
+            found = _VERSION_DIR.match(child.name)
+            if found and (child / "meta.json").is_file():
+                number = int(found.group(1))
+                if number not in self._meta:  # a version's folder never changes once renamed into place
+                    self._meta[number] = ModelVersion.read(child / "meta.json")
+                out.append(self._meta[number])
         return sorted(out, key=lambda v: v.number)
 
     def current(self) -> ModelVersion | None:
@@ -119,6 +131,26 @@ class ModelRegistry:
         self._meta[number] = ModelVersion.read(meta)
         return self._meta[number]
 
+    def version(self, number: int) -> ModelVersion:
+        meta = self._dir(number) / "meta.json"
+        if not meta.is_file():
+            have = ", ".join(v.name for v in self.versions()) or "none"
+            raise RegistryError(f"no model version {number} in {self.root} (versions: {have}). Fix: give one of"
+                                " them (`classie-automl models` lists them).")
+        return ModelVersion.read(meta)
+
+    def latest(self) -> ModelVersion | None:
+        """The newest version, current or not."""
+        versions = self.versions()
+        return versions[-1] if versions else None
+
+    def status(self, version: ModelVersion) -> str:
+        """current (serving), rejected (by the promotion gate, not serving) or previous (served, or could have)."""
+        current = self.current()
+        if current is not None and current.number == version.number:
+            return "current"
+        return "rejected" if version.rejected else "previous"
+
     def require_current(self) -> ModelVersion:
         current = self.current()
         if current is None:
@@ -128,21 +160,35 @@ class ModelRegistry:
     def load(self, version: ModelVersion) -> PreAnnotator:
         if self._loaded and self._loaded[0] == version.number:
             return self._loaded[1]
+        model = self._unpickle(version, self._dir(version.number) / "model.joblib")
+        self._loaded = (version.number, model)
+        return model
+
+    def load_slice_model(self, version: ModelVersion) -> PreAnnotator:
+        """The version as fitted without the evaluation slice (the served model itself when it was not refitted)."""
+        path = self._dir(version.number) / SLICE_MODEL
+        return self._unpickle(version, path) if path.is_file() else self.load(version)
+
+    @staticmethod
+    def _unpickle(version: ModelVersion, path: Path) -> PreAnnotator:
         try:
-            model = joblib.load(self._dir(version.number) / "model.joblib")
+            return joblib.load(path)
         except Exception as exc:  # unpickling runs arbitrary class code: any error means "not loadable here"
             written = ", ".join(f"{k} {v}" for k, v in version.software.items()) or "an older release"
             raise ModelUnloadable(f"{version.name} cannot be loaded by this release ({type(exc).__name__}: {exc});"
                                   f" it was written by {written}") from exc
-        self._loaded = (version.number, model)
-        return model
 
     def register(self, model: PreAnnotator, fingerprint: str, config: dict, promote: bool = True,
-                 setup_fingerprint: str = "") -> ModelVersion:
+                 setup_fingerprint: str = "", gate: dict | None = None,
+                 slice_model: PreAnnotator | None = None) -> ModelVersion:
+        """`slice_model`: the version's fit without the evaluation slice, when `model` was refitted on it too (the
+        promotion gate scores that one on the slice)."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
             joblib.dump(model, staging / "model.joblib", compress=3)
+            if slice_model is not None:
+                joblib.dump(slice_model, staging / SLICE_MODEL, compress=3)
             existing = [v.number for v in self.versions()]
             number = max(existing, default=0) + 1
             while True:
@@ -157,6 +203,7 @@ class ModelRegistry:
                     n_train=model.n_train_,
                     setup_fingerprint=setup_fingerprint,
                     software=software_versions(),
+                    gate=gate or {},
                 )
                 (staging / "meta.json").write_text(json.dumps(version.to_dict(), indent=1), encoding="utf-8")
                 try:

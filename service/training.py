@@ -20,6 +20,7 @@ from automl.errors import ClassieError
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset
 from service.config import Settings
+from service.promotion import judge, split_holdout
 from service.registry import ModelRegistry, ModelVersion
 from service.signals import StopRequested
 
@@ -42,6 +43,10 @@ def setup_fingerprint(taxonomy: Taxonomy, learning: dict) -> str:
     return digest.hexdigest()
 
 
+def taxonomy_fingerprint(taxonomy: Taxonomy) -> str:
+    return hashlib.sha256(json.dumps(taxonomy.fingerprint_rows()).encode()).hexdigest()
+
+
 def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, learning: dict) -> str:
     """Changes when a human label, a labelled text, the taxonomy or a learning setting changes."""
     digest = hashlib.sha256(setup_fingerprint(taxonomy, learning).encode())
@@ -52,8 +57,8 @@ def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, learning
 
 def train_version(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy, labelled: Sequence[Asset],
                   stop: threading.Event, beat: Callable[[], None]) -> ModelVersion:
-    """Train and register (and promote) a new version in a child process; `beat` is called every half second
-    while it runs. Raises TrainingAbandoned when `stop` is set meanwhile, TrainingFailed when the child fails."""
+    """Train and register a new version in a child process, promoted unless the promotion gate rejects it; `beat`
+    is called every half second while it runs. Raises TrainingAbandoned when `stop` is set meanwhile, TrainingFailed when the child fails."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_train_child, args=(settings, registry, taxonomy, labelled, sender),
@@ -86,12 +91,26 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
         from automl.search import Workspace
 
         workspace = Workspace(settings.state_dir / "tmp", settings.state_dir / "logs" / "autosklearn.log")
+        fraction = settings.model.holdout_fraction
+        train, holdout = split_holdout(labelled, fraction)
+        if labelled and not train:  # a handful of labels, all in the slice: learn from them, judge nothing
+            train, holdout, fraction = list(labelled), [], 0.0
         model = PreAnnotator(taxonomy, settings.model, workspace)
-        model.fit([a.text for a in labelled], [set(a.labels or ()) for a in labelled], progress=log.info)
+        model.fit([a.text for a in train], [set(a.labels or ()) for a in train], progress=log.info)
+        verdict = judge(model, holdout, registry, taxonomy_fingerprint(taxonomy), fraction,
+                        settings.model.promote_tolerance)
+        served, judged = model, None
+        if verdict.promoted and holdout and settings.model.refit_promoted:
+            log.info("promoted: refitting on all %d labelled assets with the pipelines found", len(labelled))
+            served = PreAnnotator(taxonomy, settings.model, workspace).fit(
+                [a.text for a in labelled], [set(a.labels or ()) for a in labelled], progress=log.info,
+                pipelines_from=model)
+            judged = model
         learning = settings.model.learning_fingerprint()
         version = registry.register(
-            model, training_fingerprint(labelled, taxonomy, learning), settings.model.model_dump(mode="json"),
-            setup_fingerprint=setup_fingerprint(taxonomy, learning),
+            served, training_fingerprint(labelled, taxonomy, learning), settings.model.model_dump(mode="json"),
+            promote=verdict.promoted, setup_fingerprint=setup_fingerprint(taxonomy, learning),
+            gate={**verdict.to_dict(), "candidate_trained_on": len(train)}, slice_model=judged,
         )
         sender.send(version)
     except BaseException as exc:  # reported to the parent, which decides

@@ -47,6 +47,7 @@ class CycleReport:
     skipped: dict[str, int] = field(default_factory=dict)
     trained: bool = False
     train_reason: str = ""
+    rejected: str = ""  # the version trained in this cycle that the promotion gate kept from serving, and why
     model_version: str = ""
     predicted: int = 0
     written: int = 0
@@ -186,9 +187,13 @@ class Worker:
         report.train_reason, report.label_changes = decision.reason, decision.label_changes
         if decision.train:
             t = time.monotonic()
-            current = self.train(taxonomy, labelled)
+            trained = self.train(taxonomy, labelled)
             report.trained = True
             report.timings["train"] = time.monotonic() - t
+            if trained.rejected:
+                report.rejected = f"{trained.name}: {trained.gate['reason']}"
+            else:
+                current = trained
         report.model_version = current.name
         report.heldout, report.heldout_facets = current.metrics, current.facets
 
@@ -225,17 +230,20 @@ class Worker:
         """Whether to train now, by the configured rule; also when this release cannot load the current version."""
         if current is None:
             return TrainingDecision(True, "no model yet", len(labelled))
+        # Changes count from the last training: a candidate the gate rejected is not trained again on the same labels.
+        latest = self.registry.latest()
+        basis = latest if latest is not None and latest.rejected and latest.number > current.number else current
         learning = self.settings.model.learning_fingerprint()
-        if current.setup_fingerprint != setup_fingerprint(taxonomy, learning):
+        if basis.setup_fingerprint != setup_fingerprint(taxonomy, learning):
             return TrainingDecision(True, "taxonomy or model settings changed", len(labelled))
-        changes = self.state.label_changes(current.name, labelled)
+        changes = self.state.label_changes(basis.name, labelled)
         rule = self.settings.worker
-        needed = max(rule.retrain_min_changes, math.ceil(rule.retrain_min_fraction * current.n_train))
+        needed = max(rule.retrain_min_changes, math.ceil(rule.retrain_min_fraction * basis.n_train))
         if changes >= needed:
             return TrainingDecision(True, f"{changes} labelled asset(s) added, changed or removed since"
-                                          f" {current.name}", changes)
+                                          f" {basis.name}", changes)
         if changes:
-            log.info("%d label change(s) since %s, under the retrain rule (%d)", changes, current.name, needed)
+            log.info("%d label change(s) since %s, under the retrain rule (%d)", changes, basis.name, needed)
         try:
             self.registry.load(current)  # kept loaded for the predictions
         except ModelUnloadable as exc:
@@ -261,6 +269,13 @@ class Worker:
         self.state.record_training_set(version.name, labelled)
         log.info("model %s ready in %.0f s; held-out %s", version.name, version.summary.get("fit_seconds", 0),
                  quality(version))
+        if version.rejected:
+            current = self.registry.current()
+            log.warning("%s rejected by the promotion gate: %s; %s goes on serving. Fix, if it should serve anyway:"
+                        " `classie-automl models --promote %d`", version.name, version.gate["reason"],
+                        current.name if current else "no version", version.number)
+        elif version.gate:
+            log.info("%s promoted: %s", version.name, version.gate["reason"])
         return version
 
     def pre_annotate(self, model: PreAnnotator, version: ModelVersion, report: CycleReport,
@@ -332,8 +347,12 @@ class Worker:
 
     def _log_cycle(self, report: CycleReport, current: ModelVersion) -> None:
         skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
-        trained = (f"trained {current.name} in {report.timings['train']:.0f} s ({report.train_reason}; held-out"
-                   f" {quality(current)})") if report.trained else "no training"
+        trained = "no training"
+        if report.rejected:
+            trained = f"trained ({report.train_reason}) and rejected {report.rejected}"
+        elif report.trained:
+            trained = (f"trained {current.name} in {report.timings['train']:.0f} s ({report.train_reason}; held-out"
+                       f" {quality(current)})")
         log.info("cycle: pulled %d%s (%d labelled, %d unlabelled), %d label change(s), %s, model %s, pushed %d,"
                  " already had %d, skipped %s", report.pulled, " (complete)" if report.complete_pull else "",
                  report.labelled, report.unlabelled, report.label_changes, trained, report.model_version,

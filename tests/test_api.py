@@ -102,7 +102,7 @@ def test_webhook_schedules_one_debounced_background_cycle(server):
 
 
 def test_metrics_and_size_limit(server):
-    url, _, _ = server
+    url, _, registry = server
     requests.post(f"{url}/predict", json={"tasks": [{"data": {"text": "cats"}}]}, headers=auth())
     text = requests.get(f"{url}/metrics", headers=auth()).text
     assert "classie_predicted_tasks_total 1.0" in text
@@ -111,6 +111,12 @@ def test_metrics_and_size_limit(server):
     assert 'classie_heldout_effort_ratio{facet="subject",level="all"}' in text
     assert 'classie_heldout_calibration_error{facet="subject"}' in text
     assert 'classie_request_seconds_count{path="/predict"} 1.0' in text
+    assert 'classie_model_versions{status="current"} 1.0' in text and "classie_latest_version_rejected 0.0" in text
+    model = registry.load(registry.current())
+    registry.register(model, "fp-worse", {}, promote=False, gate={"promoted": False, "reason": "worse"})
+    text = requests.get(f"{url}/metrics", headers=auth()).text
+    assert 'classie_model_versions{status="rejected"} 1.0' in text and "classie_latest_version_rejected 1.0" in text
+    assert "classie_model_version 1.0" in text  # the current one goes on serving
     big = requests.post(f"{url}/predict", data=b"x" * 60_000, headers={**auth(), "Content-Type": "application/json"})
     assert big.status_code == 413
 

@@ -38,8 +38,9 @@ def test_learning_settings_are_marked_on_the_field_and_all_reach_the_fingerprint
 
     default = ModelSettings().learning_fingerprint()
     assert set(default) == {"min_examples", "max_chars", "max_df", "min_df", "ngram_max", "hierarchy",
-                            "wrong_prefill_cost"}
+                            "wrong_prefill_cost", "holdout_fraction", "refit_promoted"}
     assert ModelSettings(suggestion_min_confidence=0.5).learning_fingerprint() == default  # what is shown only
+    assert ModelSettings(promote_tolerance=0.1).learning_fingerprint() == default  # which version serves only
     assert ModelSettings(target_precision=0.7).learning_fingerprint() == {**default, "target_precision": 0.7}
     assert ModelSettings(budget_seconds=5, seed=2).learning_fingerprint() == default  # how long, not what
 

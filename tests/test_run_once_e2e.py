@@ -38,6 +38,7 @@ facet_roots = {{ population = ["BE"] }}
 budget_seconds = 30
 max_evaluations = 3
 cv_folds = 3
+promote_tolerance = 10  # these tests follow the cycle; the gate's own are in test_promotion.py
 """)
     return root, {i for i, _, _ in unlabelled}
 
@@ -122,7 +123,10 @@ def test_changed_human_labels_train_a_new_version(project):
     v2 = [r for r in records(root) if r["model_version"] == "v2"]
     assert {r["asset_id"] for r in v2} == unlabelled_ids
     listing = cli("models", "--config", str(root / "config.toml"))
-    assert listing.returncode == 0 and "* v2" in listing.stdout and "  v1" in listing.stdout
+    assert listing.returncode == 0, listing.stderr
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines()}
+    assert lines["v2"].split()[1] == "current" and lines["v1"].split()[1] == "previous"
+    assert "not worse than v1 on the evaluation slice" in lines["v2"] and "slice population F1" in lines["v2"]
 
 
 def test_bad_taxonomy_fails_cleanly_before_anything_is_written(tmp_path):
