@@ -37,3 +37,8 @@ class Prediction:
 def flatten(proposals: dict[str, list[Proposal]]) -> list[Proposal]:
     """Every facet's proposals in one list."""
     return [p for facet_proposals in proposals.values() for p in facet_proposals]
+
+
+def codes_by_facet(proposals: dict[str, list[Proposal]]) -> dict[str, list[str]]:
+    """The codes of each facet's proposals, sorted (what the ledger keeps of a pre-fill)."""
+    return {facet: sorted(p.code for p in ps) for facet, ps in proposals.items()}

@@ -26,7 +26,7 @@ from prometheus_client import (
 )
 from pydantic import SecretStr
 
-from automl.records import flatten
+from automl.records import codes_by_facet, flatten
 from connectors.base import text_hash
 from connectors.label_studio_client import TRAINING_EVENTS
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
@@ -222,7 +222,7 @@ class _Endpoints:
             raise HTTPException(503, str(exc)) from None
         results = []
         for task, text, p in zip(tasks, texts, model.propose(texts)):
-            if not self._answers(task, body, text, version):
+            if not self._answers(task, body, text, version, codes_by_facet(p.prefill)):
                 continue  # Label Studio has (or is being sent) this task's prediction of this version
             # One task, without the pool the worker ranks: its priority is its uncertainty alone.
             results.append({
@@ -233,13 +233,14 @@ class _Endpoints:
         self.metrics.predicted.inc(len(results))
         return {"results": results}
 
-    def _answers(self, task: dict, body: dict, text: str, version: ModelVersion) -> bool:
+    def _answers(self, task: dict, body: dict, text: str, version: ModelVersion,
+                 prefill: dict[str, list[str]]) -> bool:
         """Whether to answer for `task`; an answer Label Studio will store for the configured project is recorded
         (a missing result tells Label Studio to store nothing: it asks task by task on a count mismatch)."""
         project = task.get("project") or str(body.get("project") or "").split(".")[0]
         if self.ledger is None or task.get("id") is None or str(project) != str(self.project_id):
             return True
-        return self.ledger.record_answer(version.name, str(task["id"]), text_hash(text))
+        return self.ledger.record_answer(version.name, str(task["id"]), text_hash(text), prefill)
 
     def _schema(self, label_config: str | None) -> LabelStudioSchema | None:
         """Label Studio sends its labelling config: the answer is then in its result format too."""

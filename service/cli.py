@@ -21,6 +21,7 @@ from service.logs import setup_logging
 
 if TYPE_CHECKING:
     from automl.metrics import FacetScore, LevelScore
+    from service.dry_run import DryRun
     from service.worker import CycleReport
 
 log = logging.getLogger("classie_automl")
@@ -98,6 +99,32 @@ def _print_cycle(report: CycleReport) -> None:
                        report.heldout_facets)
 
 
+def _print_dry_run(run: DryRun, shown: int = 20) -> None:
+    report = run.cycle
+    typer.echo("dry run: nothing was written to the platform or the model registry")
+    skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
+    typer.echo(f"pulled {report.pulled} assets: {report.labelled} labelled, {report.unlabelled} unlabelled;"
+               f" skipped records: {skipped}")
+    if run.would_train:
+        typer.echo(f"would train a new version ({report.train_reason}) and pre-annotate the unlabelled assets with it"
+                   " (not done in a dry run: which labels it would propose is not known)")
+    else:
+        typer.echo(f"would not train ({report.label_changes} label change(s) since {report.model_version},"
+                   " under the retrain rule)" if report.label_changes else "would not train: nothing changed")
+    if not report.model_version:
+        return
+    typer.echo(f"would push {run.would_push} pre-annotation(s) of {report.model_version} ({report.already} already"
+               f" there): {run.new} for assets without one, {len(run.changes)} changing an asset's pre-fill,"
+               f" {run.unchanged} with the same codes" + (f", {run.unknown} of unknown change (pushed by an earlier"
+                                                          " release)" if run.unknown else ""))
+    for change in run.changes[:shown]:
+        typer.echo(f"  {change.asset_id}: " + " ".join([*(f"+{c}" for c in change.added),
+                                                        *(f"-{c}" for c in change.removed)]))
+    if len(run.changes) > shown:
+        typer.echo(f"  ... and {len(run.changes) - shown} more")
+    typer.echo(f"priorities that would be set or change: {run.priorities_changed}")
+
+
 def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> None:
     from service.evaluation import evaluate_current
     from service.factory import open_registry
@@ -166,6 +193,9 @@ def run(ctx: typer.Context, once: Annotated[bool, typer.Option("--once", help="O
         config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
         taxonomy: TaxonomyOpt = None, state: StateOpt = None, budget: BudgetOpt = None,
         output: OutputOpt = None, project_id: ProjectOpt = None, url: UrlOpt = None,
+        dry_run: Annotated[bool, typer.Option(
+            "--dry-run", help="With --once: say what the cycle would train and push, writing nothing to the platform"
+                              " or the registry.")] = False,
         verbose: VerboseOpt = False) -> None:
     """Pull, train when the human labels changed, pre-annotate what is new; once, or every interval."""
     from service.factory import build_worker
@@ -173,8 +203,13 @@ def run(ctx: typer.Context, once: Annotated[bool, typer.Option("--once", help="O
     from service.signals import StopRequested, install_stop_handlers
 
     setup_logging(verbose)
+    if dry_run and not once:
+        raise ConfigError("--dry-run is for one cycle. Fix: add --once.")
     settings = _settings(config, project_id, platform=platform, assets=assets, taxonomy=taxonomy, state=state,
                          budget=budget, output=output, url=url)
+    if dry_run:
+        _print_dry_run(build_worker(settings, _secrets(ctx)).dry_run())
+        return
     stop = threading.Event()
     heartbeat = None if once else Heartbeat.started(settings.state_dir)
     worker = build_worker(settings, _secrets(ctx), stop, heartbeat)

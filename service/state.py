@@ -8,6 +8,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,6 +22,7 @@ CREATE TABLE IF NOT EXISTS pushed (
     pushed_at TEXT NOT NULL,
     priority REAL,            -- how much a human label of it would help, as pushed (NULL: none computed)
     why TEXT,
+    prefill TEXT,             -- JSON {facet: [codes]} pre-filled (NULL: pushed by a release that did not keep it)
     PRIMARY KEY (asset_id, model_version, text_hash)
 );
 CREATE TABLE IF NOT EXISTS claims (      -- pre-annotations being pushed right now: nothing else may make them
@@ -50,6 +52,20 @@ CREATE TABLE IF NOT EXISTS cursors (
 """
 
 
+@dataclass(frozen=True)
+class Pushed:
+    """A pre-annotation as the ledger keeps it."""
+
+    asset_id: str
+    text_hash: str
+    priority: Priority | None = None
+    prefill: dict[str, list[str]] | None = None  # codes pre-filled per facet (None: not kept by an earlier release)
+
+
+def _json_or_none(value: object) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
 class StateStore:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -57,7 +73,7 @@ class StateStore:
         with closing(self._connect()) as db, db:
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(pushed)")}
-            for column, kind in (("priority", "REAL"), ("why", "TEXT")):  # a ledger of an earlier release
+            for column, kind in (("priority", "REAL"), ("why", "TEXT"), ("prefill", "TEXT")):  # an earlier release's
                 if column not in columns:
                     db.execute(f"ALTER TABLE pushed ADD COLUMN {column} {kind}")
 
@@ -68,18 +84,36 @@ class StateStore:
         return db
 
     # ---- the ledger of pushed pre-annotations -------------------------------------------------------------
-    def record_pushed(self, model_version: str, items: Iterable[tuple[str, str, Priority | None]]) -> None:
-        """(asset id, text hash, its priority or None) of each pre-annotation pushed."""
+    def record_pushed(self, model_version: str, items: Iterable[tuple]) -> None:
+        """(asset id, text hash, its priority or None[, its pre-fill {facet: [codes]}]) of each pre-annotation
+        pushed."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        items = list(items)
+        rows = [Pushed(*item) for item in items]
         with closing(self._connect()) as db, db:
             db.executemany(
-                "INSERT OR IGNORE INTO pushed (asset_id, model_version, text_hash, pushed_at, priority, why)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(a, model_version, t, now, p.value if p else None, p.why if p else None) for a, t, p in items],
+                "INSERT OR IGNORE INTO pushed (asset_id, model_version, text_hash, pushed_at, priority, why, prefill)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.asset_id, model_version, r.text_hash, now, r.priority.value if r.priority else None,
+                  r.priority.why if r.priority else None, _json_or_none(r.prefill)) for r in rows],
             )
             db.executemany("DELETE FROM claims WHERE asset_id = ? AND model_version = ?",
-                           [(a, model_version) for a, _, _ in items])
+                           [(r.asset_id, model_version) for r in rows])
+
+    def last_pushed(self, asset_ids: Sequence[str]) -> dict[str, Pushed]:
+        """Each asset's latest pre-annotation in the ledger, of any version (assets with none are left out)."""
+        out: dict[str, Pushed] = {}
+        ids = list(asset_ids)
+        with closing(self._connect()) as db:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                rows = db.execute(
+                    "SELECT asset_id, text_hash, priority, why, prefill FROM pushed WHERE asset_id IN"
+                    f" ({', '.join('?' * len(chunk))}) ORDER BY pushed_at, rowid", chunk).fetchall()
+                for asset_id, text_hash, priority, why, prefill in rows:  # the latest last
+                    out[asset_id] = Pushed(asset_id, text_hash, Priority(asset_id, priority, why or "")
+                                           if priority is not None else None,
+                                           json.loads(prefill) if prefill is not None else None)
+        return out
 
     # ---- claims: one maker per pre-annotation (the worker's push, or the API's answer to Label Studio) --------------
     def claim(self, model_version: str, items: Iterable[tuple[str, str]]) -> set[str]:
@@ -104,15 +138,18 @@ class StateStore:
         with closing(self._connect()) as db, db:
             db.execute("DELETE FROM claims")
 
-    def record_answer(self, model_version: str, asset_id: str, text_hash: str) -> bool:
+    def record_answer(self, model_version: str, asset_id: str, text_hash: str,
+                      prefill: dict[str, list[str]] | None = None) -> bool:
         """The API is about to answer Label Studio with a pre-annotation, which Label Studio stores: recorded as
         pushed, unless one is there already or being pushed (then the API must not answer with another)."""
         with closing(self._connect()) as db, db:
             db.execute("BEGIN IMMEDIATE")
             if self._made(db, model_version, asset_id, text_hash):
                 return False
-            db.execute("INSERT INTO pushed (asset_id, model_version, text_hash, pushed_at) VALUES (?, ?, ?, ?)",
-                       (asset_id, model_version, text_hash, datetime.now(timezone.utc).isoformat(timespec="seconds")))
+            db.execute("INSERT INTO pushed (asset_id, model_version, text_hash, pushed_at, prefill)"
+                       " VALUES (?, ?, ?, ?, ?)", (asset_id, model_version, text_hash,
+                                                   datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                                   _json_or_none(prefill)))
             return True
 
     @staticmethod

@@ -19,11 +19,12 @@ from tqdm import tqdm
 from automl.errors import InputError
 from automl.metrics import FacetScore, LevelScore
 from automl.priority import rank
-from automl.records import Prediction
+from automl.records import Prediction, codes_by_facet
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset, Connector, PreAnnotation, Priority, PushReport
 from connectors.errors import PlatformUnavailable
 from service.config import Settings
+from service.dry_run import DryRun, compare
 from service.health import Heartbeat
 from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
 from service.signals import StopRequested
@@ -162,6 +163,31 @@ class Worker:
             self.pre_annotate(self.registry.load(current), current, report, self.state.labelled_assets())
         return report
 
+    def dry_run(self) -> DryRun:
+        """What a cycle would do, writing nothing to the platform or the registry: pull (the asset cache is
+        filled), the training decision, and the current version's pre-annotations and priorities that would be
+        pushed, compared with what the ledger says each asset holds. A training it would do is not done."""
+        report = CycleReport()
+        with self.cycle_lock():
+            taxonomy = self.pull(report)
+            labelled = self.state.labelled_assets()
+            current = self.registry.current()
+            decision = self.decide_training(taxonomy, labelled, current)
+            report.train_reason, report.label_changes = decision.reason, decision.label_changes
+            run = DryRun(report, decision.train)
+            if current is None:
+                return run
+            report.model_version = current.name
+            todo = self.state.count_unlabelled_without(current.name)
+            report.already = report.unlabelled - todo
+            try:
+                model = self.registry.load(current)
+            except ModelUnloadable:  # the decision says it would train; nothing to compare with
+                return run
+            assets, predictions = self._predict(model, current, todo, report) if todo else ([], [])
+            priorities = self._prioritise(model, assets, predictions, labelled) if assets else []
+            return compare(run, assets, predictions, priorities, self.state.last_pushed([a.id for a in assets]))
+
     # ---- one cycle ----------------------------------------------------------------------------------------------
     def run_once(self, force_train: bool = False) -> CycleReport:
         with self.cycle_lock():
@@ -290,16 +316,22 @@ class Worker:
         assets, predictions = self._predict(model, version, todo, report)
         if len(assets) < todo:  # a stop was requested: nothing was pushed
             return
-        ranking = rank(np.array([p.expected_edits for p in predictions]), model.features_.vectors(
-            [a.text for a in assets]), model.features_.vectors([a.text for a in labelled]))
-        priorities = [Priority(a.id, round(float(v), 4), f"{p.expected_edits:.1f} edits expected, novelty {n:.2f}")
-                      for a, p, v, n in zip(assets, predictions, ranking.priority, ranking.novelty)]
+        priorities = self._prioritise(model, assets, predictions, labelled)
         pushed: set[str] = set()
         try:
             self._push(version, assets, predictions, priorities, report, pushed)
         finally:
             if pushed:
                 report.prioritised = self.connector.push_priorities(self.state.ranking(version.name), pushed)
+
+    @staticmethod
+    def _prioritise(model: PreAnnotator, assets: Sequence[Asset], predictions: Sequence[Prediction],
+                    labelled: Sequence[Asset]) -> list[Priority]:
+        """How much a human label of each asset would help the next version (see automl.priority)."""
+        ranking = rank(np.array([p.expected_edits for p in predictions]), model.features_.vectors(
+            [a.text for a in assets]), model.features_.vectors([a.text for a in labelled]))
+        return [Priority(a.id, round(float(v), 4), f"{p.expected_edits:.1f} edits expected, novelty {n:.2f}")
+                for a, p, v, n in zip(assets, predictions, ranking.priority, ranking.novelty)]
 
     def _predict(self, model: PreAnnotator, version: ModelVersion, todo: int,
                  report: CycleReport) -> tuple[list[Asset], list[Prediction]]:
@@ -336,8 +368,8 @@ class Worker:
                 except BaseException:
                     self.state.release(version.name, claimed)
                     raise
-                self.state.record_pushed(version.name, [(assets[i].id, assets[i].text_hash, priorities[i])
-                                                        for i in chunk])
+                self.state.record_pushed(version.name, [(assets[i].id, assets[i].text_hash, priorities[i],
+                                                         codes_by_facet(predictions[i].prefill)) for i in chunk])
                 pushed.update(assets[i].id for i in chunk)
                 report.predicted += len(window)
                 report.written += done.written

@@ -682,6 +682,12 @@ class KiliEmulator:
         with self._lock:
             return sum(1 for request in self.requests if request["operation"] == operation)
 
+    def writes(self, since: int = 0) -> list[str]:
+        """The mutations among the requests received from the `since`-th on."""
+        names = set(SCHEMA.mutation_type.fields)
+        with self._lock:
+            return [r["operation"] for r in self.requests[since:] if r["operation"] in names]
+
     def _store_text(self, asset_id: str, text: str) -> str:
         token = uuid.uuid4().hex
         self._files[token] = (asset_id, text)
