@@ -9,6 +9,7 @@ work, above 1.0 they cost more than they save. Ancestors count as labels (they a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -137,6 +138,18 @@ class Scores:
 
     def to_dict(self) -> dict:
         return {"levels": [s.to_dict() for s in self.levels], "facets": [s.to_dict() for s in self.facets]}
+
+
+def indicator(label_sets: Sequence[set[str]], codes: Sequence[str]) -> np.ndarray:
+    """Rows: label sets; columns: codes; True where the set holds the code."""
+    out = np.zeros((len(label_sets), len(codes)), dtype=bool)
+    index = {c: j for j, c in enumerate(codes)}
+    for i, labels in enumerate(label_sets):
+        for code in labels:
+            j = index.get(code)
+            if j is not None:
+                out[i, j] = True
+    return out
 
 
 def score_facet(facet: str, truth: np.ndarray, prefilled: np.ndarray, confidence: np.ndarray) -> FacetScore:

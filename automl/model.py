@@ -15,7 +15,7 @@ from sklearn.model_selection import KFold
 
 from automl.decisions import Decisions, calibrate, cross_calibrated, fit_prefill_calibration, harmonise
 from automl.features import TextFeatures
-from automl.metrics import Scores, best_f1_thresholds, score_facet, score_level
+from automl.metrics import Scores, best_f1_thresholds, indicator, score_facet, score_level
 from automl.records import Prediction, Proposal, Source
 from automl.rules import Rule, apply_rule, choose_rule, keyword_precision, logit
 from automl.search import (
@@ -83,7 +83,7 @@ class PreAnnotator:
         for facet in self.taxonomy.facets:
             for level in self.taxonomy.levels(facet):
                 codes = self.taxonomy.codes_at(facet, level)
-                truth = _indicator(labels, codes)
+                truth = indicator(labels, codes)
                 positives = truth.sum(axis=0)
                 trainable = (positives >= s.min_examples) & (len(texts) - positives >= s.min_examples)
                 plan.append((facet, level, codes, truth, trainable))
@@ -113,10 +113,10 @@ class PreAnnotator:
         merged = {}
         for facet, levels in oof.items():
             raw = harmonise(self.taxonomy, s.hierarchy, levels)
-            truth = _indicator(labels, raw.codes)
+            truth = indicator(labels, raw.codes)
             self.calibrators_[facet] = fit_prefill_calibration(raw, truth, self._level_of)
             merged[facet] = cross_calibrated(raw, truth, self._level_of, s.seed)
-        self.heldout_: Scores = self._scores(merged, labels)
+        self.heldout_: Scores = self.score_decisions(merged, labels)
         self.fit_seconds_ = time.monotonic() - started
         return self
 
@@ -222,14 +222,14 @@ class PreAnnotator:
     def score(self, texts: Sequence[str], labels: Sequence[set[str]]) -> Scores:
         """Precision, recall, F1 and effort per facet and level, and effort and calibration per facet, against known
         labels (ancestors implied)."""
-        return self._scores(self.decide(texts), [self.taxonomy.with_ancestors(ls) for ls in labels])
+        return self.score_decisions(self.decide(texts), [self.taxonomy.with_ancestors(ls) for ls in labels])
 
-    def _scores(self, decisions: dict[str, Decisions], truth: Sequence[set[str]]) -> Scores:
+    def score_decisions(self, decisions: dict[str, Decisions], truth: Sequence[set[str]]) -> Scores:
         """Each facet's decisions scored level by level, and as a whole, against label sets that include their
         ancestors."""
         scores = Scores([], [])
         for facet, d in decisions.items():
-            facet_truth = _indicator(truth, d.codes)
+            facet_truth = indicator(truth, d.codes)
             scores.facets.append(score_facet(facet, facet_truth, d.chosen, d.confidence))
             for level in self.taxonomy.levels(facet):
                 codes = self.taxonomy.codes_at(facet, level)
@@ -280,17 +280,6 @@ class PreAnnotator:
                 for m in self.levels_
             ],
         }
-
-
-def _indicator(label_sets: Sequence[set[str]], codes: Sequence[str]) -> np.ndarray:
-    out = np.zeros((len(label_sets), len(codes)), dtype=bool)
-    index = {c: j for j, c in enumerate(codes)}
-    for i, labels in enumerate(label_sets):
-        for code in labels:
-            j = index.get(code)
-            if j is not None:
-                out[i, j] = True
-    return out
 
 
 def _out_of_fold(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -181,6 +181,7 @@ def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: M
     app.add_api_route("/predict", endpoints.predict, methods=["POST"], dependencies=guarded)
     app.add_api_route("/webhook", endpoints.webhook, methods=["POST"], dependencies=guarded)
     app.add_api_route("/metrics", endpoints.prometheus, methods=["GET"], dependencies=guarded)
+    app.add_api_route("/report", endpoints.report, methods=["GET"], dependencies=guarded)
     return app
 
 
@@ -258,6 +259,18 @@ class _Endpoints:
             self.retrainer.schedule()
             return {"status": "scheduled", "action": action}
         return {"status": "ignored", "action": action}
+
+    def report(self) -> FileResponse:
+        """The current version's evaluation report, as the training wrote it."""
+        version = self.current()
+        if version is None:
+            raise HTTPException(503, "no model yet: the first training has not finished")
+        path = self.registry.report_path(version)
+        if not path.is_file():
+            raise HTTPException(404, f"no report for {version.name} (trained before reports were written, or its"
+                                     f" report failed: see the worker's log). Fix: `classie-automl report --out"
+                                     f" {path}`")
+        return FileResponse(path, media_type="text/html; charset=utf-8")
 
     def prometheus(self) -> PlainTextResponse:
         self.current()

@@ -357,6 +357,34 @@ def _print_gate(gate: dict) -> None:
         typer.echo(f"  {gate['against']}: {_slice_line(gate['current'])}")
 
 
+@app.command()
+@_guard
+def report(config: ConfigOpt = None, state: StateOpt = None,
+           version: Annotated[Optional[int], typer.Option("--version", help="Version N (default: the current one).")]
+           = None,
+           test: Annotated[Optional[Path], typer.Option(
+               "--test", help="Score on this labelled file (CSV or JSONL) instead of the evaluation slice.")] = None,
+           out: Annotated[Path, typer.Option("--out", help="Where to write the HTML report.")] = Path("report.html"),
+           verbose: VerboseOpt = False) -> None:
+    """Write a version's evaluation report: one self-contained HTML file (effort, quality per level and label,
+    curves, calibration, hierarchy confusions, confident mistakes, versions compared)."""
+    import time
+
+    from service.factory import open_registry, open_state
+    from service.report import evaluation_for, write_report
+
+    setup_logging(verbose)
+    settings = _settings(config, state=state)
+    registry = open_registry(settings)
+    chosen = registry.version(version) if version is not None else registry.require_current()
+    started = time.monotonic()
+    labelled = open_state(settings).labelled_assets() if test is None and chosen.gate.get("holdout_fraction") else []
+    evaluation = evaluation_for(registry, chosen, labelled, test, settings.files, settings.evaluation.test)
+    path = write_report(registry, chosen, evaluation, out)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {time.monotonic() - started:.1f} s): report of"
+               f" {chosen.name} on " + (evaluation.source if evaluation else "no evaluation data"))
+
+
 @app.command("label-studio-init")
 @_guard
 def label_studio_init(

@@ -3,6 +3,7 @@
 Layout under <state>/models/:
     v0001/model.joblib   the fitted PreAnnotator
     v0001/slice_model.joblib   the same without the evaluation slice, when model.joblib was refitted on it too
+    v0001/report.html    its evaluation report
     v0001/meta.json      number, name, creation time, training-set fingerprint, configuration, held-out metrics
     CURRENT              the number of the version that serves predictions
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # the model's libraries load with the model file, not with th
 
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 SLICE_MODEL = "slice_model.joblib"  # beside model.joblib when that was refitted on the evaluation slice too
+REPORT = "report.html"  # the version's evaluation report, written after it is registered
 
 
 class RegistryError(ClassieError):
@@ -163,6 +165,9 @@ class ModelRegistry:
         model = self._unpickle(version, self._dir(version.number) / "model.joblib")
         self._loaded = (version.number, model)
         return model
+
+    def report_path(self, version: ModelVersion) -> Path:
+        return self._dir(version.number) / REPORT
 
     def load_slice_model(self, version: ModelVersion) -> PreAnnotator:
         """The version as fitted without the evaluation slice (the served model itself when it was not refitted)."""

@@ -105,6 +105,7 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
             served = PreAnnotator(taxonomy, settings.model, workspace).fit(
                 [a.text for a in labelled], [set(a.labels or ()) for a in labelled], progress=log.info,
                 pipelines_from=model)
+            served.fit_seconds_ += model.fit_seconds_  # the whole training: the search's fit and the refit
             judged = model
         learning = settings.model.learning_fingerprint()
         version = registry.register(
@@ -112,6 +113,7 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
             promote=verdict.promoted, setup_fingerprint=setup_fingerprint(taxonomy, learning),
             gate={**verdict.to_dict(), "candidate_trained_on": len(train)}, slice_model=judged,
         )
+        _write_report(settings, registry, version, served, model, holdout)
         sender.send(version)
     except BaseException as exc:  # reported to the parent, which decides
         log.exception("training failed")
@@ -119,6 +121,21 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
     finally:
         sender.close()
         os._exit(0)  # no atexit handlers or inherited finalisers of the parent in the child
+
+
+def _write_report(settings: Settings, registry: ModelRegistry, version: ModelVersion, served, judged,
+                  holdout: Sequence[Asset]) -> None:
+    """<state>/models/vNNNN/report.html: the slice-free fit on the evaluation slice, else the served model on
+    [evaluation] test. A report that cannot be made is logged; the version stands."""
+    from service.report import file_evaluation, slice_evaluation, write_report
+
+    try:
+        evaluation = slice_evaluation(judged, holdout, version) if holdout else None
+        if evaluation is None and settings.evaluation.test is not None:
+            evaluation = file_evaluation(served, settings.evaluation.test, settings.files)
+        write_report(registry, version, evaluation)
+    except Exception as exc:  # noqa: BLE001 - a report is an extra; the training succeeded
+        log.warning("%s: report not written (%s: %s)", version.name, type(exc).__name__, exc)
 
 
 def _end_process_group(child) -> None:

@@ -57,7 +57,8 @@ def auth(token=TOKEN):
 def test_health_is_open_and_everything_else_needs_the_token(server):
     url, _, _ = server
     assert requests.get(f"{url}/health").json() == {"status": "UP", "model_version": "v1"}
-    for method, path in (("post", "/setup"), ("post", "/predict"), ("post", "/webhook"), ("get", "/metrics")):
+    for method, path in (("post", "/setup"), ("post", "/predict"), ("post", "/webhook"), ("get", "/metrics"),
+                         ("get", "/report")):
         assert requests.request(method, url + path, json={}).status_code == 401
         assert requests.request(method, url + path, json={}, headers=auth("wrong")).status_code == 401
     basic = base64.b64encode(f"user:{TOKEN}".encode()).decode()
@@ -176,3 +177,15 @@ def test_answers_label_studio_stores_are_recorded_once_and_never_duplicate_the_w
     assert ask((6, 3, "dogs")) == []  # ...so the API does not answer for it
     assert len(ask((7, 9, "cats"), project="9.1")) == 1 and ledger.claim("v1", [("7", text_hash("cats"))]) == {"7"}
     # another project's tasks, or a caller that is not Label Studio storing them, are answered and not recorded
+
+
+def test_report_of_the_current_version(server):
+    from service.report import write_report
+
+    url, _, registry = server
+    missing = requests.get(f"{url}/report", headers=auth())
+    assert missing.status_code == 404 and "Fix: `classie-automl report --out" in missing.json()["detail"]
+    write_report(registry, registry.current(), None)
+    page = requests.get(f"{url}/report", headers=auth())
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<h1>Model v1" in page.text and "Across versions" in page.text

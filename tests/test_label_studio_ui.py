@@ -3,58 +3,19 @@ pre-annotations pre-selected in each facet's control under the facet's name, and
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
 import uuid
-
-import pytest
 
 from automl.taxonomy_file import load_taxonomy
 from conftest import EXAMPLE, ROOT, example_rows, write_assets
 from connectors.files import load_assets
 from connectors.label_studio_client import LabelStudioClient
 from connectors.label_studio_setup import init_project
+from browser import chrome, wait_for_text  # noqa: F401 - the module fixture
 from label_studio_server import label_studio  # noqa: F401 - the session fixture
 from service.config import Secrets, load_settings
 from service.factory import build_worker
 
 FACETS = {"population": ["BE"]}
-
-
-@pytest.fixture(scope="module")
-def chrome(tmp_path_factory):
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "install-browser.sh")], capture_output=True,
-                              text=True, timeout=900)
-        if done.returncode:
-            pytest.skip(f"no Chromium to drive: scripts/install-browser.sh said {done.stderr.strip()[-500:]}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download anything
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000", f"--user-data-dir={tmp_path_factory.mktemp('chrome')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
-def _wait_for_text(driver, texts, seconds=60) -> str:
-    from selenium.webdriver.common.by import By
-
-    deadline = time.monotonic() + seconds
-    while True:
-        body = driver.find_element(By.TAG_NAME, "body").text
-        if all(t in body for t in texts) or time.monotonic() > deadline:
-            return body
-        time.sleep(0.5)
 
 
 def test_a_labeller_sees_the_pre_annotations_under_each_facets_name(label_studio, chrome, tmp_path):  # noqa: F811
@@ -81,9 +42,9 @@ def test_a_labeller_sees_the_pre_annotations_under_each_facets_name(label_studio
     chrome.find_element(By.NAME, "email").send_keys(label_studio.username)
     chrome.find_element(By.NAME, "password").send_keys(label_studio.password)
     chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    _wait_for_text(chrome, ["Projects"], 30)
+    wait_for_text(chrome, ["Projects"], 30)
     chrome.get(f"{label_studio.url}/projects/{project}/data?task={best['task']}")
-    body = _wait_for_text(chrome, ["Subject", "Population", "v1", *names])
+    body = wait_for_text(chrome, ["Subject", "Population", "v1", *names])
     artefacts = ROOT / "test-artifacts"  # kept after the run (ignored by git); docs/ has the README's copy
     artefacts.mkdir(exist_ok=True)
     shot = artefacts / "label-studio-editor.png"

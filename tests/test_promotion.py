@@ -79,6 +79,8 @@ cv_folds = 3
     assert (tmp_path / "state" / "models" / "v0001" / "slice_model.joblib").is_file()
     assert all(level["refit"] and not level["pipelines_tried"] for level in meta1["summary"]["levels"]
                if level["model_labels"])
+    report = (tmp_path / "state" / "models" / "v0001" / "report.html").read_text(encoding="utf-8")
+    assert f"the evaluation slice: {len(slice_ids)} labelled assets that v1" in report  # written after training
 
     # The candidate learns from shuffled labels outside the slice; the slice keeps its true labels.
     outside = [row for row in labelled if row[0] not in slice_ids]
@@ -93,6 +95,7 @@ cv_folds = 3
     assert "v2 rejected by the promotion gate" in second.stderr and "models --promote 2" in second.stderr
     assert (tmp_path / "state" / "models" / "CURRENT").read_text().strip() == "1"
     assert not (tmp_path / "state" / "models" / "v0002" / "slice_model.joblib").exists()  # rejected: not refitted
+    assert "REJECTED: worse than v1" in (tmp_path / "state" / "models" / "v0002" / "report.html").read_text()
     lines = [json.loads(line) for line in (tmp_path / "state" / "preannotations.jsonl").read_text().splitlines()]
     assert {r["model_version"] for r in lines} == {"v1"} and len(lines) == 20  # nothing of v2 was pushed
 
