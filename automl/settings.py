@@ -56,9 +56,10 @@ class ModelSettings(Section):
     # only if no facet's micro-F1 falls, or effort ratio rises, by more than promote_tolerance. 0: no gate.
     holdout_fraction: float = learning(0.15, ge=0, lt=1)
     promote_tolerance: float = Field(0.02, ge=0)
-    # A promoted version is refitted on every labelled asset, the slice included, with the pipelines its search
-    # found (no second search); the slice-free fit is kept beside it to judge the next candidate alike.
-    refit_promoted: bool = learning(True)
+    # Refit a promoted version on every labelled asset, the slice included, with the pipelines its search found (no
+    # second search); the slice-free fit is kept beside it to judge the next candidate alike. Off by default: what
+    # serves is then exactly what the gate judged (on UK-CAT the refit cost 86 s and gained nothing measurable).
+    refit_promoted: bool = learning(False)
 
     @field_validator("hierarchy", mode="before")
     @classmethod

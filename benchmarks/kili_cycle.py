@@ -81,6 +81,26 @@ def in_process(emulator: KiliEmulator, state: Path, keywords_only: bool, budget:
                           "push_s": round(pushing[0], 2),
                           "pushed_per_s": round(report.written / pushing[0], 1) if pushing[0] else None,
                           "timings": {k: round(v, 2) for k, v in report.timings.items()}}))
+    dry_run(emulator, worker)
+
+
+def dry_run(emulator: KiliEmulator, worker) -> None:
+    """`run --once --dry-run` after humans labelled 20 assets and 50 texts changed: read calls only."""
+    taxonomy = ukcat_taxonomy()
+    unlabelled = [f"a{i:06d}" for i in range(1, 400) if i % 5][:70]
+    for asset_id in unlabelled[:50]:
+        emulator.set_text(asset_id, f"a church choir and bible study group, record {asset_id}")
+    for asset_id in unlabelled[50:]:
+        emulator.add_label(asset_id, "DEFAULT", answer(taxonomy, {"ED101"}))
+    before = len(emulator.requests)
+    started = time.perf_counter()
+    run = worker.dry_run()
+    calls = [r["operation"] for r in emulator.requests[before:]]
+    print(json.dumps({"cycle": "dry run", "wall_s": round(time.perf_counter() - started, 2), "api_calls": len(calls),
+                      "mutations": emulator.writes(before), "operations": sorted(set(calls)),
+                      "would_train": run.would_train, "would_push": run.would_push,
+                      "changing_prefill": len(run.changes), "same_codes": run.unchanged,
+                      "priorities_changed": run.priorities_changed}))
 
 
 def as_cli(emulator: KiliEmulator, state: Path, keywords_only: bool, budget: int) -> None:

@@ -66,6 +66,7 @@ facet_roots = {{ population = ["BE"] }}
 budget_seconds = 16
 max_evaluations = 2
 cv_folds = 3
+refit_promoted = true
 """)
     first = cli("run", "--once", "--config", str(config))
     assert first.returncode == 0, first.stderr[-3000:]
