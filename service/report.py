@@ -117,7 +117,8 @@ def _summary(version: ModelVersion, status: str, previous: ModelVersion | None, 
     parts = [f"<h1>Model {version.name} <span class=status-{status}>{status}</span></h1>",
              f"<p>Trained {html.escape(version.created_at)} on {version.n_train} labelled assets"
              + (f" (judged as fitted on {gate['candidate_trained_on']}, without the evaluation slice)"
-                if gate.get("candidate_trained_on") and gate["candidate_trained_on"] != version.n_train else "")
+                if gate.get("candidate_trained_on") and gate["candidate_trained_on"] != version.n_train else
+                f" (the {gate['slice_assets']} of the evaluation slice kept out)" if gate.get("slice_assets") else "")
              + f" in {version.summary.get('fit_seconds', 0):.0f} s.</p>"]
     if gate:
         parts.append(f"<p><b>Promotion gate:</b> {'promoted' if gate['promoted'] else 'REJECTED'}:"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from automl.taxonomy_file import load_taxonomy
 from conftest import EXAMPLE, ROOT, example_rows, write_assets
 from connectors.files import load_assets
@@ -16,6 +18,7 @@ from service.config import Secrets, load_settings
 from service.factory import build_worker
 
 FACETS = {"population": ["BE"]}
+pytestmark = pytest.mark.slow  # a real Label Studio and a real browser
 
 
 def test_a_labeller_sees_the_pre_annotations_under_each_facets_name(label_studio, chrome, tmp_path):  # noqa: F811

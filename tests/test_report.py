@@ -89,6 +89,7 @@ def test_the_report_is_one_self_contained_page_with_every_section(report):
     assert len(page.encode()) < 3_000_000
 
 
+@pytest.mark.slow
 def test_the_report_in_a_real_browser(report, chrome):  # noqa: F811
     from selenium.webdriver.common.by import By
 
