@@ -58,6 +58,14 @@ def load_taxonomy(
             rows = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader]
     except UnicodeDecodeError as exc:
         raise TaxonomyError(f"{path}: not valid UTF-8 at byte {exc.start}. Fix: save the file as UTF-8.") from exc
+    except IsADirectoryError:
+        raise TaxonomyError(f"{path} is a folder, not a taxonomy file. Fix: give the CSV in it (--taxonomy or"
+                            " [taxonomy] path).") from None
+    except FileNotFoundError:
+        raise TaxonomyError(f"{path}: no such file. Fix: check --taxonomy or [taxonomy] path.") from None
+    except OSError as exc:
+        raise TaxonomyError(f"{path}: cannot read it ({exc.strerror}). Fix: check the path and its permissions.") \
+            from None
     return build_taxonomy(rows, str(path), facet_roots or {}, default_facet)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from automl.errors import InputError
 from automl.settings import TaxonomySettings
-from automl.taxonomy import CodeNotFound, Taxonomy, TaxonomyError
+from automl.taxonomy import CodeNotFound, Taxonomy
 from automl.taxonomy_file import load_taxonomy
 from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache
 from connectors.settings import FilesSettings
@@ -28,6 +28,9 @@ class AssetFileError(InputError):
 
 def _records(path: Path, encoding: str, columns: Sequence[str]) -> Iterator[tuple[str, dict | None, str]]:
     """Yield (place, record, problem) for every record; a record that cannot be read comes with its problem."""
+    if path.is_dir():
+        raise AssetFileError(f"{path} is a folder, not an assets file. Fix: give the CSV, TSV or JSONL file in it"
+                             " (--assets or [files] assets).")
     if not path.is_file():
         raise AssetFileError(f"{path}: no such file. Fix: check the assets path (--assets or [files] assets).")
     raw = path.read_bytes()
@@ -239,8 +242,8 @@ class FilesConnector:
         t = self.taxonomy_settings
         try:
             stat = Path(t.path).stat()
-        except FileNotFoundError:
-            raise TaxonomyError(f"{t.path}: no such file. Fix: check --taxonomy or [taxonomy] path.") from None
+        except OSError:  # missing, or under something that is not a folder: load_taxonomy says which
+            return load_taxonomy(t.path, t.facet_roots, t.default_facet)
         key = (stat.st_mtime_ns, stat.st_size)
         if self._taxonomy is None or self._taxonomy[0] != key:
             self._taxonomy = (key, load_taxonomy(t.path, t.facet_roots, t.default_facet))

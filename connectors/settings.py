@@ -4,10 +4,11 @@ configuration, passed to the connectors as they are. Secrets are not settings: t
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from automl.settings import Section
 
@@ -18,8 +19,17 @@ class FilesSettings(Section):
     id_column: str = "id"
     text_column: str = "text"
     labels_column: str = "labels"  # most specific codes; ancestors are implied
-    label_separator: str = ";"  # in CSV; JSONL may also give a list
+    label_separator: str = Field(";", min_length=1)  # in CSV; JSONL may also give a list
     encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, utf-8-sig, latin-1, cp1252)") from None
+        return value
 
 
 class KiliSettings(Section):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from automl.errors import InputError
 from automl.settings import ModelSettings, Section, TaxonomySettings
@@ -105,9 +105,28 @@ def _read_file(config_file: Path) -> dict:
         data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{config_file}: no such config file. Fix: check the --config path.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{config_file} is a folder, not a config file. Fix: give the TOML file in it,"
+                          " e.g. --config examples/ukcat/config.toml.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_file}: not UTF-8 text (byte {exc.start}: {exc.reason}). Fix: save the file as"
+                          " UTF-8, as TOML requires.") from None
+    except OSError as exc:
+        raise ConfigError(f"{config_file}: cannot read it ({exc.strerror}). Fix: check the path and its"
+                          " permissions.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_file}: not valid TOML ({exc}). Fix: correct the file.") from None
     return _resolve_paths(data, Path(config_file).resolve().parent)
+
+
+def _environment() -> dict:
+    """The CLASSIE_* variables, nested by `__` (a dict or list value is JSON)."""
+    try:
+        return EnvSettingsSource(Settings, env_prefix="CLASSIE_", env_nested_delimiter="__")()
+    except SettingsError as exc:
+        names = sorted(n for n in os.environ if n.startswith("CLASSIE_") and n != "CLASSIE_API_TOKEN")
+        raise ConfigError(f"the CLASSIE_* environment: {exc} (set: {', '.join(names) or 'none'}). Fix: give that"
+                          ' value as JSON, e.g. CLASSIE_TAXONOMY__FACET_ROOTS=\'{"population": ["BE"]}\'.') from None
 
 
 def _platform_environment(environ: Mapping[str, str]) -> dict:
@@ -134,7 +153,7 @@ def load_settings(config_file: Path | None = None, overrides: dict | None = None
     """The settings from `config_file`, the CLASSIE_* environment and `overrides` (each wins over the one before),
     over the defaults and the platforms' own LABEL_STUDIO_URL and KILI_API_ENDPOINT."""
     data = _read_file(config_file) if config_file is not None else {}
-    env = EnvSettingsSource(Settings, env_prefix="CLASSIE_", env_nested_delimiter="__")()
+    env = _environment()
     merged = _merge(_merge(_merge(_platform_environment(os.environ), data), env), overrides or {})
     if project_id:
         merged = _with_project_id(merged, project_id)
@@ -145,7 +164,8 @@ def load_settings(config_file: Path | None = None, overrides: dict | None = None
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         source = str(config_file) if config_file is not None else "defaults"
-        raise ConfigError(f"configuration ({source}, CLASSIE_* environment, flags): {problems}") from None
+        raise ConfigError(f"configuration ({source}, CLASSIE_* environment, flags): {problems}. Fix: correct"
+                          " that setting (the README's Configuration lists each one with its default).") from None
 
 
 def flag_overrides(**flags: Any) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from automl.errors import InputError
 from connectors.base import Asset, Priority
 
 _SCHEMA = """
@@ -66,10 +67,28 @@ def _json_or_none(value: object) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
 
 
+class StateError(InputError):
+    """The state folder or its ledger cannot be used; the message says how to fix or rebuild it."""
+
+
 class StateStore:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"state folder {self.path.parent}: cannot be made ({exc.strerror}). Fix: set --state or"
+                             " state_dir to a folder this user may write (not under a file).") from None
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path}: the ledger cannot be read ({exc}). Fix: move it aside (keep it for a"
+                             " look); the next cycle rebuilds the asset cache from the platform, which is the truth"
+                             " (without the ledger it cannot tell what it pushed before: the files platform skips"
+                             " what its output holds, Kili and Label Studio may get the current version again)"
+                             ) from None
+
+    def _migrate(self) -> None:
         with closing(self._connect()) as db, db:
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(pushed)")}

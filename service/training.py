@@ -58,7 +58,8 @@ def training_fingerprint(labelled: Sequence[Asset], taxonomy: Taxonomy, learning
 def train_version(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy, labelled: Sequence[Asset],
                   stop: threading.Event, beat: Callable[[], None]) -> ModelVersion:
     """Train and register a new version in a child process, promoted unless the promotion gate rejects it; `beat`
-    is called every half second while it runs. Raises TrainingAbandoned when `stop` is set meanwhile, TrainingFailed when the child fails."""
+    is called every half second while it runs. Raises TrainingAbandoned when `stop` is set meanwhile,
+    TrainingFailed when the child fails."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_train_child, args=(settings, registry, taxonomy, labelled, sender),

@@ -1,0 +1,65 @@
+"""Configuration and state that cannot be used end with exit code 2 and one message naming the place and the fix,
+never a traceback; nothing already written is touched, and no model or pre-annotation is made."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write, write_assets
+
+CLI = str(Path(sys.executable).parent / "classie-automl")
+
+
+def _case(tmp: Path, name: str) -> tuple[list[str], dict, str]:
+    """(arguments after `run --once`, extra environment, what the message must say) for one bad input."""
+    files = ["--platform", "files", "--assets", str(tmp / "a.csv"), "--taxonomy", str(tmp / "t.csv")]
+    state = ["--state", str(tmp / "state")]
+    cases = {
+        "config is a folder": (["--config", str(tmp / "folder")], {}, "is a folder, not a config file"),
+        "config not UTF-8": (["--config", str(tmp / "latin1.toml")], {}, "not UTF-8 text"),
+        "unknown encoding": (["--config", str(tmp / "encoding.toml"), *files, *state], {}, "unknown encoding 'nope'"),
+        "empty label separator": (["--config", str(tmp / "separator.toml"), *files, *state], {},
+                                  "files.label_separator"),
+        "facet roots not JSON": ([*files, *state], {"CLASSIE_TAXONOMY__FACET_ROOTS": "{bad"},
+                                 "CLASSIE_TAXONOMY__FACET_ROOTS"),
+        "taxonomy is a folder": (["--platform", "files", "--assets", str(tmp / "a.csv"), "--taxonomy",
+                                  str(tmp / "folder"), *state], {}, "is a folder, not a taxonomy file"),
+        "assets is a folder": (["--platform", "files", "--assets", str(tmp / "folder"), "--taxonomy",
+                                str(tmp / "t.csv"), *state], {}, "is a folder, not an assets file"),
+        "state under a file": ([*files, "--state", str(tmp / "a.csv" / "state")], {}, "state folder"),
+        "ledger not a database": ([*files, "--state", str(tmp / "damaged")], {}, "the ledger cannot be read"),
+    }
+    return cases[name]
+
+
+@pytest.fixture
+def tmp(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "latin1.toml").write_bytes('state_dir = "caf\xe9"\n'.encode("latin-1"))
+    write(tmp_path / "encoding.toml", '[files]\nencoding = "nope"\n')
+    write(tmp_path / "separator.toml", '[files]\nlabel_separator = ""\n')
+    write(tmp_path / "t.csv", "code,name,parent_code\nA,Animals,\n")
+    write_assets(tmp_path / "a.csv", [("1", "cats", "")])
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "state.sqlite3").write_bytes(b"not a database, " * 64)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["config is a folder", "config not UTF-8", "unknown encoding",
+                                  "empty label separator", "facet roots not JSON", "taxonomy is a folder",
+                                  "assets is a folder", "state under a file", "ledger not a database"])
+def test_bad_configuration_and_state_are_explained(tmp, name):
+    args, env, says = _case(tmp, name)
+    before = {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()}
+    done = subprocess.run([CLI, "run", "--once", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert says in done.stderr and "Fix:" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert {p: p.read_bytes() for p in before} == before  # nothing that was there is changed (or gone)
+    assert not (tmp / "state" / "models").exists() and not (tmp / "state" / "preannotations.jsonl").exists()
