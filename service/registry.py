@@ -14,6 +14,7 @@ half-written version visible.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ from automl.metrics import FacetScore, LevelScore, Scores
 if TYPE_CHECKING:  # the model's libraries load with the model file, not with the registry
     from automl.model import PreAnnotator
 
+log = logging.getLogger(__name__)
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 SLICE_MODEL = "slice_model.joblib"  # beside model.joblib when that was refitted on the evaluation slice too
 REPORT = "report.html"  # the version's evaluation report, written after it is registered
@@ -107,39 +109,65 @@ class ModelRegistry:
         return self.root / f"v{number:04d}"
 
     def versions(self) -> list[ModelVersion]:
+        """Every readable version, oldest first (a damaged meta.json is logged and left out)."""
         if not self.root.is_dir():
             return []
         out = []
         for child in sorted(self.root.iterdir()):
             found = _VERSION_DIR.match(child.name)
             if found and (child / "meta.json").is_file():
-                number = int(found.group(1))
-                if number not in self._meta:  # a version's folder never changes once renamed into place
-                    self._meta[number] = ModelVersion.read(child / "meta.json")
-                out.append(self._meta[number])
+                version = self._read(int(found.group(1)))
+                if version is not None:
+                    out.append(version)
         return sorted(out, key=lambda v: v.number)
 
+    def _read(self, number: int) -> ModelVersion | None:
+        """A version's metadata (read once: a version's folder never changes once renamed into place), or None
+        when its meta.json is damaged."""
+        if number not in self._meta:
+            meta = self._dir(number) / "meta.json"
+            try:
+                self._meta[number] = ModelVersion.read(meta)
+            except (ValueError, TypeError, KeyError, OSError) as exc:  # truncated, garbage, or not ours
+                log.warning("%s is damaged (%s: %s); that version is left out. Fix: restore it, or delete %s",
+                            meta, type(exc).__name__, str(exc)[:200], meta.parent)
+                return None
+        return self._meta[number]
+
     def current(self) -> ModelVersion | None:
+        """The version CURRENT names; when its metadata is damaged, the newest good version before it that the gate
+        did not reject (logged)."""
         pointer = self.root / "CURRENT"
         if not pointer.is_file():
             return None
-        number = int(pointer.read_text().strip())
-        if number in self._meta:  # a version's folder never changes once renamed into place
-            return self._meta[number]
-        meta = self._dir(number) / "meta.json"
-        if not meta.is_file():
+        text = pointer.read_text(encoding="utf-8", errors="replace").strip()
+        if not text.isdigit():
+            have = ", ".join(v.name for v in self.versions()) or "none"
+            raise RegistryError(f"{pointer} holds {text[:40]!r}, not a version number. Fix: `classie-automl models"
+                                f" --promote N` with one of the versions ({have}), or delete CURRENT to retrain.")
+        number = int(text)
+        if not (self._dir(number) / "meta.json").is_file():
             raise RegistryError(f"{pointer} names version {number}, which is missing. Fix: `classie-automl models"
                                 " --promote N` with an existing version, or delete CURRENT to retrain.")
-        self._meta[number] = ModelVersion.read(meta)
-        return self._meta[number]
+        version = self._read(number)
+        if version is None:
+            earlier = [v for v in self.versions() if v.number < number and not v.rejected]
+            if not earlier:
+                raise RegistryError(f"version {number}, the current one, is damaged and there is no earlier good"
+                                    f" version. Fix: delete {self._dir(number)} and CURRENT; the next cycle trains.")
+            version = earlier[-1]
+            log.warning("serving %s, the newest good version before the damaged v%d. Fix: `classie-automl models"
+                        " --promote %d` to make that lasting, or restore v%d", version.name, number, version.number,
+                        number)
+        return version
 
     def version(self, number: int) -> ModelVersion:
         meta = self._dir(number) / "meta.json"
-        if not meta.is_file():
+        if not meta.is_file() or self._read(number) is None:
             have = ", ".join(v.name for v in self.versions()) or "none"
-            raise RegistryError(f"no model version {number} in {self.root} (versions: {have}). Fix: give one of"
-                                " them (`classie-automl models` lists them).")
-        return ModelVersion.read(meta)
+            raise RegistryError(f"no model version {number} in {self.root} that can be read (versions: {have})."
+                                " Fix: give one of them (`classie-automl models` lists them).")
+        return self._meta[number]
 
     def latest(self) -> ModelVersion | None:
         """The newest version, current or not."""

@@ -33,6 +33,7 @@ def _case(tmp: Path, name: str) -> tuple[list[str], dict, str]:
                                 str(tmp / "t.csv"), *state], {}, "is a folder, not an assets file"),
         "state under a file": ([*files, "--state", str(tmp / "a.csv" / "state")], {}, "state folder"),
         "ledger not a database": ([*files, "--state", str(tmp / "damaged")], {}, "the ledger cannot be read"),
+        "CURRENT is garbage": ([*files, "--state", str(tmp / "pointer")], {}, "holds 'v1?', not a version number"),
     }
     return cases[name]
 
@@ -47,12 +48,15 @@ def tmp(tmp_path):
     write_assets(tmp_path / "a.csv", [("1", "cats", "")])
     (tmp_path / "damaged").mkdir()
     (tmp_path / "damaged" / "state.sqlite3").write_bytes(b"not a database, " * 64)
+    (tmp_path / "pointer" / "models").mkdir(parents=True)
+    (tmp_path / "pointer" / "models" / "CURRENT").write_text("v1?\n")
     return tmp_path
 
 
 @pytest.mark.parametrize("name", ["config is a folder", "config not UTF-8", "unknown encoding",
                                   "empty label separator", "facet roots not JSON", "taxonomy is a folder",
-                                  "assets is a folder", "state under a file", "ledger not a database"])
+                                  "assets is a folder", "state under a file", "ledger not a database",
+                                  "CURRENT is garbage"])
 def test_bad_configuration_and_state_are_explained(tmp, name):
     args, env, says = _case(tmp, name)
     before = {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()}

@@ -54,3 +54,25 @@ def test_missing_current_version_is_a_clear_error(tmp_path, keyword_model):
         registry.current()
     with pytest.raises(RegistryError, match="no model version 9"):
         registry.promote(9)
+
+
+def test_damaged_metadata_and_pointer_are_explained_and_the_previous_good_version_serves(tmp_path, keyword_model,
+                                                                                         caplog):
+    registry = ModelRegistry(tmp_path / "models")
+    for n in (1, 2):
+        registry.register(keyword_model, f"fp{n}", {})
+    (tmp_path / "models" / "v0002" / "meta.json").write_text('{"number": 2, "created_', encoding="utf-8")  # cut
+    fresh = ModelRegistry(tmp_path / "models")
+    assert [v.number for v in fresh.versions()] == [1]  # left out, with a warning naming the file
+    assert fresh.current().number == 1  # CURRENT names 2: the newest good version before it serves
+    assert "v0002/meta.json is damaged" in caplog.text and "serving v1" in caplog.text
+    assert fresh.register(keyword_model, "fp3", {}).number == 3  # the damaged folder's number is not reused
+    (tmp_path / "models" / "CURRENT").write_text("garbage\n")
+    with pytest.raises(RegistryError, match="holds 'garbage', not a version number. Fix: `classie-automl models"
+                                            " --promote N` with one of the versions"):
+        ModelRegistry(tmp_path / "models").current()
+    (tmp_path / "models" / "CURRENT").write_text("1\n")
+    (tmp_path / "models" / "v0001" / "meta.json").write_bytes(b"\xff\xfe garbage")
+    (tmp_path / "models" / "CURRENT").write_text("2\n")
+    with pytest.raises(RegistryError, match="is damaged and there is no earlier good version. Fix: delete"):
+        ModelRegistry(tmp_path / "models").current()
