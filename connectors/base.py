@@ -117,6 +117,11 @@ class Connector(Protocol):
     platform: str
     skipped: SkipLog
 
+    @property
+    def destination(self) -> str:
+        """Where pushes go (a file, a project): the ledger of what was pushed holds for this destination only."""
+        ...
+
     def pull_taxonomy(self) -> Taxonomy: ...
 
     def pull(self, cursor: str | None, texts: TextCache | None = None) -> Pull:

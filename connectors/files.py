@@ -237,6 +237,10 @@ class FilesConnector:
         self.output = PreAnnotationFile(output)
         self._taxonomy: tuple[tuple, Taxonomy] | None = None
 
+    @property
+    def destination(self) -> str:
+        return f"files:{Path(self.output.path).resolve()}"
+
     def pull_taxonomy(self) -> Taxonomy:
         """The taxonomy file, re-read when it changes (a polling worker picks up edits)."""
         t = self.taxonomy_settings

@@ -68,6 +68,10 @@ class KiliConnector:
                             " KILI_API_ENDPOINT.") from None
         self.schema = self._load_schema()
 
+    @property
+    def destination(self) -> str:
+        return f"kili:{self.settings.endpoint or 'default endpoint'}:{self.settings.project_id}"
+
     def __repr__(self) -> str:
         return f"KiliConnector(project_id={self.settings.project_id!r}, endpoint={self.settings.endpoint!r})"
 

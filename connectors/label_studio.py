@@ -35,6 +35,10 @@ class LabelStudioConnector:
         self.taxonomy = with_rules_file(self.schema.taxonomy(), rules,
                                         f"the labelling config of project {self.project}")
 
+    @property
+    def destination(self) -> str:
+        return f"label-studio:{self.client.url}:{self.project}"
+
     def pull_taxonomy(self) -> Taxonomy:
         return self.taxonomy
 

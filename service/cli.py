@@ -111,6 +111,9 @@ def _print_dry_run(run: DryRun, shown: int = 20) -> None:
     else:
         typer.echo(f"would not train ({report.label_changes} label change(s) since {report.model_version},"
                    " under the retrain rule)" if report.label_changes else "would not train: nothing changed")
+    if run.destination_changed:
+        typer.echo(f"pushes now go elsewhere than before ({run.destination_changed}): a real cycle forgets what it"
+                   " pushed there and pre-annotates every unlabelled asset again (counts below: as before)")
     if not report.model_version:
         return
     typer.echo(f"would push {run.would_push} pre-annotation(s) of {report.model_version} ({report.already} already"

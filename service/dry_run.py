@@ -33,6 +33,7 @@ class DryRun:
     unchanged: int = 0  # a new version's (or a changed text's) pre-annotation with the same codes
     unknown: int = 0  # the asset's last pre-annotation was pushed by a release that did not keep its codes
     priorities_changed: int = 0  # assets whose labelling priority would be set or changed
+    destination_changed: str = ""  # the earlier destination, when pushes now go elsewhere (all made again there)
 
 
 def _flat(prefill: dict[str, list[str]]) -> set[str]:

@@ -71,6 +71,16 @@ class StateError(InputError):
     """The state folder or its ledger cannot be used; the message says how to fix or rebuild it."""
 
 
+class EmptyPull(InputError):
+    """A complete pull brought no asset at all while the cache holds some: nothing was dropped or trained."""
+
+    def __init__(self, cached: int):
+        self.cached = cached
+        super().__init__(f"the platform gave no asset at all, where the last pull had {cached}: nothing was dropped,"
+                         " trained or pushed. Fix: if the assets file or project was emptied by mistake, restore it;"
+                         " if it is really empty now, delete the state folder's state.sqlite3 to start afresh")
+
+
 class StateStore:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -213,7 +223,9 @@ class StateStore:
     # ---- the asset cache --------------------------------------------------------------------------------------
     def merge_assets(self, assets: Iterable[Asset], complete: bool, chunk: int = 1000) -> int:
         """Store pulled assets (streamed, `chunk` at a time). After a complete pull, assets it did not see are
-        dropped: they were deleted on the platform. Returns how many assets the pull brought."""
+        dropped: they were deleted on the platform; but a complete pull that brought nothing at all drops nothing
+        (an emptied file or project is far likelier a mistake than the truth: see `EmptyPull`). Returns how many
+        assets the pull brought."""
         with closing(self._connect()) as db:
             pull = (db.execute("SELECT MAX(pull) FROM assets").fetchone()[0] or 0) + 1
             seen = 0
@@ -233,6 +245,10 @@ class StateStore:
                 if len(rows) >= chunk:
                     flush()
             flush()
+            if complete and not seen:
+                cached = db.execute("SELECT COUNT(*) FROM assets").fetchone()[0]
+                if cached:
+                    raise EmptyPull(cached)
             if complete:
                 with db:
                     db.execute("DELETE FROM assets WHERE pull < ?", (pull,))
@@ -279,6 +295,14 @@ class StateStore:
             last = rows[-1][0]
 
     # ---- cursors --------------------------------------------------------------------------------------------
+    def forget_pushed(self) -> int:
+        """Forget what was pushed (the destination changed): every pre-annotation is made again. Returns how many
+        records were forgotten."""
+        with closing(self._connect()) as db, db:
+            forgotten = db.execute("DELETE FROM pushed").rowcount
+            db.execute("DELETE FROM claims")
+        return forgotten
+
     def cursor(self, name: str) -> str | None:
         with closing(self._connect()) as db:
             row = db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()

@@ -159,6 +159,7 @@ class Worker:
         report = CycleReport(model_version=current.name)
         with self.cycle_lock():
             self.state.clear_claims()
+            self.adopt_destination()
             self.pull(report)
             self.pre_annotate(self.registry.load(current), current, report, self.state.labelled_assets())
         return report
@@ -169,12 +170,13 @@ class Worker:
         pushed, compared with what the ledger says each asset holds. A training it would do is not done."""
         report = CycleReport()
         with self.cycle_lock():
+            moved_from = self.adopt_destination(write=False)
             taxonomy = self.pull(report)
             labelled = self.state.labelled_assets()
             current = self.registry.current()
             decision = self.decide_training(taxonomy, labelled, current)
             report.train_reason, report.label_changes = decision.reason, decision.label_changes
-            run = DryRun(report, decision.train)
+            run = DryRun(report, decision.train, destination_changed=moved_from)
             if current is None:
                 return run
             report.model_version = current.name
@@ -201,6 +203,7 @@ class Worker:
         report = CycleReport()
         started = time.monotonic()
         self.state.clear_claims()  # under the cycle lock: any claim is a dead process's
+        self.adopt_destination()
         taxonomy = self.pull(report)
         labelled = self.state.labelled_assets()
         report.timings["pull"] = time.monotonic() - started
@@ -229,6 +232,21 @@ class Worker:
         report.timings["total"] = time.monotonic() - started
         self._log_cycle(report, current)
         return report
+
+    def adopt_destination(self, write: bool = True) -> str:
+        """The ledger says what was pushed to one destination (a file, a project). When pushes now go elsewhere, it
+        is forgotten, so that the new destination gets every pre-annotation. Returns the earlier destination when it
+        changed ("" otherwise); with `write` False, changes nothing."""
+        now, before = self.connector.destination, self.state.cursor("destination")
+        if before == now:
+            return ""
+        if write:
+            if before is not None:
+                forgotten = self.state.forget_pushed()
+                log.warning("pre-annotations now go to %s, not %s: the record of the %d pushed there is set aside,"
+                            " so that %s gets every pre-annotation", now, before, forgotten, now)
+            self.state.set_cursor("destination", now)
+        return before or ""
 
     def pull(self, report: CycleReport) -> Taxonomy:
         """Bring the platform's changes into the asset cache: incremental from the cursor, complete when none is

@@ -67,3 +67,40 @@ def test_bad_configuration_and_state_are_explained(tmp, name):
     assert "Traceback" not in done.stderr
     assert {p: p.read_bytes() for p in before} == before  # nothing that was there is changed (or gone)
     assert not (tmp / "state" / "models").exists() and not (tmp / "state" / "preannotations.jsonl").exists()
+
+
+def test_an_emptied_assets_file_drops_nothing_and_trains_nothing(tmp_path, small_taxonomy):
+    rows = [("1", "a shelter for cats", "AN1"), ("2", "dogs and walks", "AN2"), ("u1", "our cat rescue", "")]
+    write_assets(tmp_path / "a.csv", rows)
+    flags = ["--platform", "files", "--assets", str(tmp_path / "a.csv"), "--taxonomy", str(small_taxonomy),
+             "--state", str(tmp_path / "state")]
+    first = subprocess.run([CLI, "run", "--once", *flags], capture_output=True, text=True)
+    assert first.returncode == 0 and "model v1: trained" in first.stdout, first.stderr[-2000:]
+    output = (tmp_path / "state" / "preannotations.jsonl").read_bytes()
+
+    write_assets(tmp_path / "a.csv", [])  # the header only: emptied by a script gone wrong
+    emptied = subprocess.run([CLI, "run", "--once", *flags], capture_output=True, text=True)
+    assert emptied.returncode == 2 and "the platform gave no asset at all, where the last pull had 3" in \
+        emptied.stderr and "Fix:" in emptied.stderr and "Traceback" not in emptied.stderr, emptied.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "state" / "models").iterdir()) == ["CURRENT", "v0001"]
+    assert (tmp_path / "state" / "preannotations.jsonl").read_bytes() == output
+
+    write_assets(tmp_path / "a.csv", rows)  # restored: the cache was kept, so nothing changed
+    again = subprocess.run([CLI, "run", "--once", *flags], capture_output=True, text=True)
+    assert again.returncode == 0 and "current, no training needed" in again.stdout, again.stdout
+
+
+def test_a_new_output_file_gets_every_pre_annotation(tmp_path, small_taxonomy):
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats", "AN1"), ("u1", "our cat rescue", ""),
+                                      ("u2", "a school for all", "")])
+    flags = ["--platform", "files", "--assets", str(tmp_path / "a.csv"), "--taxonomy", str(small_taxonomy),
+             "--state", str(tmp_path / "state")]
+    assert "2 written" in subprocess.run([CLI, "run", "--once", *flags], capture_output=True, text=True).stdout
+    moved = subprocess.run([CLI, "run", "--once", *flags, "--output", str(tmp_path / "elsewhere.jsonl")],
+                           capture_output=True, text=True)
+    assert moved.returncode == 0 and "2 written" in moved.stdout, moved.stdout + moved.stderr[-2000:]
+    assert "pre-annotations now go to files:" in moved.stderr and "gets every pre-annotation" in moved.stderr
+    assert len((tmp_path / "elsewhere.jsonl").read_text().splitlines()) == 2
+    back = subprocess.run([CLI, "run", "--once", *flags], capture_output=True, text=True)  # the first file again
+    assert back.returncode == 0 and "0 written, 2 already there" in back.stdout, back.stdout
+    assert len((tmp_path / "state" / "preannotations.jsonl").read_text().splitlines()) == 2  # none twice
