@@ -75,12 +75,32 @@ def _records(path: Path, encoding: str, columns: Sequence[str]) -> Iterator[tupl
             f"{path}: missing column(s) {', '.join(map(repr, missing))}; the header has"
             f" {', '.join(map(repr, header)) or 'nothing'}. {fix_columns}"
         )
+    last: tuple[str, dict, int] | None = None  # held back one record: it may have swallowed the rest of the file
+    end = 1
     try:
         for record in reader:
-            yield f"{path.name}:{reader.line_num}", record, ""
+            if last is not None:
+                yield last[0], last[1], ""
+            last, end = (f"{path.name}:{reader.line_num}", record, end + 1), reader.line_num
     except csv.Error as exc:
         raise AssetFileError(f"{path.name}:{reader.line_num}: the CSV cannot be parsed ({exc}). Fix: repair the"
                              " quoting on that line; records before it were read.") from exc
+    if last is not None:
+        if end > last[2] and _quote_left_open(text, dialect):
+            yield (f"{path.name}:{last[2]}-{end}", None, "a quote opened and never closed (the record ran to the end"
+                   " of the file; fix: close the quote on its first line)")
+        else:
+            yield last[0], last[1], ""
+
+
+def _quote_left_open(text: str, dialect: str) -> bool:
+    """Whether the file ends inside a quoted field (the lenient reader then takes the rest as one text)."""
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), dialect=dialect, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _undecodable(value: str) -> bool:
@@ -234,6 +254,9 @@ class FilesConnector:
     def __init__(self, settings: FilesSettings, taxonomy: TaxonomySettings, output: Path):
         self.settings, self.taxonomy_settings = settings, taxonomy
         self.skipped = SkipLog()
+        if Path(output).is_dir():
+            raise AssetFileError(f"{output} is a folder; pre-annotations are written to a file. Fix: give a file path"
+                                 f" (--output or [files] output), e.g. {Path(output) / 'preannotations.jsonl'}.")
         self.output = PreAnnotationFile(output)
         self._taxonomy: tuple[tuple, Taxonomy] | None = None
 

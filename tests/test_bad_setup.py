@@ -34,6 +34,8 @@ def _case(tmp: Path, name: str) -> tuple[list[str], dict, str]:
         "state under a file": ([*files, "--state", str(tmp / "a.csv" / "state")], {}, "state folder"),
         "ledger not a database": ([*files, "--state", str(tmp / "damaged")], {}, "the ledger cannot be read"),
         "CURRENT is garbage": ([*files, "--state", str(tmp / "pointer")], {}, "holds 'v1?', not a version number"),
+        "output is a folder": ([*files, *state, "--output", str(tmp / "folder")], {},
+                               "is a folder; pre-annotations are written to a file"),
     }
     return cases[name]
 
@@ -56,7 +58,7 @@ def tmp(tmp_path):
 @pytest.mark.parametrize("name", ["config is a folder", "config not UTF-8", "unknown encoding",
                                   "empty label separator", "facet roots not JSON", "taxonomy is a folder",
                                   "assets is a folder", "state under a file", "ledger not a database",
-                                  "CURRENT is garbage"])
+                                  "CURRENT is garbage", "output is a folder"])
 def test_bad_configuration_and_state_are_explained(tmp, name):
     args, env, says = _case(tmp, name)
     before = {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()}
@@ -104,3 +106,19 @@ def test_a_new_output_file_gets_every_pre_annotation(tmp_path, small_taxonomy):
     back = subprocess.run([CLI, "run", "--once", *flags], capture_output=True, text=True)  # the first file again
     assert back.returncode == 0 and "0 written, 2 already there" in back.stdout, back.stdout
     assert len((tmp_path / "state" / "preannotations.jsonl").read_text().splitlines()) == 2  # none twice
+
+
+def test_an_unterminated_quote_is_a_skip_with_its_lines_not_one_long_text(tmp_path, small_taxonomy):
+    from connectors.base import SkipLog
+    from connectors.files import read_assets
+    from automl.taxonomy_file import load_taxonomy
+
+    rows = "".join(f"{i},text of row {i},\n" for i in range(3, 33))
+    write(tmp_path / "q.csv", 'id,text,labels\n1,a fine row,AN\n2,"a quote left open,\n' + rows)
+    skipped = SkipLog()
+    assets = list(read_assets(tmp_path / "q.csv", load_taxonomy(small_taxonomy), skipped))
+    assert [a.id for a in assets] == ["1"]  # the 30 rows after the quote are not taken as row 2's text
+    assert skipped.as_dict() == {"a quote opened and never closed (the record ran to the end of the file; fix: close"
+                                 " the quote on its first line)": 1}
+    write(tmp_path / "ok.csv", 'id,text,labels\n1,"a text, closed",AN\n2,"the last text\nover two lines",\n')
+    assert [a.id for a in read_assets(tmp_path / "ok.csv", load_taxonomy(small_taxonomy), SkipLog())] == ["1", "2"]
