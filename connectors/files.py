@@ -65,7 +65,12 @@ def _records(path: Path, encoding: str, columns: Sequence[str]) -> Iterator[tupl
         return
     if path.suffix.lower() not in (".csv", ".txt", ".tsv"):
         raise AssetFileError(f"{path}: unknown format {path.suffix!r}. Fix: use a .csv or .jsonl file.")
-    csv.field_size_limit(max(csv.field_size_limit(), len(raw)))  # long texts are fine; the 128 KiB default is not
+    yield from _csv_records(path, text, len(raw), columns, fix_columns)
+
+
+def _csv_records(path: Path, text: str, size: int, columns: Sequence[str],
+                 fix_columns: str) -> Iterator[tuple[str, dict | None, str]]:
+    csv.field_size_limit(max(csv.field_size_limit(), size))  # long texts are fine; the 128 KiB default is not
     dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
     reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
     header = reader.fieldnames or []

@@ -38,11 +38,18 @@ def chrome(tmp_path_factory):
 
 
 def wait_for_text(driver, texts, seconds=60) -> str:
+    """The page's text once it holds all of `texts` (or when `seconds` have passed). A page that is navigating
+    replaces its body under the reader: that read is simply tried again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + seconds
+    body = ""
     while True:
-        body = driver.find_element(By.TAG_NAME, "body").text
-        if all(t in body for t in texts) or time.monotonic() > deadline:
+        try:
+            body = driver.find_element(By.TAG_NAME, "body").text
+        except (StaleElementReferenceException, NoSuchElementException):
+            body = ""
+        if (body and all(t in body for t in texts)) or time.monotonic() > deadline:
             return body
         time.sleep(0.5)
