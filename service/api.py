@@ -206,7 +206,7 @@ class _Endpoints:
         return {"model_version": version.name if version else "none"}
 
     async def predict(self, request: Request) -> dict:
-        body = await request.json()
+        body = await _json(request)
         tasks = body.get("tasks") if isinstance(body, dict) else None
         if not isinstance(tasks, list):
             raise HTTPException(422, "expected {\"tasks\": [...]}")
@@ -247,13 +247,16 @@ class _Endpoints:
         """Label Studio sends its labelling config: the answer is then in its result format too."""
         if not label_config:
             return None
+        if not isinstance(label_config, str):
+            raise HTTPException(422, f"label_config must be the labelling config's XML as a string, not"
+                                     f" {type(label_config).__name__}")
         try:
             return self.label_config(label_config)
         except LabelConfigError as exc:
             raise HTTPException(422, f"label_config: {exc}") from None
 
     async def webhook(self, request: Request) -> dict:
-        event = await request.json()
+        event = await _json(request)
         action = event.get("action") if isinstance(event, dict) else None
         if action in TRAINING_EVENTS:
             self.retrainer.schedule()
@@ -283,10 +286,19 @@ def _listed(by_facet: dict) -> dict:
             for facet, ps in by_facet.items()}
 
 
+async def _json(request: Request):
+    """The request's JSON body; a body that is not JSON is the client's error (400), not the server's."""
+    try:
+        return await request.json()
+    except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise HTTPException(400, f"the body is not JSON ({exc})") from None
+
+
 def _texts(tasks: list, text_key: str) -> list[str]:
     texts = []
     for task in tasks:
-        text = (task.get("data") or {}).get(text_key) if isinstance(task, dict) else None
+        data = task.get("data") if isinstance(task, dict) else None
+        text = data.get(text_key) if isinstance(data, dict) else None
         if not isinstance(text, str):
             raise HTTPException(422, f"every task needs data.{text_key} as a string")
         texts.append(text)

@@ -189,3 +189,20 @@ def test_report_of_the_current_version(server):
     page = requests.get(f"{url}/report", headers=auth())
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<h1>Model v1" in page.text and "Across versions" in page.text
+
+
+def test_malformed_requests_are_the_clients_error_not_the_servers(server):
+    url, _, _ = server
+    json_headers = {**auth(), "Content-Type": "application/json"}
+    for path in ("/predict", "/webhook"):
+        for body in (b"{not json", b"\xff\xfe", b""):
+            answer = requests.post(url + path, data=body, headers=json_headers)
+            assert answer.status_code == 400 and "not JSON" in answer.json()["detail"], (path, body, answer.text)
+    cases = [({"tasks": [{"data": ["a", "list"]}]}, "every task needs data.text"),
+             ({"tasks": [{"data": {"text": "cats"}}], "label_config": 42}, "label_config must be"),
+             ({"tasks": ["not an object"]}, "every task needs data.text"),
+             (["not", "an", "object"], "expected {")]
+    for body, says in cases:
+        answer = requests.post(f"{url}/predict", json=body, headers=auth())
+        assert answer.status_code == 422 and says in answer.json()["detail"], (body, answer.text)
+    assert requests.post(f"{url}/webhook", json=["a list"], headers=auth()).json()["status"] == "ignored"
