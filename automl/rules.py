@@ -25,8 +25,8 @@ def choose_rule(proba: np.ndarray, truth: np.ndarray, kw: np.ndarray | None, min
     """The rule and threshold that do best out of fold; ties go to the simpler rule (keyword first).
 
     With `wrong_cost`: the one expected to save a labeller the most edits (a right pre-fill saves an addition, a
-    wrong one costs a deletion weighing `wrong_cost`; see `expected_saving`). Without: the best F1 among those whose precision reaches
-    `min_precision`. Rule.NONE when no rule saves anything, or none reaches the precision."""
+    wrong one costs a deletion weighing `wrong_cost`; see `expected_saving`). Without: the best F1 among those whose
+    precision reaches `min_precision`. Rule.NONE when no rule saves anything, or none reaches the precision."""
     col = truth.reshape(-1, 1)
     positives = truth.sum()
 

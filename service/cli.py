@@ -381,8 +381,9 @@ def report(config: ConfigOpt = None, state: StateOpt = None,
     registry = open_registry(settings)
     chosen = registry.version(version) if version is not None else registry.require_current()
     started = time.monotonic()
-    labelled = open_state(settings).labelled_assets() if test is None and chosen.gate.get("holdout_fraction") else []
-    evaluation = evaluation_for(registry, chosen, labelled, test, settings.files, settings.evaluation.test)
+    evaluation = evaluation_for(chosen, lambda: registry.load(chosen), lambda: registry.load_slice_model(chosen),
+                                lambda: open_state(settings).labelled_assets(), test, settings.files,
+                                settings.evaluation.test)
     path = write_report(registry, chosen, evaluation, out)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {time.monotonic() - started:.1f} s): report of"
                f" {chosen.name} on " + (evaluation.source if evaluation else "no evaluation data"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +37,8 @@ class Evaluation:
     source: str  # in words: which fit, on what
 
 
-def slice_evaluation(model: PreAnnotator, labelled: Sequence[Asset], version: ModelVersion) -> Evaluation | None:
+def slice_evaluation(model: PreAnnotator, labelled: Sequence[Asset],
+                     version: ModelVersion) -> Evaluation | None:
     """The version's fit without the evaluation slice, on the labelled assets of the slice (None: no slice)."""
     fraction = version.gate.get("holdout_fraction") or 0.0
     held = [a for a in split_holdout(labelled, fraction)[1] if a.labels] if fraction else []
@@ -55,17 +56,17 @@ def file_evaluation(model: PreAnnotator, test: Path, columns: FilesSettings) -> 
     return Evaluation(model, assets, f"{test.name}: {len(assets)} labelled assets")
 
 
-def evaluation_for(registry: ModelRegistry, version: ModelVersion, labelled: Sequence[Asset], test: Path | None,
-                   columns: FilesSettings, fallback: Path | None = None) -> Evaluation | None:
-    """What to score `version` on: `test` with the served model when given; else the evaluation slice of the
-    `labelled` assets with the fit that never saw it; else `fallback` (a labelled file); else None."""
+def evaluation_for(version: ModelVersion, served: Callable[[], PreAnnotator], judged: Callable[[], PreAnnotator],
+                   labelled: Callable[[], Sequence[Asset]], test: Path | None, columns: FilesSettings,
+                   fallback: Path | None = None) -> Evaluation | None:
+    """What to score `version` on: `test` with the `served` model when given; else the evaluation slice of the
+    `labelled` assets with the fit that never saw it (`judged`); else `fallback` (a labelled file); else None. The
+    models and assets are asked for only when needed."""
     if test is not None:
-        return file_evaluation(registry.load(version), test, columns)
-    found = None
-    if version.gate.get("holdout_fraction"):
-        found = slice_evaluation(registry.load_slice_model(version), labelled, version)
+        return file_evaluation(served(), test, columns)
+    found = slice_evaluation(judged(), labelled(), version) if version.gate.get("holdout_fraction") else None
     if found is None and fallback is not None:
-        found = file_evaluation(registry.load(version), fallback, columns)
+        found = file_evaluation(served(), fallback, columns)
     return found
 
 

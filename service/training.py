@@ -128,12 +128,11 @@ def _write_report(settings: Settings, registry: ModelRegistry, version: ModelVer
                   holdout: Sequence[Asset]) -> None:
     """<state>/models/vNNNN/report.html: the slice-free fit on the evaluation slice, else the served model on
     [evaluation] test. A report that cannot be made is logged; the version stands."""
-    from service.report import file_evaluation, slice_evaluation, write_report
+    from service.report import evaluation_for, write_report
 
     try:
-        evaluation = slice_evaluation(judged, holdout, version) if holdout else None
-        if evaluation is None and settings.evaluation.test is not None:
-            evaluation = file_evaluation(served, settings.evaluation.test, settings.files)
+        evaluation = evaluation_for(version, lambda: served, lambda: judged, lambda: holdout, None, settings.files,
+                                    settings.evaluation.test)
         write_report(registry, version, evaluation)
     except Exception as exc:  # noqa: BLE001 - a report is an extra; the training succeeded
         log.warning("%s: report not written (%s: %s)", version.name, type(exc).__name__, exc)

@@ -158,8 +158,7 @@ class Worker:
         current = self.registry.require_current()
         report = CycleReport(model_version=current.name)
         with self.cycle_lock():
-            self.state.clear_claims()
-            self.adopt_destination()
+            self._begin()
             self.pull(report)
             self.pre_annotate(self.registry.load(current), current, report, self.state.labelled_assets())
         return report
@@ -202,8 +201,7 @@ class Worker:
     def _cycle(self, force_train: bool) -> CycleReport:
         report = CycleReport()
         started = time.monotonic()
-        self.state.clear_claims()  # under the cycle lock: any claim is a dead process's
-        self.adopt_destination()
+        self._begin()
         taxonomy = self.pull(report)
         labelled = self.state.labelled_assets()
         report.timings["pull"] = time.monotonic() - started
@@ -232,6 +230,12 @@ class Worker:
         report.timings["total"] = time.monotonic() - started
         self._log_cycle(report, current)
         return report
+
+    def _begin(self) -> None:
+        """Under the cycle lock, before a cycle that pushes: any claim is a dead process's, and the ledger must be
+        the current destination's."""
+        self.state.clear_claims()
+        self.adopt_destination()
 
     def adopt_destination(self, write: bool = True) -> str:
         """The ledger says what was pushed to one destination (a file, a project). When pushes now go elsewhere, it

@@ -36,6 +36,21 @@ def write_assets(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     return path
 
 
+def ukcat_project_config(root: Path, model: str) -> Path:
+    """root/config.toml: the UK-CAT taxonomy with its population facet, assets in root/assets.csv, state in
+    root/state, and `model` as the [model] section's lines (small searches for the tests)."""
+    return write(root / "config.toml", f"""
+state_dir = "state"
+[files]
+assets = "assets.csv"
+[taxonomy]
+path = "{EXAMPLE / 'taxonomy.csv'}"
+facet_roots = {{ population = ["BE"] }}
+[model]
+{model.strip()}
+""")
+
+
 def example_rows(name: str, limit: int | None = None) -> list[tuple[str, str, str]]:
     with (EXAMPLE / name).open(encoding="utf-8", newline="") as f:
         rows = [(r["id"], r["text"], r["labels"]) for r in csv.DictReader(f)]

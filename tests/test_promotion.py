@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE, example_rows, write, write_assets
+from conftest import example_rows, ukcat_project_config, write_assets
 from service.promotion import SliceFigures, comparable, in_holdout, split_holdout, worse
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
@@ -55,14 +55,7 @@ def test_a_worse_candidate_is_rejected_and_the_current_version_keeps_serving(tmp
     labelled = example_rows("train.csv", 360)
     unlabelled = [(i, t, "") for i, t, _ in example_rows("test.csv", 20)]
     write_assets(tmp_path / "assets.csv", labelled + unlabelled)
-    config = write(tmp_path / "config.toml", f"""
-state_dir = "state"
-[files]
-assets = "assets.csv"
-[taxonomy]
-path = "{EXAMPLE / 'taxonomy.csv'}"
-facet_roots = {{ population = ["BE"] }}
-[model]
+    config = ukcat_project_config(tmp_path, """
 budget_seconds = 16
 max_evaluations = 2
 cv_folds = 3

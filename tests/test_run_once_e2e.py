@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from automl.taxonomy_file import load_taxonomy
-from conftest import EXAMPLE, example_rows, write, write_assets
+from conftest import EXAMPLE, example_rows, ukcat_project_config, write, write_assets
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 
@@ -27,14 +27,7 @@ def project(tmp_path_factory):
     bad = [(labelled[0][0], "a duplicate of the first id", "ED"), ("empty-1", "  ", "")]
     write_assets(root / "assets.csv", labelled + unlabelled + bad)
     write_assets(root / "test.csv", example_rows("test.csv")[40:120])
-    write(root / "config.toml", f"""
-state_dir = "state"
-[files]
-assets = "assets.csv"
-[taxonomy]
-path = "{EXAMPLE / 'taxonomy.csv'}"
-facet_roots = {{ population = ["BE"] }}
-[model]
+    ukcat_project_config(root, """
 budget_seconds = 30
 max_evaluations = 3
 cv_folds = 3
