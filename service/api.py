@@ -221,23 +221,26 @@ class _Endpoints:
             model = self.registry.load(version)
         except ModelUnloadable as exc:  # after an upgrade, until the worker has trained a version this release reads
             raise HTTPException(503, str(exc)) from None
-        results = []
+        results: list = []
         for task, text, p in zip(tasks, texts, model.propose(texts)):
             if not self._answers(task, body, text, version, codes_by_facet(p.prefill)):
-                continue  # Label Studio has (or is being sent) this task's prediction of this version
+                # Label Studio has (or is being sent) this task's prediction of this version. It pairs answers
+                # with tasks by position and drops the whole batch on a count mismatch, so the task keeps its
+                # place with a list of no prediction.
+                results.append([])
+                continue
             # One task, without the pool the worker ranks: its priority is its uncertainty alone.
             results.append({
                 **prediction(flatten(p.prefill), version.name, schema, p.expected_edits / (1 + p.expected_edits)),
                 "proposals": _listed(p.prefill),
                 "suggestions": _listed(p.suggestions),
             })
-        self.metrics.predicted.inc(len(results))
+        self.metrics.predicted.inc(sum(1 for r in results if r))
         return {"results": results}
 
     def _answers(self, task: dict, body: dict, text: str, version: ModelVersion,
                  prefill: dict[str, list[str]]) -> bool:
-        """Whether to answer for `task`; an answer Label Studio will store for the configured project is recorded
-        (a missing result tells Label Studio to store nothing: it asks task by task on a count mismatch)."""
+        """Whether to answer for `task`; an answer Label Studio will store for the configured project is recorded."""
         project = task.get("project") or str(body.get("project") or "").split(".")[0]
         if self.ledger is None or task.get("id") is None or str(project) != str(self.project_id):
             return True

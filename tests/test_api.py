@@ -171,10 +171,15 @@ def test_answers_label_studio_stores_are_recorded_once_and_never_duplicate_the_w
         return client.post("/predict", headers=auth(), json=body).json()["results"]
 
     assert len(ask((5, 3, "our cats"))) == 1  # answered, and recorded: Label Studio stores it
-    assert ask((5, 3, "our cats")) == []  # asked again (the same version): no second prediction
+    assert ask((5, 3, "our cats")) == [[]]  # asked again (the same version): no second prediction
     assert ledger.claim("v1", [("5", text_hash("our cats"))]) == set()  # the worker will not push it either
     assert ledger.claim("v1", [("6", text_hash("dogs"))]) == {"6"}  # the worker is pushing task 6...
-    assert ask((6, 3, "dogs")) == []  # ...so the API does not answer for it
+    assert ask((6, 3, "dogs")) == [[]]  # ...so the API does not answer for it
+    # In a batch, each task keeps its place (Label Studio pairs answers with tasks by position and drops a batch
+    # whose count differs): an empty list where there is no prediction.
+    mixed = ask((6, 3, "dogs"), (8, 3, "a cat shelter"), (5, 3, "our cats"), (9, 3, "birds"))
+    assert [bool(r) for r in mixed] == [False, True, False, True]
+    assert all(r["model_version"] == "v1" for r in mixed if r)
     assert len(ask((7, 9, "cats"), project="9.1")) == 1 and ledger.claim("v1", [("7", text_hash("cats"))]) == {"7"}
     # another project's tasks, or a caller that is not Label Studio storing them, are answered and not recorded
 

@@ -213,14 +213,32 @@ def test_one_prediction_of_a_version_per_task_whichever_path_makes_it(tmp_path, 
         counts = _versions_per_task(label_studio, project)
         assert all(counts[(t, "v1")] == 1 for t in unlabelled), counts
 
-        # Both at once: new tasks, the worker pushing them one by one while the backend is asked for all of them.
         new = label_studio.client.import_tasks(project, [{"data": {"text": f"{text} (new)"}}
                                                           for _, text, _ in example_rows("test.csv", 60)[20:45]])
-        pushing = threading.Thread(target=w.run_once)
+        # The worker is pushing two of a batch the backend is asked for: Label Studio stores the other three (it
+        # pairs answers with tasks by position, and drops a whole batch whose count differs).
+        being_pushed = {str(t) for t in new[1:3]}
+        assert w.state.claim("v1", [(t, "any text") for t in being_pushed]) == being_pushed
+        _retrieve(label_studio, project, new[:5])
+        counts = _versions_per_task(label_studio, project)
+        assert {t: counts[(t, "v1")] for t in new[:5]} == {t: int(str(t) not in being_pushed) for t in new[:5]}
+        w.state.release("v1", being_pushed)
+
+        # Both at once: the worker pushing the new tasks one by one while the backend is asked for all of them.
+        failed: list[BaseException] = []
+
+        def push() -> None:
+            try:
+                w.run_once()
+            except BaseException as exc:  # seen by the test, not lost in the thread
+                failed.append(exc)
+
+        pushing = threading.Thread(target=push)
         pushing.start()
         for start in range(0, len(new), 5):
             _retrieve(label_studio, project, new[start:start + 5])
         pushing.join(120)
+        assert not pushing.is_alive() and not failed, failed or "the worker's cycle did not end within 120 s"
         counts = _versions_per_task(label_studio, project)
         assert all(counts[(t, "v1")] == 1 for t in new), {t: counts[(t, "v1")] for t in new}
     finally:
