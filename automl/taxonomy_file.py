@@ -157,41 +157,56 @@ def _resolve_parents(parsed: dict[int, _Row], by_code: dict[str, list[_Row]], so
 
 def _place(row: _Row, candidates: list[_Row], parsed: dict[int, _Row]) -> bool:
     """Set `row.parent` when exactly one candidate fits the row's path or level; False while none can be told."""
-    if row.path is not None:
-        known, wanted = [_path_of(c, parsed) for c in candidates], row.path[:-1]
-    elif row.level is not None:
-        known, wanted = [_level_of(c, parsed) for c in candidates], row.level - 1
-    else:
+    if row.path is None and row.level is None:
         return False
-    fits = [c for c, value in zip(candidates, known) if value == wanted]
-    if None in known or len(fits) != 1:  # a candidate not placed yet may fit too
+    fits = [_fits(c, row, parsed) for c in candidates]
+    if None in fits or fits.count(True) != 1:  # a candidate not placed yet may fit too
         return False
-    row.parent = fits[0].line
+    row.parent = candidates[fits.index(True)].line
     return True
 
 
-def _chain(row: _Row, parsed: dict[int, _Row]) -> list[_Row] | None:
-    """The row and its ancestors, root last; None while a parent is unresolved (or in a cycle)."""
+def _fits(candidate: _Row, row: _Row, parsed: dict[int, _Row]) -> bool | None:
+    """Whether `candidate` is at the place (path, else level) that `row` gives its parent; None while that cannot be
+    told. A candidate whose own place is not resolved yet is ruled out where the part that is known cannot fit: so
+    a candidate at or below the row (`A` under `A`) never keeps the row waiting for itself."""
+    chain, complete = _reach(candidate, parsed)
+    if row.path is not None:
+        wanted = row.path[:-1]
+        if candidate.path is not None:  # its own path column: its place, once it is placed
+            return candidate.path == wanted
+        keys = tuple(r.code for r in reversed(chain))
+        if complete:
+            return keys == wanted
+        # Known: the path ends with the unplaced row's parent code, then these keys.
+        above = len(wanted) - len(keys) - 1
+        fit = above >= 0 and wanted[above + 1:] == keys and wanted[above] == chain[-1].parent_code
+        return None if fit else False
+    wanted_level = row.level - 1
+    for distance, r in enumerate(chain):  # a level column fixes the levels below it (as `_nodes` counts them)
+        if r.level is not None:
+            return r.level + distance == wanted_level
+    if complete:
+        return len(chain) == wanted_level
+    return None if wanted_level > len(chain) else False  # at least one level above the unplaced row
+
+
+def _reach(row: _Row, parsed: dict[int, _Row]) -> tuple[list[_Row], bool]:
+    """The row and its placed ancestors, root last; and whether that reaches a root (False: the last one's parent is
+    not resolved yet, or the parents loop)."""
     chain, seen = [row], {row.line}
     while chain[-1].parent_code is not None:
         parent = chain[-1].parent
         if parent is None or parent in seen:
-            return None
+            return chain, False
         chain.append(parsed[parent])
         seen.add(parent)
-    return chain
+    return chain, True
 
 
 def _path_of(row: _Row, parsed: dict[int, _Row]) -> tuple[str, ...] | None:
-    chain = _chain(row, parsed)
-    return tuple(r.code for r in reversed(chain)) if chain else None
-
-
-def _level_of(row: _Row, parsed: dict[int, _Row]) -> int | None:
-    if row.level is not None:
-        return row.level
-    chain = _chain(row, parsed)
-    return len(chain) if chain else None
+    chain, complete = _reach(row, parsed)
+    return tuple(r.code for r in reversed(chain)) if complete else None
 
 
 def _cycle_errors(parsed: dict[int, _Row], source: str) -> list[str]:
@@ -218,6 +233,8 @@ def _duplicate_errors(parsed: dict[int, _Row], source: str) -> list[str]:
     first: dict[tuple[str, int | None], int] = {}
     errors = []
     for row in parsed.values():
+        if row.parent_code is not None and row.parent is None:
+            continue  # its parent is not resolved (reported): it is no root
         key = (row.code, row.parent)
         if key in first:
             errors.append(
