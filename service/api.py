@@ -6,6 +6,7 @@ inside a request: the webhook only schedules a worker cycle in the background, d
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hmac
@@ -13,6 +14,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -25,6 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automl.records import codes_by_facet, flatten
 from connectors.base import text_hash
@@ -133,16 +137,53 @@ class Retrainer:
 
 
 def _authorised(header: str, token: str) -> bool:
+    """Whether an Authorization header carries the token, compared in constant time, as bytes: compare_digest
+    refuses str with non-ASCII characters, and a header may hold any byte (Starlette decodes it as latin-1)."""
+    expected = token.encode()
     scheme, _, value = header.partition(" ")
     if scheme.lower() in ("bearer", "token"):
-        return hmac.compare_digest(value.strip(), token)
+        return hmac.compare_digest(value.strip().encode("latin-1", "replace"), expected)
     if scheme.lower() == "basic":  # Label Studio sends the credentials of an ML backend URL as basic auth
         try:
-            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
+            user, _, password = base64.b64decode(value.strip()).partition(b":")
+        except ValueError:  # not base64 (binascii.Error), or not ASCII
             return False
-        return hmac.compare_digest(password, token) or hmac.compare_digest(user, token)
+        return hmac.compare_digest(password, expected) or hmac.compare_digest(user, expected)
     return False
+
+
+class _BodyLimit:
+    """Refuses a request body over `limit` bytes with 413 as soon as that is known, never reading it whole: at once
+    from its Content-Length, else (a chunked body) when the bytes received pass the limit. Also times each request,
+    labelled by its route: a label per path a caller makes up would grow the metrics without bound."""
+
+    def __init__(self, app: ASGIApp, limit: int, metrics: Metrics):
+        self.app, self.limit, self.metrics = app, limit, metrics
+        self.refusal = (f"the request body is over {limit} bytes ([api] max_body_bytes). Fix: send fewer tasks per"
+                        " request, or raise max_body_bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        size = dict(scope["headers"]).get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > self.limit):
+            await JSONResponse({"detail": self.refusal}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:  # raised in the endpoint reading the body: answered as any HTTPException
+                raise HTTPException(413, self.refusal)
+            return message
+
+        await self.app(scope, counted, send)
+        route = scope.get("route")  # set by the router on a match
+        self.metrics.requests.labels(getattr(route, "path", "other")).observe(time.perf_counter() - started)
 
 
 def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: ModelRegistry,
@@ -155,26 +196,24 @@ def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: M
     token = token.get_secret_value() if isinstance(token, SecretStr) else token
     if not token:
         raise ConfigError("the API needs a token. Fix: set CLASSIE_API_TOKEN.")
-    app = FastAPI(title="classie-automl", docs_url=None, redoc_url=None)
     metrics = Metrics()
     retrainer = Retrainer(cycle, settings.debounce_seconds, metrics)
+    endpoints = _Endpoints(settings, registry, metrics, retrainer, ledger, project_id)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        endpoints.predicting.shutdown(wait=False)
+
+    app = FastAPI(title="classie-automl", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.metrics, app.state.retrainer = metrics, retrainer
 
-    @app.middleware("http")
-    async def limits_and_timing(request: Request, call_next):
-        started = time.perf_counter()
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > settings.max_body_bytes):
-            return JSONResponse({"detail": f"request body over {settings.max_body_bytes} bytes"}, status_code=413)
-        response = await call_next(request)
-        metrics.requests.labels(request.url.path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
 
     def authorised(request: Request) -> None:
         if not _authorised(request.headers.get("authorization", ""), token):
             raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
 
-    endpoints = _Endpoints(settings, registry, metrics, retrainer, ledger, project_id)
     guarded = [Depends(authorised)]
     app.add_api_route("/health", endpoints.health, methods=["GET"])
     app.add_api_route("/setup", endpoints.setup, methods=["POST"], dependencies=guarded)
@@ -191,6 +230,7 @@ class _Endpoints:
         self.settings, self.registry, self.metrics, self.retrainer = settings, registry, metrics, retrainer
         self.ledger, self.project_id = ledger, project_id
         self.label_config = functools.lru_cache(maxsize=16)(parse_label_config)  # Label Studio resends it
+        self.predicting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
 
     def current(self) -> ModelVersion | None:
         version = self.registry.current()  # re-read each time: a newly promoted version is served at once
@@ -217,6 +257,13 @@ class _Endpoints:
             raise HTTPException(503, "no model yet: the first training has not finished")
         schema = self._schema(body.get("label_config"))
         texts = _texts(tasks, schema.text_key if schema else self.settings.text_key)
+        # The model in one thread of its own: the event loop stays free for /health and the other calls, and
+        # predictions run one at a time (threads side by side would only fight over the interpreter lock).
+        return await asyncio.get_running_loop().run_in_executor(
+            self.predicting, self._answer_tasks, body, tasks, texts, version, schema)
+
+    def _answer_tasks(self, body: dict, tasks: list, texts: list[str], version: ModelVersion,
+                      schema: LabelStudioSchema | None) -> dict:
         try:
             model = self.registry.load(version)
         except ModelUnloadable as exc:  # after an upgrade, until the worker has trained a version this release reads
@@ -257,14 +304,20 @@ class _Endpoints:
             return self.label_config(label_config)
         except LabelConfigError as exc:
             raise HTTPException(422, f"label_config: {exc}") from None
+        except UnicodeEncodeError:  # a lone surrogate (JSON may escape one): the XML parser cannot take it
+            raise HTTPException(422, "label_config: not valid XML (it holds a lone surrogate, \\ud800-\\udfff)"
+                                ) from None
 
     async def webhook(self, request: Request) -> dict:
         event = await _json(request)
         action = event.get("action") if isinstance(event, dict) else None
+        if not isinstance(action, str):  # no event (a list or an object is not even a key to look up)
+            return {"status": "ignored", "action": None}
         if action in TRAINING_EVENTS:
             self.retrainer.schedule()
             return {"status": "scheduled", "action": action}
-        return {"status": "ignored", "action": action}
+        # Echoed: a lone surrogate (JSON may escape one) cannot be encoded in the answer.
+        return {"status": "ignored", "action": action.encode("utf-8", "replace").decode()}
 
     def report(self) -> FileResponse:
         """The current version's evaluation report, as the training wrote it."""

@@ -20,6 +20,29 @@ FORMATS = ("plain", "json")
 _QUIET = ("distributed", "smac", "autosklearn", "matplotlib", "httpx", "gql.transport")
 
 
+class QueryRedaction(logging.Filter):
+    """Blanks the values of a query string in uvicorn's access lines (`GET /health?token=<redacted>`): a caller may
+    put a token there, and access logs are kept and shipped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.redact(a) if isinstance(a, str) and "?" in a else a for a in record.args)
+        return True
+
+    @staticmethod
+    def redact(path: str) -> str:
+        head, _, query = path.partition("?")
+        parts = [(f"{p.partition('=')[0]}=" if "=" in p else "") + "<redacted>" if p else p for p in query.split("&")]
+        return f"{head}?{'&'.join(parts)}"
+
+
+def redact_access_log() -> None:
+    """Query strings out of uvicorn's access log (`serve` runs uvicorn with our handlers); once per process."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QueryRedaction) for f in access.filters):
+        access.addFilter(QueryRedaction())
+
+
 def log_formatter(fmt: str) -> logging.Formatter:
     if fmt == "json":
         # time, level, logger and message, then whatever a call passes in `extra` (e.g. the cycle's counts).
@@ -40,5 +63,6 @@ def setup_logging(verbose: bool = False, environ: Mapping[str, str] = os.environ
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(log_formatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    redact_access_log()
     for noisy in _QUIET:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,6 +104,7 @@ class ModelRegistry:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._loaded: tuple[int, PreAnnotator] | None = None
+        self._loading = threading.Lock()  # the API's worker threads: the first requests load a version once
         self._meta: dict[int, ModelVersion] = {}  # read once per version: the API asks on every request
 
     def _dir(self, number: int) -> Path:
@@ -188,11 +190,12 @@ class ModelRegistry:
         return current
 
     def load(self, version: ModelVersion) -> PreAnnotator:
-        if self._loaded and self._loaded[0] == version.number:
-            return self._loaded[1]
-        model = self._unpickle(version, self._dir(version.number) / "model.joblib")
-        self._loaded = (version.number, model)
-        return model
+        with self._loading:
+            if self._loaded and self._loaded[0] == version.number:
+                return self._loaded[1]
+            model = self._unpickle(version, self._dir(version.number) / "model.joblib")
+            self._loaded = (version.number, model)
+            return model
 
     def report_path(self, version: ModelVersion) -> Path:
         return self._dir(version.number) / REPORT
