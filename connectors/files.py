@@ -86,6 +86,11 @@ def _csv_records(path: Path, text: str, size: int, columns: Sequence[str],
         for record in reader:
             if last is not None:
                 yield last[0], last[1], ""
+            if None in record:  # more fields than the header: an unquoted delimiter in the text shifted the rest
+                yield (f"{path.name}:{reader.line_num}", None, f"{len(header) + len(record[None])} fields where the"
+                       f" header has {len(header)} (fix: quote a text that holds the delimiter)")
+                last, end = None, reader.line_num
+                continue
             last, end = (f"{path.name}:{reader.line_num}", record, end + 1), reader.line_num
     except csv.Error as exc:
         raise AssetFileError(f"{path.name}:{reader.line_num}: the CSV cannot be parsed ({exc}). Fix: repair the"
@@ -147,6 +152,9 @@ def read_assets(
             skipped.skip("duplicate id (the first record is kept)", f"{place} (first at {seen[asset_id]})")
             continue
         seen[asset_id] = place
+        if not _labels_shape(raw_labels):
+            skipped.skip(f"labels {json.dumps(raw_labels)[:60]} are not a text or a list of codes", place)
+            continue
         labels = _parse_labels(raw_labels, columns.label_separator)
         if labels is not None:
             labels = _resolve(labels, taxonomy, skipped, place)
@@ -186,6 +194,13 @@ def _resolve(names: list[str], taxonomy: Taxonomy, skipped: SkipLog, place: str)
         skipped.skip("no label could be placed in the taxonomy (asset left out)" if ambiguous
                      else "every label is outside the taxonomy (asset left out)", place)
     return frozenset(codes)
+
+
+def _labels_shape(raw) -> bool:
+    """Labels are absent, a text of codes, or a list of codes (a JSON number is a code too)."""
+    def code(value) -> bool:
+        return isinstance(value, (str, int)) and not isinstance(value, bool)
+    return raw is None or code(raw) or (isinstance(raw, list) and all(code(c) for c in raw))
 
 
 def _parse_labels(raw, separator: str) -> list[str] | None:
@@ -242,11 +257,16 @@ class PreAnnotationFile:
     def append(self, records: list[dict]) -> None:
         keys = self.keys()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            for rec in records:
-                handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = memoryview("".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records).encode("utf-8"))
+        with self.path.open("ab", buffering=0) as handle:
+            start = handle.seek(0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[handle.write(data):]
+                os.fsync(handle.fileno())
+            except OSError:  # a full disk: no partial batch is left behind (cutting back needs no space)
+                handle.truncate(start)
+                raise
         keys.update((r["asset_id"], r["model_version"], r["text_sha256"]) for r in records)
 
 

@@ -18,10 +18,11 @@ from automl.records import flatten
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
 from connectors.base import with_rules_file
+from connectors.content import ContentPolicy, fetch_or_skip
 from connectors.errors import PlatformError
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
 from connectors.retry import is_transient_http, transient_status, unavailable, with_retries
-from connectors.settings import KiliSettings
+from connectors.settings import KiliSettings, SecuritySettings
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,14 @@ def model_name(prefix: str, version: str) -> str:
 
 class KiliConnector:
     """One Kili project (`settings.project_id`, set), through the SDK with `api_key`. `rules` is an optional
-    taxonomy file whose keyword rules apply to the interface's categories at the same place (see `with_rules`)."""
+    taxonomy file whose keyword rules apply to the interface's categories at the same place (see `with_rules`).
+    Content URLs are fetched from the API endpoint's address or `security.allowed_content_hosts` only (see
+    `connectors.content`)."""
 
     platform = "kili"
 
-    def __init__(self, settings: KiliSettings, api_key: SecretStr | None, rules: Path | None = None):
+    def __init__(self, settings: KiliSettings, api_key: SecretStr | None, rules: Path | None = None,
+                 security: SecuritySettings | None = None):
         self.settings, self.rules_file = settings, rules
         self.skipped = SkipLog()
         if not api_key or not api_key.get_secret_value():
@@ -66,6 +70,7 @@ class KiliConnector:
         except AuthenticationFailed as exc:
             raise KiliError(f"{self.where} refused the API key ({exc}). Fix: check KILI_API_KEY and"
                             " KILI_API_ENDPOINT.") from None
+        self.content = ContentPolicy.of(self.kili.api_endpoint, security or SecuritySettings())
         self.schema = self._load_schema()
 
     @property
@@ -150,31 +155,33 @@ class KiliConnector:
         truth = max(human, key=lambda lb: (lb["labelType"] == "REVIEW", lb.get("createdAt") or ""))
         response = truth.get("jsonResponse") or {}
         if isinstance(response, str):
-            response = json.loads(response)
+            try:
+                response = json.loads(response)
+            except json.JSONDecodeError as exc:  # a truncated label: the asset is not taken as unlabelled either
+                self.skipped.skip(f"its {truth['labelType']} label's jsonResponse is not JSON ({exc.msg}; fix: label"
+                                  " it again in Kili)", place)
+                return None
+        if not isinstance(response, dict):
+            self.skipped.skip(f"its {truth['labelType']} label's jsonResponse is not a JSON object", place)
+            return None
         unknown: list[str] = []
+        if not response:  # also what the SDK makes of a jsonResponse it cannot parse (a truncated one)
+            self.skipped.skip(f"its {truth['labelType']} label holds no answer (empty, or JSON that cannot be read;"
+                              " fix: label it again in Kili)", place)
+            return None
         codes = self.schema.codes_of(response, unknown)
         for what in unknown:
-            self.skipped.skip(f"a label names {what}, not in the interface (ignored)", place)
+            self.skipped.skip(f"a label holds {what} (ignored)", place)
+        if unknown and not codes:  # not "nothing applies": what it says is lost, so it teaches nothing
+            self.skipped.skip("every answer of its label is outside the interface (asset left out)", place)
+            return None
         return Asset(asset_id, text, frozenset(codes), version)
 
     def _fetch_text(self, content: str, place: str) -> str | None:
         if not content.startswith(("http://", "https://")):
             return content  # text given inline
-        def download():
-            response = self.kili.http_client.get(content, timeout=30)
-            response.raise_for_status()
-            return response
-
-        try:
-            response = self._retrying(download)()
-        except Exception as exc:  # noqa: BLE001 - one unreadable asset must not stop the pull
-            self.skipped.skip(f"text could not be downloaded ({type(exc).__name__})", place)
-            return None
-        try:
-            return response.content.decode("utf-8")
-        except UnicodeDecodeError:
-            self.skipped.skip("text is not valid UTF-8", place)
-            return None
+        # The SDK's http_client adds the API key to URLs under the endpoint only.
+        return fetch_or_skip(content, self.kili.http_client, self.content, self.skipped, place, self.where)
 
     # ---- push -------------------------------------------------------------------------------------------------
     def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:

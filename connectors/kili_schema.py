@@ -59,19 +59,27 @@ class KiliSchema:
 
     # ---- answers -----------------------------------------------------------------------------------------
     def codes_of(self, json_response: dict, unknown: list[str]) -> set[str]:
-        """The codes a label answer holds; unknown jobs or categories are appended to `unknown`."""
+        """The codes a label answer holds; what cannot be used (a job or category not in the interface, an answer of
+        the wrong shape) is described in `unknown`."""
         codes: set[str] = set()
 
         def walk(answers: dict) -> None:
-            for job, answer in (answers or {}).items():
+            for job, answer in (answers.items() if isinstance(answers, dict) else ()):
                 if job not in self.job_input:
                     if isinstance(answer, dict) and "categories" in answer:
-                        unknown.append(f"job {job!r}")
+                        unknown.append(f"job {job!r}, not in the interface")
                     continue
-                for category in answer.get("categories") or []:
+                categories = answer.get("categories") if isinstance(answer, dict) else answer
+                if not isinstance(categories or [], list):
+                    unknown.append(f"job {job!r} with categories of an unreadable shape")
+                    continue
+                for category in categories or []:
+                    if not isinstance(category, dict):
+                        unknown.append(f"a category of job {job!r} of an unreadable shape")
+                        continue
                     code = f"{job}/{category.get('name')}"
                     if code not in self.categories:
-                        unknown.append(f"category {code!r}")
+                        unknown.append(f"category {code!r}, not in the interface")
                         continue
                     codes.add(code)
                     walk(category.get("children") or {})

@@ -4,26 +4,39 @@ latest non-cancelled annotation, pre-annotations as predictions carrying the ser
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urljoin
 
 from automl.records import flatten
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
 from connectors.base import with_rules_file
+from connectors.content import ContentPolicy, fetch_or_skip
+from connectors.errors import PlatformUnavailable
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
-from connectors.settings import LabelStudioSettings
+from connectors.retry import ATTEMPTS
+from connectors.settings import LabelStudioSettings, SecuritySettings
+
+log = logging.getLogger(__name__)
 
 
 class LabelStudioConnector:
     """One project (`settings.project_id`, set) of the server `client` talks to. `rules` is an optional taxonomy
-    file whose keyword rules apply to the labelling config's choices at the same place (see `with_rules`)."""
+    file whose keyword rules apply to the labelling config's choices at the same place (see `with_rules`). A text
+    object with valueType="url" has its URL fetched (a relative one, like Label Studio's own uploads, from the server
+    with the client's token), from the server's address or `security.allowed_content_hosts` only (see
+    `connectors.content`)."""
 
     platform = "label-studio"
 
-    def __init__(self, settings: LabelStudioSettings, client: LabelStudioClient, rules: Path | None = None):
+    def __init__(self, settings: LabelStudioSettings, client: LabelStudioClient, rules: Path | None = None,
+                 security: SecuritySettings | None = None):
         self.settings, self.client = settings, client
+        self.content = ContentPolicy.of(client.url, security or SecuritySettings())
         self.project = settings.project_id
         self.skipped = SkipLog()
         project = client.call("GET", f"/api/projects/{self.project}", f"read project {self.project}")
@@ -54,31 +67,49 @@ class LabelStudioConnector:
                 params["query"] = _updated_after(cursor)
             for task in self.client.pages("/api/tasks", f"list the tasks of project {self.project}", **params):
                 newest[0] = max(newest[0], task.get("updated_at") or "")
-                asset = self._asset(task)
+                asset = self._asset(task, texts)
                 if asset is not None:
                     yield asset
             self.skipped.report(f"label studio project {self.project}")
 
         return Pull(tasks(), complete=cursor is None, cursor=lambda: newest[0] or None)
 
-    def _asset(self, task: dict) -> Asset | None:
+    def _asset(self, task: dict, texts: TextCache | None = None) -> Asset | None:
         place = f"task {task.get('id')}"
-        text = (task.get("data") or {}).get(self.schema.text_key)
-        if not isinstance(text, str):
-            self.skipped.skip(f"data.{self.schema.text_key} is missing or not text", place)
+        text, version = self._text(task, place, texts)
+        if text is None:
             return None
         if not text.strip():
             self.skipped.skip("empty text", place)
             return None
         kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
         if not kept:
-            return Asset(str(task["id"]), text, None, text_hash(text))
+            return Asset(str(task["id"]), text, None, version)
         latest = max(kept, key=lambda a: (a.get("updated_at") or a.get("created_at") or "", a.get("id") or 0))
         unknown: list[str] = []
         codes = self.schema.codes_of(latest.get("result") or [], unknown)
         for what in unknown:
             self.skipped.skip(f"an annotation holds {what}, not in the labelling config (ignored)", place)
-        return Asset(str(task["id"]), text, frozenset(codes), text_hash(text))
+        if unknown and not codes:  # not "nothing applies": what it says is lost, so it teaches nothing
+            self.skipped.skip("every choice of its annotation is outside the labelling config (task left out)",
+                              place)
+            return None
+        return Asset(str(task["id"]), text, frozenset(codes), version)
+
+    def _text(self, task: dict, place: str, texts: TextCache | None) -> tuple[str | None, str]:
+        """The task's text and its version: the field's value and its hash; for a valueType="url" object, the text
+        at the URL (fetched once per URL, None after a counted skip) and the URL."""
+        value = (task.get("data") or {}).get(self.schema.text_key)
+        if not isinstance(value, str):
+            self.skipped.skip(f"data.{self.schema.text_key} is missing or not text", place)
+            return None, ""
+        if not self.schema.text_is_url or not value.strip():
+            return value, text_hash(value)
+        url = urljoin(self.client.url + "/", value.strip())  # as the browser resolves it: /data/upload/... too
+        cached = texts.cached_text(str(task.get("id")), url) if texts else None
+        if cached is not None:
+            return cached, url
+        return fetch_or_skip(url, self.client.http, self.content, self.skipped, place, self.client.where), url
 
     # ---- push ---------------------------------------------------------------------------------------------------
     def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:
@@ -90,18 +121,44 @@ class LabelStudioConnector:
             self._validate(predictions)
             if self.settings.earlier_versions == "remove":
                 self._remove_other_versions({p["task"] for p in predictions}, model_version)
-            answer = self.client.call("POST", f"/api/projects/{self.project}/import/predictions",
-                                      "import predictions", json=predictions)
-            created = (answer or {}).get("created")
-            if created != len(predictions):
-                # Label Studio drops predictions it finds invalid and still answers 201: say so, loudly.
-                raise LabelStudioError(f"Label Studio created {created} of {len(predictions)} predictions; the"
-                                       " labelling config may have changed. Fix: check the project's config.")
+            self._import(predictions, model_version)
             report.written += len(predictions)
         if items:
             self.client.call("PATCH", f"/api/projects/{self.project}", "set the project's model version",
                              json={"model_version": model_version})
         return report
+
+    def _import(self, predictions: list[dict], model_version: str) -> None:
+        """One batch, never sent blindly again: an attempt without an answer (a dropped connection, a 502 from a
+        proxy) may have landed, so what the project holds of this version is read back and only the predictions
+        still missing are sent again."""
+        todo = predictions
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                answer = self.client.call("POST", f"/api/projects/{self.project}/import/predictions",
+                                          "import predictions", retry=False, json=todo)
+            except PlatformUnavailable as exc:
+                if attempt == ATTEMPTS:
+                    raise
+                time.sleep(min(0.5 * 2 ** attempt, 10.0))
+                landed = self._tasks_with_version({p["task"] for p in todo}, model_version)
+                log.warning("import of %d predictions (%s): outcome unknown (%s); %d had landed, %d to send again",
+                            len(todo), model_version, exc, len(landed), len(todo) - len(landed))
+                todo = [p for p in todo if p["task"] not in landed]
+                if not todo:
+                    return
+                continue
+            created = (answer or {}).get("created")
+            if created != len(todo):
+                # Label Studio drops predictions it finds invalid and still answers 201: say so, loudly.
+                raise LabelStudioError(f"Label Studio created {created} of {len(todo)} predictions; the"
+                                       " labelling config may have changed. Fix: check the project's config.")
+            return
+
+    def _tasks_with_version(self, task_ids: set[int], model_version: str) -> set[int]:
+        listed = self.client.call("GET", "/api/predictions", "list the predictions", params={"project": self.project})
+        return {item["task"] for item in listed if item.get("task") in task_ids
+                and item.get("model_version") == model_version}
 
     def push_priorities(self, ranking: Sequence[Priority], fresh: Collection[str]) -> int:
         """Nothing more to send: each prediction carries its task's priority as its score."""
@@ -120,7 +177,10 @@ class LabelStudioConnector:
         listed = self.client.call("GET", "/api/predictions", "list the predictions", params={"project": self.project})
         for item in listed:
             if item.get("task") in task_ids and item.get("model_version") != model_version:
-                self.client.call("DELETE", f"/api/predictions/{item['id']}", "delete an earlier prediction")
+                gone = self.client.send("DELETE", f"/api/predictions/{item['id']}")
+                if gone.status_code >= 400 and gone.status_code != 404:  # 404: a retry after a deletion that landed
+                    raise LabelStudioError(f"{self.client.where} could not delete prediction {item['id']}"
+                                           f" ({gone.status_code}: {self.client.detail(gone)})")
 
 
 def _updated_after(cursor: str) -> str:

@@ -41,6 +41,7 @@ class Control:
     to_name: str
     text_key: str  # the task data field of the object it labels ($text -> "text")
     single: bool  # one choice only (Choices without choice="multiple")
+    text_is_url: bool = False  # the object says valueType="url": its data field holds a URL to the text
 
 
 @dataclass
@@ -59,6 +60,11 @@ class LabelStudioSchema:
         """The task data field read as the text (the first, where controls label several)."""
         return sorted(self.text_keys)[0]
 
+    @property
+    def text_is_url(self) -> bool:
+        """The text field holds a URL to fetch (`<Text value="$field" valueType="url"/>`), not the text."""
+        return any(c.text_is_url for c in self.controls.values() if c.text_key == self.text_key)
+
     def taxonomy(self) -> Taxonomy:
         nodes = {}
         for code, path in self.paths.items():
@@ -71,15 +77,14 @@ class LabelStudioSchema:
     def codes_of(self, result: list[dict], unknown: list[str]) -> set[str]:
         """The codes of an annotation's result (other controls' results are ignored; unknown choices reported)."""
         codes: set[str] = set()
-        for item in result or []:
-            control = item.get("from_name")
-            if control not in self.controls:
+        for item in result if isinstance(result, list) else []:
+            control = item.get("from_name") if isinstance(item, dict) else None
+            if not isinstance(control, str) or control not in self.controls:
                 continue
-            value = item.get("value") or {}
-            if self.controls[control].kind == "taxonomy":
-                paths = [tuple(p) for p in value.get("taxonomy") or []]
-            else:
-                paths = [(c,) for c in value.get("choices") or []]
+            value = item.get("value") if isinstance(item.get("value"), dict) else {}
+            paths, unreadable = _paths(value, self.controls[control].kind == "taxonomy")
+            if unreadable:
+                unknown.append(f"{control}: {unreadable} value(s) of an unreadable shape")
             for path in paths:
                 code = node_code(control, path)
                 if code in self.paths:
@@ -110,6 +115,18 @@ class LabelStudioSchema:
         return out
 
 
+def _paths(value: dict, taxonomy: bool) -> tuple[list[tuple[str, ...]], int]:
+    """The choice paths of a result's value (a <Taxonomy>'s lists of names, a <Choices>' names), and how many of
+    its entries are of another shape."""
+    raw = value.get("taxonomy" if taxonomy else "choices") or []
+    entries = raw if isinstance(raw, list) else [raw]
+    if taxonomy:
+        paths = [tuple(p) for p in entries if isinstance(p, list) and p and all(isinstance(c, str) for c in p)]
+    else:
+        paths = [(p,) for p in entries if isinstance(p, str)]
+    return paths, len(entries) - len(paths)
+
+
 def parse_label_config(xml: str) -> LabelStudioSchema:
     try:
         root = ET.fromstring(xml)
@@ -117,6 +134,8 @@ def parse_label_config(xml: str) -> LabelStudioSchema:
         raise LabelConfigError(f"the labelling config is not valid XML ({exc})") from None
     objects = {el.get("name"): (el.get("value") or "").lstrip("$") for el in root.iter()
                if el.get("name") and (el.get("value") or "").startswith("$")}
+    url_objects = {el.get("name") for el in root.iter() if el.get("name") and (el.get("value") or "").startswith("$")
+                   and (el.get("valueType") or "").lower() == "url"}
     schema = LabelStudioSchema(controls={})
     for el in root.iter():
         if el.tag not in ("Taxonomy", "Choices"):
@@ -128,7 +147,7 @@ def parse_label_config(xml: str) -> LabelStudioSchema:
             raise LabelConfigError(f"<{el.tag} name={name!r}> labels {to_name!r}, which is not a data object")
         kind = "taxonomy" if el.tag == "Taxonomy" else "choices"
         single = kind == "choices" and el.get("choice", "single") != "multiple"
-        schema.controls[name] = Control(name, kind, to_name, objects[to_name], single)
+        schema.controls[name] = Control(name, kind, to_name, objects[to_name], single, to_name in url_objects)
 
         _add_choices(schema, el, name, kind, el, ())
     if not schema.controls:

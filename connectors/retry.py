@@ -28,6 +28,18 @@ def is_transient_http(exc: BaseException) -> bool:
     return False
 
 
+# Each retry's log record carries its cause here (the exception's type, with the HTTP status: "HTTPError 503"), so
+# that the worker's metrics count retries by cause without parsing the message.
+RETRY_CAUSE = "retry_cause"
+
+
+def retry_cause(exc: BaseException | None) -> str:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return " ".join(filter(None, (type(exc).__name__ if exc is not None else "unknown",
+                                  str(status) if isinstance(status, int) else "")))
+
+
 def transient_status(status: int) -> bool:
     return status == 429 or status >= 500
 
@@ -47,7 +59,7 @@ def with_retries(fn: Callable[..., T], platform: str,
     def log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("%s: %s failed (%s); retry %d in %.1f s", platform, what, _brief(exc), state.attempt_number,
-                    state.next_action.sleep)
+                    state.next_action.sleep, extra={RETRY_CAUSE: retry_cause(exc)})
 
     retrying = retry(
         retry=retry_if_exception(is_transient),

@@ -7,18 +7,23 @@ service's own sections below), and is passed down as it is.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from automl.errors import InputError
 from automl.settings import ModelSettings, Section, TaxonomySettings
-from connectors.settings import FilesSettings, KiliSettings, LabelStudioSettings
+from connectors.settings import FilesSettings, KiliSettings, LabelStudioSettings, SecuritySettings
+
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(InputError):
@@ -32,11 +37,27 @@ class WorkerSettings(Section):
     retrain_min_changes: int = Field(1, ge=1)
     # ...and they are at least this fraction of the labelled assets the current model was trained on.
     retrain_min_fraction: float = Field(0.0, ge=0, le=10)
+    # A pull that leaves fewer labelled assets than (1 - this) of what the current model was trained on trains and
+    # pushes nothing (a wrong taxonomy or label column, more likely than labels deleted); 1 turns the check off.
+    max_label_loss: float = Field(0.5, gt=0, le=1)
     # Incremental pulls between complete ones; a complete pull also notices assets deleted on the platform.
     full_pull_seconds: float = Field(3600.0, ge=0)
+    # An incremental pull starts this long before the newest change the last one saw: a change that was stamped
+    # earlier but committed later (a slow write, clocks apart) is not missed.
+    cursor_overlap_seconds: float = Field(10.0, ge=0)
     # `classie-automl health` calls the worker stuck when its heartbeat is older than this (it beats at every page
     # pulled, training poll, batch pushed, and every 30 s while waiting).
     stale_after_seconds: float = Field(600.0, gt=0)
+    # The polling worker's own Prometheus endpoint (`run` without --once); off unless a port is given. Loopback by
+    # default: the metrics carry no secret, but nothing should listen on the network unasked (the image sets 0.0.0.0).
+    metrics_port: int | None = Field(None, gt=0, lt=65536)
+    metrics_host: str = Field("127.0.0.1", min_length=1)
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, value: Any) -> Any:
+        # An environment cannot unset a variable the Docker image sets: CLASSIE_WORKER__METRICS_PORT= turns it off.
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class ApiSettings(Section):
@@ -63,6 +84,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @property
     def output_path(self) -> Path:
@@ -119,8 +141,38 @@ def _read_file(config_file: Path) -> dict:
     return _resolve_paths(data, Path(config_file).resolve().parent)
 
 
+# CLASSIE_* variables that are not settings: the API's token (read as a secret), logging (service.logs), the
+# health probe's URL (service.health), the CLI's --config default, and the set-up scripts' and tests' own.
+NOT_SETTINGS = frozenset({"CLASSIE_API_TOKEN", "CLASSIE_API_TOKEN_FILE", "CLASSIE_LOG_FORMAT", "CLASSIE_LOG_LEVEL",
+                          "CLASSIE_HEALTH_URL", "CLASSIE_CONFIG", "CLASSIE_VENV", "CLASSIE_EXTRAS", "CLASSIE_LS_VENV"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """CLASSIE_* variables that name no setting: pydantic-settings ignores them, so a typo would change nothing
+    without a word. Each comes with the fix (the closest name when there is one)."""
+    known = sorted(name.upper() for name in Settings.model_fields)
+    problems = []
+    for name in sorted(n for n in environ if n.startswith("CLASSIE_") and n not in NOT_SETTINGS):
+        rest = name[len("CLASSIE_"):]
+        top, _, inner = rest.partition("__")
+        if top in known:
+            continue
+        section = next((k for k in known if top.startswith(k + "_")), None)  # one underscore where two belong
+        close = difflib.get_close_matches(top, known, n=1)
+        if section:
+            hint = f"did you mean CLASSIE_{section}__{rest[len(section) + 1:]}?"
+        elif close:
+            hint = f"did you mean CLASSIE_{close[0]}{'__' + inner if inner else ''}?"
+        else:
+            hint = f"the sections and settings are {', '.join(known)}"
+        problems.append(f"{name} is not a setting and is ignored. Fix: {hint}")
+    return problems
+
+
 def _environment() -> dict:
     """The CLASSIE_* variables, nested by `__` (a dict or list value is JSON)."""
+    for problem in unknown_variables(os.environ):
+        log.warning("%s", problem)
     try:
         return EnvSettingsSource(Settings, env_prefix="CLASSIE_", env_nested_delimiter="__")()
     except SettingsError as exc:

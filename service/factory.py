@@ -37,12 +37,12 @@ def build_connector(settings: Settings, secrets: Secrets) -> Connector:
             raise ConfigError("platform kili needs --project-id (or [kili] project_id).")
         from connectors.kili import KiliConnector  # the Kili SDK takes a second or two to import
 
-        return KiliConnector(settings.kili, secrets.kili_api_key, settings.taxonomy.path)
+        return KiliConnector(settings.kili, secrets.kili_api_key, settings.taxonomy.path, settings.security)
     if settings.platform == "label-studio":
         if settings.label_studio.project_id is None:
             raise ConfigError("platform label-studio needs --project-id (or [label_studio] project_id).")
         return LabelStudioConnector(settings.label_studio, label_studio_client(settings, secrets),
-                                    settings.taxonomy.path)
+                                    settings.taxonomy.path, settings.security)
     missing = [name for name, value in (("--assets / [files] assets", settings.files.assets),
                                         ("--taxonomy / [taxonomy] path", settings.taxonomy.path)) if value is None]
     if missing:

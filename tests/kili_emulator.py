@@ -823,7 +823,9 @@ class KiliEmulator:
             "id": label["id"],
             "assetId": label["assetId"],
             "labelType": label["labelType"],
-            "jsonResponse": json.dumps(label["jsonResponse"]),
+            # A str is kept as it is: a label whose stored JSON is damaged (truncated), as a test may need.
+            "jsonResponse": label["jsonResponse"] if isinstance(label["jsonResponse"], str)
+            else json.dumps(label["jsonResponse"]),
             "jsonResponseUrl": None,
             "modelName": label["modelName"],
             "createdAt": label["createdAt"],

@@ -41,12 +41,12 @@ def emulator(tmp_path, monkeypatch, taxonomy):
         yield emu
 
 
-def worker(tmp_path: Path, emulator: KiliEmulator, **model) -> Worker:
+def worker(tmp_path: Path, emulator: KiliEmulator, overlap: float = 10.0, **model) -> Worker:
     settings = load_settings(None, {
         "platform": "kili", "state_dir": str(tmp_path / "state"),
         "kili": {"project_id": "p1", "endpoint": emulator.endpoint, "push_batch": 10},
         "model": {"budget_seconds": 30, "max_evaluations": 2, "cv_folds": 3, **model},
-        "worker": {"batch_size": 10},
+        "worker": {"batch_size": 10, "cursor_overlap_seconds": overlap},
     })
     return build_worker(settings, Secrets(kili_api_key=KEY))
 
@@ -70,7 +70,7 @@ def test_schema_answers_and_radio_jobs(taxonomy):
     assert schema.codes_of(human, unknown) == {"SUBJECT/HE", "HE_SUB/HE200", "HE200_SUB/HE201", "POPULATION/BE101"}
     assert schema.codes_of({"SUBJECT": {"categories": [{"name": "NOPE"}]}, "OTHER": {"categories": []}},
                            unknown) == set()
-    assert unknown == ["category 'SUBJECT/NOPE'", "job 'OTHER'"]
+    assert unknown == ["category 'SUBJECT/NOPE', not in the interface", "job 'OTHER', not in the interface"]
     out = schema.answer([Proposal("SUBJECT/HE", 0.9, "model"), Proposal("HE_SUB/HE200", 0.456, "keyword"),
                          Proposal("POPULATION/BE101", 0.4, "model"), Proposal("POPULATION/BE102", 0.7, "model")])
     assert out == {
@@ -93,7 +93,8 @@ def test_fail_fast_without_key_with_a_wrong_key_or_an_unknown_project(emulator, 
 
 def test_pull_truth_texts_once_and_incrementally(tmp_path, emulator, taxonomy):
     unlabelled = fill(emulator, taxonomy, labelled=30, unlabelled=5)
-    w = worker(tmp_path, emulator, **KEYWORDS_ONLY)
+    # No overlap window: every asset here changed within the default one, and the filter itself is under test.
+    w = worker(tmp_path, emulator, overlap=0, **KEYWORDS_ONLY)
     w.run_once()
     assets = {a.id: a for a in w.state.labelled_assets()}
     assert len(assets) == 30 and w.state.count_assets() == (30, 5)
