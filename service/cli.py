@@ -105,6 +105,9 @@ def _print_dry_run(run: DryRun, shown: int = 20) -> None:
     skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
     typer.echo(f"pulled {report.pulled} assets: {report.labelled} labelled, {report.unlabelled} unlabelled;"
                f" skipped records: {skipped}")
+    if run.collapse:
+        typer.echo(f"would stop: {run.collapse}")
+        return
     if run.would_train:
         typer.echo(f"would train a new version ({report.train_reason}) and pre-annotate the unlabelled assets with it"
                    " (not done in a dry run: which labels it would propose is not known)")

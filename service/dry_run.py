@@ -34,6 +34,7 @@ class DryRun:
     unknown: int = 0  # the asset's last pre-annotation was pushed by a release that did not keep its codes
     priorities_changed: int = 0  # assets whose labelling priority would be set or changed
     destination_changed: str = ""  # the earlier destination, when pushes now go elsewhere (all made again there)
+    collapse: str = ""  # why a real cycle would stop before training or pushing (the labelled set collapsed)
 
 
 def _flat(prefill: dict[str, list[str]]) -> set[str]:

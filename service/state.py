@@ -4,10 +4,12 @@ state."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +73,53 @@ class StateError(InputError):
     """The state folder or its ledger cannot be used; the message says how to fix or rebuild it."""
 
 
+class DiskFull(StateError):
+    """A write found no space left: it was abandoned whole (an atomic rename, a transaction), so what was there
+    before is still there."""
+
+
+def disk_full(exc: BaseException | None, folder: Path | None = None) -> bool:
+    """Whether `exc`, or an error it was raised from, is a full disk (or quota): an OSError's ENOSPC or EDQUOT,
+    SQLite's "database or disk is full", or SQLite's "disk I/O error" while `folder`'s disk has next to no space
+    left (SQLite says so when its shared-memory file cannot grow)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, sqlite3.Error) and ("disk is full" in str(exc) or (
+                "disk I/O error" in str(exc) and folder is not None and space_left(folder) < 1024 * 1024)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def space_left(folder: Path) -> int:
+    """Bytes this user may still write on `folder`'s disk (a large number when it cannot be told)."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return 1 << 62
+    return stats.f_bavail * stats.f_frsize
+
+
+@contextmanager
+def disk_full_as_error(state_dir: Path) -> Iterator[None]:
+    """A full disk during the block becomes a `DiskFull` naming the file (or the state folder) and the fix."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as exc:  # noqa: BLE001 - only a full disk is translated; anything else goes on as it was
+        if not disk_full(exc, state_dir):
+            raise
+        where = getattr(exc, "filename", None) or state_dir
+        raise DiskFull(f"{where}: no space left on its device ({type(exc).__name__}: {exc}); the write was"
+                       " abandoned, and the version in service, the ledger and what was pushed are as they were."
+                       f" Fix: free space on the disk of {state_dir} (or move --state to a larger one); the next"
+                       " cycle carries on from there") from None
+
+
 class EmptyPull(InputError):
     """A complete pull brought no asset at all while the cache holds some: nothing was dropped or trained."""
 
@@ -90,7 +139,8 @@ class StateStore:
             raise StateError(f"state folder {self.path.parent}: cannot be made ({exc.strerror}). Fix: set --state or"
                              " state_dir to a folder this user may write (not under a file).") from None
         try:
-            self._migrate()
+            with disk_full_as_error(self.path.parent):
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{self.path}: the ledger cannot be read ({exc}). Fix: move it aside (keep it for a"
                              " look); the next cycle rebuilds the asset cache from the platform, which is the truth"
@@ -209,6 +259,11 @@ class StateStore:
         with closing(self._connect()) as db:
             return db.execute("SELECT 1 FROM trained_on WHERE model_version = ? LIMIT 1",
                               (model_version,)).fetchone() is not None
+
+    def training_set_size(self, model_version: str) -> int:
+        """The labelled assets there were when `model_version` was trained (0 if this store never saw it)."""
+        with closing(self._connect()) as db:
+            return db.execute("SELECT COUNT(*) FROM trained_on WHERE model_version = ?", (model_version,)).fetchone()[0]
 
     def label_changes(self, model_version: str, labelled: Sequence[Asset]) -> int:
         """Labelled assets added, changed or gone since `model_version` was trained (all of them if this store

@@ -8,15 +8,16 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from automl.errors import InputError
+from automl.errors import ClassieError, InputError
 from automl.metrics import FacetScore, LevelScore
 from automl.priority import rank
 from automl.records import Prediction, codes_by_facet
@@ -28,8 +29,9 @@ from service.dry_run import DryRun, compare
 from service.health import Heartbeat
 from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
 from service.signals import StopRequested
-from service.state import StateStore
+from service.state import StateStore, disk_full_as_error
 from service.training import TrainingFailed, setup_fingerprint, train_version, training_fingerprint
+from service.worker_metrics import WorkerMetrics
 
 if TYPE_CHECKING:  # loaded with a model file, not with the worker
     from automl.model import PreAnnotator
@@ -37,7 +39,7 @@ if TYPE_CHECKING:  # loaded with a model file, not with the worker
 log = logging.getLogger(__name__)
 # A cycle failing for one of these is logged and the next one tries again (input being edited, a platform still
 # failing after the retries, a training that died); other errors (a refused key, a project gone) stop the loop.
-RECOVERABLE = (InputError, PlatformUnavailable, TrainingFailed)
+RECOVERABLE = (InputError, PlatformUnavailable, TrainingFailed)  # DiskFull is an InputError: space may come back
 
 
 @dataclass
@@ -67,6 +69,28 @@ class TrainingDecision:
     train: bool
     reason: str  # why it trains ("" when it does not)
     label_changes: int  # labelled assets added, changed or removed since the current version
+    collapse: str = ""  # set when the labelled set shrank past [worker] max_label_loss: train nothing, push nothing
+
+
+class LabelCollapse(InputError):
+    """Most of the labelled assets a version was trained on are gone at once: more likely a wrong taxonomy, label
+    column or project than labels really deleted. Nothing is trained or pushed until it is fixed or forced."""
+
+
+def overlapped(cursor: str, seconds: float) -> str:
+    """An incremental pull starts `seconds` before the cursor (a platform timestamp): a change committed after the
+    last pull but stamped before its newest asset (a slow write, another server's clock) is then still seen.
+    Re-pulled assets cost a cache lookup. A cursor that is not an ISO 8601 time is used as it is."""
+    try:
+        moment = datetime.fromisoformat(cursor)
+    except ValueError:
+        return cursor
+    if seconds <= 0:
+        return cursor
+    digits = len(cursor.partition(".")[2].rstrip("Z").split("+")[0].split("-")[0])  # the platform's precision
+    text = (moment - timedelta(seconds=seconds)).isoformat(
+        timespec="seconds" if not digits else "milliseconds" if digits <= 3 else "microseconds")
+    return text.replace("+00:00", "Z") if cursor.endswith("Z") else text
 
 
 def quality(version: ModelVersion) -> str:
@@ -99,21 +123,41 @@ class Worker:
     # ---- the polling loop ---------------------------------------------------------------------------------------
     def run_forever(self) -> None:
         """A cycle every [worker] interval_seconds until a stop is requested. A cycle that fails for a reason a
-        later one may not have is logged (RECOVERABLE); any other error ends the loop."""
-        interval = self.settings.worker.interval_seconds
+        later one may not have is logged (RECOVERABLE); any other error ends the loop. With [worker] metrics_port,
+        Prometheus metrics are served meanwhile (a port that is taken is a ConfigError at the start)."""
+        metrics, port = WorkerMetrics(), self.settings.worker.metrics_port
         try:
-            while not self.stop.is_set():
-                try:
-                    self.run_once()
-                except RECOVERABLE as exc:
-                    log.error("cycle failed: %s: %s (next try in %.0f s)", type(exc).__name__, exc, interval)
-                    if self.heartbeat is not None:
-                        self.heartbeat.last_cycle = f"failed: {type(exc).__name__}: {exc}"[:500]
-                self._wait(interval)
+            with metrics.serving(self.settings.worker.metrics_host, port) if port else nullcontext():
+                metrics.show_version(self._serving_version())
+                self._loop(metrics)
         except StopRequested as exc:
             log.info("%s", exc)
         finally:
             self.beat("stopped", force=True)
+
+    def _loop(self, metrics: WorkerMetrics) -> None:
+        interval = self.settings.worker.interval_seconds
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                report = self.run_once()
+            except RECOVERABLE as exc:
+                metrics.cycle_failed(exc, time.monotonic() - started)
+                log.error("cycle failed: %s: %s (next try in %.0f s)", type(exc).__name__, exc, interval)
+                if self.heartbeat is not None:
+                    self.heartbeat.last_cycle = f"failed: {type(exc).__name__}: {exc}"[:500]
+            else:
+                metrics.cycle_done(report, time.monotonic() - started)
+                metrics.show_version(self._serving_version())
+            self._wait(interval)
+
+    def _serving_version(self) -> ModelVersion | None:
+        """For the metrics: the registry's current version, None while it has none or cannot say (the next cycle
+        reports why)."""
+        try:
+            return self.registry.current()
+        except ClassieError:
+            return None
 
     def _wait(self, seconds: float) -> None:
         """Until the next cycle is due or a stop is requested, beating every 30 s."""
@@ -142,7 +186,8 @@ class Worker:
                     waiting_logged = True
                 self.beat("waiting for another cycle")
         try:
-            yield
+            with disk_full_as_error(self.settings.state_dir):
+                yield
         finally:
             lock.release()
 
@@ -175,8 +220,8 @@ class Worker:
             current = self.registry.current()
             decision = self.decide_training(taxonomy, labelled, current)
             report.train_reason, report.label_changes = decision.reason, decision.label_changes
-            run = DryRun(report, decision.train, destination_changed=moved_from)
-            if current is None:
+            run = DryRun(report, decision.train, destination_changed=moved_from, collapse=decision.collapse)
+            if current is None or decision.collapse:
                 return run
             report.model_version = current.name
             todo = self.state.count_unlabelled_without(current.name)
@@ -212,6 +257,8 @@ class Worker:
         decision = (TrainingDecision(True, "asked to train", len(labelled)) if force_train
                     else self.decide_training(taxonomy, labelled, current))
         report.train_reason, report.label_changes = decision.reason, decision.label_changes
+        if decision.collapse:
+            raise LabelCollapse(decision.collapse)
         if decision.train:
             t = time.monotonic()
             trained = self.train(taxonomy, labelled)
@@ -261,12 +308,13 @@ class Worker:
         if time.time() - last_full > self.settings.worker.full_pull_seconds:
             cursor = None
         self.beat("pulling", force=True)
-        pulled = self.connector.pull(cursor, texts=self.state)
+        overlap = self.settings.worker.cursor_overlap_seconds
+        pulled = self.connector.pull(overlapped(cursor, overlap) if cursor else None, texts=self.state)
         report.pulled = self.state.merge_assets(self._beating(pulled.assets), pulled.complete)
         report.complete_pull = pulled.complete
         next_cursor = pulled.cursor()
-        if next_cursor is not None:
-            self.state.set_cursor("assets", next_cursor)
+        if next_cursor is not None:  # never back: the overlap must not walk the cursor into the past
+            self.state.set_cursor("assets", max(next_cursor, cursor) if cursor else next_cursor)
         if pulled.complete:
             self.state.set_cursor("last_complete_pull", str(time.time()))
         report.skipped = self.connector.skipped.as_dict()
@@ -282,6 +330,9 @@ class Worker:
         latest = self.registry.latest()
         basis = latest if latest is not None and latest.rejected and latest.number > current.number else current
         learning = self.settings.model.learning_fingerprint()
+        collapse = self._collapse(basis, labelled)
+        if collapse:
+            return TrainingDecision(False, "", len(labelled), collapse)
         if basis.setup_fingerprint != setup_fingerprint(taxonomy, learning):
             return TrainingDecision(True, "taxonomy or model settings changed", len(labelled))
         changes = self.state.label_changes(basis.name, labelled)
@@ -299,6 +350,18 @@ class Worker:
             log.warning("%s: training a new version", exc)
             return TrainingDecision(True, str(exc), changes)
         return TrainingDecision(False, "", changes)
+
+    def _collapse(self, basis: ModelVersion, labelled: Sequence[Asset]) -> str:
+        """Why the labelled set is a collapse ("" when it is not): fewer than 1 - max_label_loss of what `basis`
+        was trained on."""
+        loss, before = self.settings.worker.max_label_loss, self.state.training_set_size(basis.name)
+        if before == 0 or len(labelled) >= (1 - loss) * before:
+            return ""
+        return (f"the labelled assets fell from {before} ({basis.name} was trained with them) to"
+                f" {len(labelled)}, more than [worker] max_label_loss ({loss:.0%}) at once: nothing was trained or"
+                " pushed. Fix: if the taxonomy, the labels column or the project changed by mistake, restore it (the"
+                " skipped records above name the labels dropped); if the labels are really gone, train on what is"
+                " left with `classie-automl train`")
 
     def adopt_training_set(self, taxonomy: Taxonomy, labelled: Sequence[Asset], current: ModelVersion) -> None:
         """The state was lost (or written by an older release) but the registry's fingerprint says that the current
