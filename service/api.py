@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -30,13 +31,17 @@ from prometheus_client import (
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from automl.records import codes_by_facet, flatten
+from automl.records import Prediction, codes_by_facet, flatten
 from connectors.base import text_hash
 from connectors.label_studio_client import TRAINING_EVENTS
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
+from service.batching import Batcher
 from service.config import ApiSettings, ConfigError
 from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
 from service.state import StateStore
+
+if TYPE_CHECKING:  # loaded with a model file
+    from automl.model import PreAnnotator
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +236,7 @@ class _Endpoints:
         self.ledger, self.project_id = ledger, project_id
         self.label_config = functools.lru_cache(maxsize=16)(parse_label_config)  # Label Studio resends it
         self.predicting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self.batcher = Batcher(self.predicting)
 
     def current(self) -> ModelVersion | None:
         version = self.registry.current()  # re-read each time: a newly promoted version is served at once
@@ -257,19 +263,24 @@ class _Endpoints:
             raise HTTPException(503, "no model yet: the first training has not finished")
         schema = self._schema(body.get("label_config"))
         texts = _texts(tasks, schema.text_key if schema else self.settings.text_key)
-        # The model in one thread of its own: the event loop stays free for /health and the other calls, and
-        # predictions run one at a time (threads side by side would only fight over the interpreter lock).
-        return await asyncio.get_running_loop().run_in_executor(
-            self.predicting, self._answer_tasks, body, tasks, texts, version, schema)
+        # The model, the ledger and the answer in one thread of their own: the event loop stays free for /health
+        # and the other calls; calls that arrive meanwhile are predicted together (service.batching).
+        loop = asyncio.get_running_loop()
+        model = await loop.run_in_executor(self.predicting, self._model, version)
+        predictions = await self.batcher.propose(model, texts)
+        return await loop.run_in_executor(self.predicting, self._answer_tasks, body, tasks, texts, predictions,
+                                          version, schema)
 
-    def _answer_tasks(self, body: dict, tasks: list, texts: list[str], version: ModelVersion,
-                      schema: LabelStudioSchema | None) -> dict:
+    def _model(self, version: ModelVersion) -> PreAnnotator:
         try:
-            model = self.registry.load(version)
+            return self.registry.load(version)
         except ModelUnloadable as exc:  # after an upgrade, until the worker has trained a version this release reads
             raise HTTPException(503, str(exc)) from None
+
+    def _answer_tasks(self, body: dict, tasks: list, texts: list[str], predictions: list[Prediction],
+                      version: ModelVersion, schema: LabelStudioSchema | None) -> dict:
         results: list = []
-        for task, text, p in zip(tasks, texts, model.propose(texts)):
+        for task, text, p in zip(tasks, texts, predictions):
             if not self._answers(task, body, text, version, codes_by_facet(p.prefill)):
                 # Label Studio has (or is being sent) this task's prediction of this version. It pairs answers
                 # with tasks by position and drops the whole batch on a count mismatch, so the task keeps its

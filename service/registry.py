@@ -197,6 +197,23 @@ class ModelRegistry:
             self._loaded = (version.number, model)
             return model
 
+    def loadable_before(self, version: ModelVersion) -> ModelVersion | None:
+        """When `version` cannot be loaded although this release wrote it (its model file is damaged, not from
+        another release): the newest earlier version of this release, not rejected, that loads. None otherwise, or
+        when there is none (then a new version must be trained)."""
+        mine = software_versions()
+        if version.software != mine:
+            return None
+        for earlier in reversed([v for v in self.versions() if v.number < version.number and not v.rejected]):
+            if earlier.software != mine:
+                return None
+            try:
+                self.load(earlier)
+                return earlier
+            except ModelUnloadable:
+                continue
+        return None
+
     def report_path(self, version: ModelVersion) -> Path:
         return self._dir(version.number) / REPORT
 

@@ -138,6 +138,10 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"state folder {self.path.parent}: cannot be made ({exc.strerror}). Fix: set --state or"
                              " state_dir to a folder this user may write (not under a file).") from None
+        if not os.access(self.path.parent, os.W_OK):  # a read-only mount (root too), or another user's folder
+            raise StateError(f"state folder {self.path.parent}: this user ({os.getuid()}) cannot write there: the"
+                             " ledger, the models and the logs live in it. Fix: mount it read-write, or give it to"
+                             " this user (the Docker image runs as uid 10001: `chown -R 10001:10001 DIR`)")
         try:
             with disk_full_as_error(self.path.parent):
                 self._migrate()

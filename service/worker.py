@@ -251,7 +251,7 @@ class Worker:
         labelled = self.state.labelled_assets()
         report.timings["pull"] = time.monotonic() - started
 
-        current = self.registry.current()
+        current = self._loadable(self.registry.current())
         if current is not None:
             self.adopt_training_set(taxonomy, labelled, current)
         decision = (TrainingDecision(True, "asked to train", len(labelled)) if force_train
@@ -277,6 +277,24 @@ class Worker:
         report.timings["total"] = time.monotonic() - started
         self._log_cycle(report, current)
         return report
+
+    def _loadable(self, current: ModelVersion | None) -> ModelVersion | None:
+        """The version to serve: `current`, or, when its model file is damaged, the newest earlier one that loads,
+        promoted again (logged with the fix). Whatever cannot be loaded otherwise is left to the training decision."""
+        if current is None:
+            return None
+        try:
+            self.registry.load(current)
+            return current
+        except ModelUnloadable as exc:
+            fallback = self.registry.loadable_before(current)
+            if fallback is None:
+                return current
+            self.registry.promote(fallback.number)
+            log.warning("%s; %s serves again. Fix: restore %s's files, or train a new version (`classie-automl"
+                        " train`); `classie-automl models --promote %d` makes it serve if it loads again", exc,
+                        fallback.name, current.name, current.number)
+            return fallback
 
     def _begin(self) -> None:
         """Under the cycle lock, before a cycle that pushes: any claim is a dead process's, and the ledger must be

@@ -122,3 +122,18 @@ def test_an_unterminated_quote_is_a_skip_with_its_lines_not_one_long_text(tmp_pa
                                  " the quote on its first line)": 1}
     write(tmp_path / "ok.csv", 'id,text,labels\n1,"a text, closed",AN\n2,"the last text\nover two lines",\n')
     assert [a.id for a in read_assets(tmp_path / "ok.csv", load_taxonomy(small_taxonomy), SkipLog())] == ["1", "2"]
+
+
+def test_a_damaged_model_file_makes_the_previous_version_serve_again_without_training(tmp_path, small_taxonomy):
+    rows = [("1", "a shelter for cats", "AN1"), ("2", "dogs and walks", "AN2"), ("u1", "our cat rescue", "")]
+    args = ["--platform", "files", "--assets", str(write_assets(tmp_path / "a.csv", rows)), "--taxonomy",
+            str(small_taxonomy), "--state", str(tmp_path / "state")]
+    env = {**os.environ, "CLASSIE_MODEL__MIN_EXAMPLES": "100000"}
+    for command in (["run", "--once"], ["train"]):  # v1, then v2 on the same labels
+        assert subprocess.run([CLI, *command, *args], env=env, capture_output=True, timeout=120).returncode == 0
+    models = tmp_path / "state" / "models"
+    (models / "v0002" / "model.joblib").write_bytes(b"not a model any more")
+    done = subprocess.run([CLI, "run", "--once", *args], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "v2 cannot be loaded" in done.stderr and "v1 serves again" in done.stderr, done.stderr[-3000:]
+    assert (models / "CURRENT").read_text().strip() == "1" and not (models / "v0003").exists()  # no training

@@ -1,7 +1,7 @@
-"""The state folder's disk filling up: the state folder on a small tmpfs, filled to leave a little room, so that the
-space runs out at a different write each time (the ledger, the model version, the pre-annotations). Every run ends
-with exit code 2 and the fix, never a traceback; the version in service stays loadable; and once space is freed, the
-next run finishes the work with nothing lost or pushed twice."""
+"""The state folder's disk filling up, or mounted read-only. The state folder is on a small tmpfs, filled to leave
+a little room, so that the space runs out at a different write each time (the ledger, after a model version, the
+pre-annotations). Every run ends with exit code 2 and the fix, never a traceback; the version in service stays
+loadable; and once space is freed, the next run finishes the work with nothing lost or pushed twice."""
 
 from __future__ import annotations
 
@@ -90,3 +90,20 @@ def test_a_full_disk_loses_nothing_and_the_next_run_carries_on(tmp_path, small_d
     assert (state / "models" / "CURRENT").read_text().strip() == "2"
     assert {a for a, v in final if v == "v2"} == unlabelled  # every unlabelled asset pre-annotated by v2...
     assert max(final.values()) == 1  # ...once
+
+
+def test_a_read_only_state_folder_is_explained_not_taken_for_a_damaged_ledger(tmp_path, small_disk):
+    write(tmp_path / "t.csv", SMALL_TAXONOMY)
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats", "AN1"), ("u1", "our cat rescue", "")])
+    assert run(tmp_path).returncode == 0
+    state = small_disk / "state"
+    before = {p: p.read_bytes() for p in state.rglob("*") if p.is_file()}
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        done = run(tmp_path)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "cannot write there" in done.stderr and "Fix: mount it read-write" in done.stderr, done.stderr[-3000:]
+    assert "move it aside" not in done.stderr  # the ledger is fine: the advice would lose it
+    assert {p: p.read_bytes() for p in before} == before
