@@ -27,8 +27,9 @@ KEY = "kill-key"
 
 
 def killed_at_random(args: list[str], env: dict, rounds: int, seed: int, between) -> list[str]:
-    """`rounds` runs of `args`, each killed after a random time up to a little more than an uninterrupted round
-    takes (some end on their own); `between(round)` changes the platform's data before each. Returns what happened."""
+    """`rounds` runs of `args`, each killed after a random time within what an uninterrupted round takes (a run
+    quicker than that ends on its own); `between(round)` changes the platform's data before each. Returns what
+    happened."""
     rng = random.Random(seed)
     first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -42,7 +43,7 @@ def killed_at_random(args: list[str], env: dict, rounds: int, seed: int, between
         between(n)
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            proc.wait(timeout=rng.uniform(0.3, 1.1) * took)
+            proc.wait(timeout=rng.uniform(0.2, 0.9) * took)
             assert proc.returncode == 0, proc.stderr.read()[-3000:]
             outcomes.append("ended")
         except subprocess.TimeoutExpired:
@@ -73,7 +74,7 @@ def test_files_platform_killed_anywhere(tmp_path):
     outcomes = killed_at_random(args, env, ROUNDS, seed=5, between=between)
     final = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-3000:]
-    assert outcomes.count("killed") >= ROUNDS // 2, outcomes
+    assert outcomes.count("killed") >= ROUNDS // 4, outcomes  # most are: measured 19 and 20 of 20
 
     state = tmp_path / "state"
     current = f"v{int((state / 'models' / 'CURRENT').read_text()):d}"
@@ -105,7 +106,7 @@ def test_kili_killed_anywhere(tmp_path, monkeypatch):
         final = subprocess.run(args, env={**os.environ, "KILI_API_KEY": KEY}, capture_output=True, text=True,
                                timeout=300)
         assert final.returncode == 0, final.stderr[-3000:]
-        assert outcomes.count("killed") >= ROUNDS // 2, outcomes
+        assert outcomes.count("killed") >= ROUNDS // 4, outcomes  # most are: measured 19 and 20 of 20
         ours = Counter((lb["assetId"], lb["modelName"]) for lb in emulator.labels
                        if lb["labelType"] == "PREDICTION" and (lb["modelName"] or "").startswith("classie-automl"))
         current = f"classie-automl-v{int((tmp_path / 'state' / 'models' / 'CURRENT').read_text()):d}"
