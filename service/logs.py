@@ -16,8 +16,9 @@ from pythonjsonlogger.json import JsonFormatter
 from service.config import ConfigError
 
 FORMATS = ("plain", "json")
-# Third-party loggers that talk too much at INFO for an always-on worker.
-_QUIET = ("distributed", "smac", "autosklearn", "matplotlib", "httpx", "gql.transport")
+# Third-party loggers that talk too much for an always-on worker (at WARNING even with -v: gql alone writes thousands
+# of DEBUG lines building the SDK's schema).
+_QUIET = ("distributed", "smac", "autosklearn", "matplotlib", "httpx", "gql", "pyrate_limiter")
 
 
 class QueryRedaction(logging.Filter):

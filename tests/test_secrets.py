@@ -109,6 +109,7 @@ def test_kili_commands_write_no_secret_anywhere(tmp_path, emulator):
     emulator.retry_after = 0
     emulator.inject("429", "assets")  # a retried fault: its log line is searched too
     outputs = [run("run", "--once", "--config", str(config), "-v", env=key)]
+    assert " DEBUG gql" not in outputs[0].stderr  # -v is ours: the SDK's GraphQL layer (180 lines) stays quiet
     outputs.append(run("run", "--once", "--config", str(config), "-v", env={**key, "CLASSIE_LOG_FORMAT": "json"}))
     wrong = run("run", "--once", "--config", str(config), "-v", env={**key, "KILI_API_KEY": WRONG_KILI_KEY},
                 ok=False)  # refused: the message, and any traceback, must not echo the key
