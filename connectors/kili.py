@@ -21,7 +21,7 @@ from connectors.base import with_rules_file
 from connectors.content import ContentPolicy, fetch_or_skip
 from connectors.errors import PlatformError
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
-from connectors.retry import is_transient_http, transient_status, unavailable, with_retries
+from connectors.retry import is_transient_http, send_until_landed, transient_status, unavailable, with_retries
 from connectors.settings import KiliSettings, SecuritySettings
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,6 @@ log = logging.getLogger(__name__)
 ASSET_FIELDS = ["id", "externalId", "content", "updatedAt", "labels.labelType", "labels.createdAt",
                 "labels.jsonResponse"]
 HUMAN_TYPES = ("DEFAULT", "REVIEW")
-OUTCOME_UNKNOWN_ATTEMPTS = 3
-
-
 class KiliError(PlatformError):
     """Retrying cannot fix it (no key, a refused key, an unknown project, an unusable interface)."""
 
@@ -192,22 +189,9 @@ class KiliConnector:
         report = PushReport()
         size = self.settings.push_batch
         for start in range(0, len(items), size):
-            batch = list(items[start:start + size])
-            for attempt in range(1, OUTCOME_UNKNOWN_ATTEMPTS + 1):
-                try:
-                    self._create(batch, name)
-                    break
-                except MutationOutcomeUnknownError as exc:
-                    # The write may have landed: read back, resend only what is missing.
-                    landed = self._assets_with_prediction([i.asset_id for i in batch], name)
-                    missing = [i for i in batch if i.asset_id not in landed]
-                    log.warning("push of %d pre-annotations (%s): outcome unknown (%s); %d had landed, %d to resend",
-                                len(batch), name, type(exc.cause).__name__, len(batch) - len(missing), len(missing))
-                    if not missing:
-                        break
-                    if attempt == OUTCOME_UNKNOWN_ATTEMPTS:
-                        raise
-                    batch = missing
+            send_until_landed(items[start:start + size], lambda batch: self._create(batch, name),
+                              lambda batch: self._assets_with_prediction([i.asset_id for i in batch], name),
+                              lambda i: i.asset_id, MutationOutcomeUnknownError, f"push of pre-annotations ({name})")
             report.written += len(items[start:start + size])
         return report
 

@@ -4,8 +4,6 @@ latest non-cancelled annotation, pre-annotations as predictions carrying the ser
 from __future__ import annotations
 
 import json
-import logging
-import time
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urljoin
@@ -18,10 +16,8 @@ from connectors.content import ContentPolicy, fetch_or_skip
 from connectors.errors import PlatformUnavailable
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
-from connectors.retry import ATTEMPTS
+from connectors.retry import ATTEMPTS, send_until_landed
 from connectors.settings import LabelStudioSettings, SecuritySettings
-
-log = logging.getLogger(__name__)
 
 
 class LabelStudioConnector:
@@ -130,34 +126,26 @@ class LabelStudioConnector:
 
     def _import(self, predictions: list[dict], model_version: str) -> None:
         """One batch, never sent blindly again: an attempt without an answer (a dropped connection, a 502 from a
-        proxy) may have landed, so what the project holds of this version is read back and only the predictions
-        still missing are sent again."""
-        todo = predictions
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                answer = self.client.call("POST", f"/api/projects/{self.project}/import/predictions",
-                                          "import predictions", retry=False, json=todo)
-            except PlatformUnavailable as exc:
-                if attempt == ATTEMPTS:
-                    raise
-                time.sleep(min(0.5 * 2 ** attempt, 10.0))
-                landed = self._tasks_with_version({p["task"] for p in todo}, model_version)
-                log.warning("import of %d predictions (%s): outcome unknown (%s); %d had landed, %d to send again",
-                            len(todo), model_version, exc, len(landed), len(todo) - len(landed))
-                todo = [p for p in todo if p["task"] not in landed]
-                if not todo:
-                    return
-                continue
+        proxy) may have landed (see `send_until_landed`)."""
+        def send(batch: list[dict]) -> None:
+            answer = self.client.call("POST", f"/api/projects/{self.project}/import/predictions",
+                                      "import predictions", retry=False, json=batch)
             created = (answer or {}).get("created")
-            if created != len(todo):
+            if created != len(batch):
                 # Label Studio drops predictions it finds invalid and still answers 201: say so, loudly.
-                raise LabelStudioError(f"Label Studio created {created} of {len(todo)} predictions; the"
+                raise LabelStudioError(f"Label Studio created {created} of {len(batch)} predictions; the"
                                        " labelling config may have changed. Fix: check the project's config.")
-            return
+
+        send_until_landed(predictions, send,
+                          lambda batch: self._tasks_with_version({p["task"] for p in batch}, model_version),
+                          lambda p: p["task"], PlatformUnavailable, f"import of predictions ({model_version})",
+                          attempts=ATTEMPTS, pause=0.5)
+
+    def _predictions(self) -> list[dict]:
+        return self.client.call("GET", "/api/predictions", "list the predictions", params={"project": self.project})
 
     def _tasks_with_version(self, task_ids: set[int], model_version: str) -> set[int]:
-        listed = self.client.call("GET", "/api/predictions", "list the predictions", params={"project": self.project})
-        return {item["task"] for item in listed if item.get("task") in task_ids
+        return {item["task"] for item in self._predictions() if item.get("task") in task_ids
                 and item.get("model_version") == model_version}
 
     def push_priorities(self, ranking: Sequence[Priority], fresh: Collection[str]) -> int:
@@ -174,8 +162,7 @@ class LabelStudioConnector:
                                        " labelling config")
 
     def _remove_other_versions(self, task_ids: set[int], model_version: str) -> None:
-        listed = self.client.call("GET", "/api/predictions", "list the predictions", params={"project": self.project})
-        for item in listed:
+        for item in self._predictions():
             if item.get("task") in task_ids and item.get("model_version") != model_version:
                 gone = self.client.send("DELETE", f"/api/predictions/{item['id']}")
                 if gone.status_code >= 400 and gone.status_code != 404:  # 404: a retry after a deletion that landed

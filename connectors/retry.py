@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import requests
@@ -17,6 +18,7 @@ from connectors.errors import PlatformUnavailable
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ATTEMPTS, MAX_WAIT_SECONDS, MAX_SECONDS = 5, 20.0, 120.0
+OUTCOME_UNKNOWN_ATTEMPTS = 3  # writes whose outcome is unknown: read back and sent again this often at most
 
 
 def is_transient_http(exc: BaseException) -> bool:
@@ -79,6 +81,31 @@ def with_retries(fn: Callable[..., T], platform: str,
             raise
 
     return call
+
+
+def send_until_landed(batch: Sequence[T], send: Callable[[list[T]], object], landed: Callable[[list[T]], set],
+                      key: Callable[[T], object], outcome_unknown: type[BaseException] | tuple, what: str,
+                      attempts: int = OUTCOME_UNKNOWN_ATTEMPTS, pause: float = 0.0) -> None:
+    """A write never sent blindly again: when an attempt ends without knowing whether it landed (`outcome_unknown`:
+    no answer, a proxy's 502), `landed` reads back which items (by `key`) the platform holds, and only the missing
+    ones are sent again, after `pause` seconds (doubling), at most `attempts` times in all. `what` names the write."""
+    todo = list(batch)
+    for attempt in range(1, attempts + 1):
+        try:
+            send(todo)
+            return
+        except outcome_unknown as exc:
+            if pause:
+                time.sleep(min(pause * 2 ** attempt, 10.0))
+            there = landed(todo)
+            missing = [item for item in todo if key(item) not in there]
+            log.warning("%s of %d: outcome unknown (%s); %d had landed, %d to send again", what, len(todo),
+                        _brief(getattr(exc, "cause", None) or exc), len(todo) - len(missing), len(missing))
+            if not missing:
+                return
+            if attempt == attempts:
+                raise
+            todo = missing
 
 
 def unavailable(platform: str, exc: BaseException) -> PlatformUnavailable:

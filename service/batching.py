@@ -33,7 +33,6 @@ class Batcher:
         self.executor, self.batch_texts = executor, batch_texts
         self._waiting: list[_Waiting] = []
         self._draining = False
-        self.calls = 0  # model calls made (each one batch)
 
     async def propose(self, model: PreAnnotator, texts: Sequence[str]) -> list[Prediction]:
         loop = asyncio.get_running_loop()
@@ -60,7 +59,6 @@ class Batcher:
             while self._waiting:
                 batch = self._next_batch()
                 texts = [t for w in batch for t in w.texts]
-                self.calls += 1
                 try:
                     predictions = await loop.run_in_executor(self.executor, batch[0].model.propose, texts)
                 except Exception as exc:  # noqa: BLE001 - each call waiting on this batch gets the error

@@ -9,6 +9,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -137,27 +139,28 @@ class _Site(ThreadingHTTPServer):
         return [path for path, _ in self.requests]
 
 
-def _serve() -> _Site:
+@contextmanager
+def _serving() -> Iterator[_Site]:
     site = _Site()
     threading.Thread(target=site.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return site
+    try:
+        yield site
+    finally:
+        site.shutdown()
+        site.server_close()
 
 
 @pytest.fixture
 def site():
-    site = _serve()
-    yield site
-    site.shutdown()
-    site.server_close()
+    with _serving() as served:
+        yield served
 
 
 @pytest.fixture
 def other():
     """Another web server on loopback, on another port: not the platform."""
-    site = _serve()
-    yield site
-    site.shutdown()
-    site.server_close()
+    with _serving() as served:
+        yield served
 
 
 def _policy(site: _Site, **security) -> ContentPolicy:

@@ -45,17 +45,22 @@ def annotation(codes: set[str]) -> list[dict]:
     return [{"from_name": "subject", "to_name": "text", "type": "taxonomy", "value": {"taxonomy": paths}}]
 
 
-@pytest.fixture
-def project(label_studio):
-    tax = ukcat_taxonomy()
-    rows = []
+def labelled_rows(n: int) -> list[tuple[str, set[str]]]:
+    """The first `n` UK-CAT training texts with a label under ROOTS, and those labels."""
+    tax, rows = ukcat_taxonomy(), []
     for _, text, labels in example_rows("train.csv"):
         codes = {c for c in labels.split(";") if c in tax and tax.with_ancestors({c}) & set(ROOTS)}
         if codes:
             rows.append((text, codes))
-        if len(rows) == 120:
+        if len(rows) == n:
             break
-    tasks = [{"data": {"text": text}, "annotations": [{"result": annotation(codes)}]} for text, codes in rows]
+    return rows
+
+
+@pytest.fixture
+def project(label_studio):
+    tasks = [{"data": {"text": text}, "annotations": [{"result": annotation(codes)}]}
+             for text, codes in labelled_rows(120)]
     tasks += [{"data": {"text": text}} for _, text, _ in example_rows("test.csv", 20)]
     created = label_studio.client.create_project("classie", taxonomy_config())
     label_studio.client.import_tasks(created["id"], tasks)

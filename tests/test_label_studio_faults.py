@@ -10,22 +10,10 @@ import pytest
 
 from conftest import example_rows
 from fault_proxy import FaultProxy
-from kili_project import ukcat_taxonomy
 from label_studio_server import label_studio  # noqa: F401 - the session fixture
 from service.config import Secrets, load_settings
 from service.factory import build_worker
-from test_label_studio_connector import ROOTS, annotation, taxonomy_config
-
-
-def labelled_rows(n: int) -> list[tuple[str, set[str]]]:
-    tax, rows = ukcat_taxonomy(), []
-    for _, text, labels in example_rows("train.csv"):
-        codes = {c for c in labels.split(";") if c in tax and tax.with_ancestors({c}) & set(ROOTS)}
-        if codes:
-            rows.append((text, codes))
-        if len(rows) == n:
-            return rows
-    return rows
+from test_label_studio_connector import annotation, labelled_rows, taxonomy_config
 
 
 @pytest.mark.slow

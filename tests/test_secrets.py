@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import requests
 
 from kili_emulator import KiliEmulator, isolate_kili_sdk
 from kili_project import fill, interface, ukcat_taxonomy
-from label_studio_server import label_studio  # noqa: F401 - the session fixture
+from label_studio_server import free_port, label_studio  # noqa: F401 - label_studio: the session fixture
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 KILI_KEY = "kili-key-S3CRET-4f1d9"
@@ -54,12 +53,6 @@ def run(*args: str, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
     assert (done.returncode == 0) == ok, f"{args}: exit {done.returncode}\n" + "\n".join(
         line for line in done.stderr.splitlines() if " DEBUG " not in line)[-4000:]
     return done
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_and_ask(args: list[str], env: dict) -> str:

@@ -26,17 +26,12 @@ from service.registry import ModelRegistry
 from service.worker import CycleReport, Worker
 from service.worker_metrics import WorkerMetrics
 from conftest import write_assets
+from label_studio_server import free_port
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 # "9" is in the promotion gate's evaluation slice (holdout_fraction 0.15), so v1 has slice figures.
 ROWS = [("1", "a shelter for cats", "AN1"), ("2", "dogs and walks", "AN2"), ("9", "a cat rescue", "AN1"),
         ("u1", "our cat rescue", ""), ("u2", "a school for all", "")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_free(port: int) -> None:
