@@ -15,6 +15,7 @@ from sklearn.model_selection import KFold
 
 from automl.decisions import Decisions, calibrate, cross_calibrated, fit_prefill_calibration, harmonise
 from automl.features import TextFeatures
+from automl.label_issues import Evidence
 from automl.metrics import Scores, best_f1_thresholds, indicator, score_facet, score_level
 from automl.records import Prediction, Proposal, Source
 from automl.rules import Rule, apply_rule, choose_rule, keyword_precision, logit
@@ -109,13 +110,13 @@ class PreAnnotator:
 
         # Out-of-fold decisions, made hierarchy-consistent exactly as predictions are, calibrate the pre-filled
         # confidences and give the held-out quality (calibrated across halves, as new texts would be).
-        self.calibrators_: dict[str, dict] = {}
-        merged = {}
+        self.calibrators_, self.evidence_, merged = {}, {}, {}  # evidence_: out of fold, for label issues
         for facet, levels in oof.items():
             raw = harmonise(self.taxonomy, s.hierarchy, levels)
             truth = indicator(labels, raw.codes)
             self.calibrators_[facet] = fit_prefill_calibration(raw, truth, self._level_of)
             merged[facet] = cross_calibrated(raw, truth, self._level_of, s.seed)
+            self.evidence_[facet] = self._evidence(raw, truth)
         self.heldout_: Scores = self.score_decisions(merged, labels)
         self.fit_seconds_ = time.monotonic() - started
         return self
@@ -173,6 +174,22 @@ class PreAnnotator:
                 np.concatenate(margins), np.concatenate(outcomes).astype(float)
             )
         return proba
+
+    def __getstate__(self) -> dict:
+        # The training rows' out-of-fold evidence is as large as the training set and only needed right after fit.
+        return {k: v for k, v in self.__dict__.items() if k != "evidence_"}
+
+    def evidence(self, texts: Sequence[str], labels: Sequence[set[str]]) -> dict[str, Evidence]:
+        """Per facet, these labelled texts judged by this model: evidence on their labels where it did not learn
+        from them (an evaluation slice). The training texts' own, out of fold, is `evidence_` after fit."""
+        labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
+        return {facet: self._evidence(d, indicator(labels, d.codes)) for facet, d in self.decide(texts).items()}
+
+    def _evidence(self, decisions: Decisions, truth: np.ndarray) -> Evidence:
+        judged = {c for m in self.levels_ for c in m.model_codes}
+        likelihood = decisions.likelihood if decisions.likelihood is not None else decisions.confidence
+        return Evidence(decisions.codes, likelihood, truth.astype(bool),
+                        np.array([c in judged for c in decisions.codes], dtype=bool))
 
     @property
     def _worth(self) -> float:

@@ -39,6 +39,8 @@ class Asset:
     text: str
     labels: frozenset[str] | None  # None: no human label yet (to pre-annotate); most specific codes otherwise
     version: str = ""  # what the text was read from (e.g. Kili's content URL): same version, same text
+    label_ref: str = ""  # the platform's id of the human label (a Kili label, a Label Studio annotation)
+    reviewed_at: str = ""  # when a reviewer made that label (Kili REVIEW), in the platform's format; '': no review
 
     @property
     def text_hash(self) -> str:
@@ -65,6 +67,17 @@ class Priority:
     asset_id: str
     value: float  # in [0, 1]; higher: label sooner
     why: str = ""  # e.g. "2.1 edits expected, novelty 0.62"
+
+
+@dataclass(frozen=True)
+class LabelFlag:
+    """A human label the model finds likely wrong, to show the labellers where they look at the label."""
+
+    asset_id: str
+    label_ref: str  # the platform's id of the label (Asset.label_ref)
+    code: str
+    kind: str  # given: the label holds `code` and the model doubts it; missing: it lacks `code`, the model expects it
+    message: str  # what looks wrong and what the model suggests
 
 
 @dataclass
@@ -134,4 +147,9 @@ class Connector(Protocol):
         """The platform's labelling order, after a cycle pushed pre-annotations: `ranking` is every unlabelled
         asset's priority under the current version, `fresh` the assets whose priority this cycle computed (the only
         ones a platform needs told). Returns how many priorities the platform took."""
+        ...
+
+    def push_label_issues(self, flags: Sequence[LabelFlag], model_version: str) -> list[LabelFlag]:
+        """Show these likely label mistakes where the labellers see the labels (none of them was shown before).
+        Returns those shown; the others are logged with the reason."""
         ...

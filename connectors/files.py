@@ -16,7 +16,7 @@ from automl.errors import InputError
 from automl.settings import TaxonomySettings
 from automl.taxonomy import CodeNotFound, Taxonomy
 from automl.taxonomy_file import load_taxonomy
-from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache
+from connectors.base import Asset, LabelFlag, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache
 from connectors.settings import FilesSettings
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class PreAnnotationFile:
         if self._keys is None:
             self._keys = set()
             if self.path.exists():
-                self._repair_tail()
+                cut_partial_line(self.path)
                 with self.path.open(encoding="utf-8", errors="replace") as handle:
                     for number, line in enumerate(handle, start=1):
                         try:
@@ -235,39 +235,47 @@ class PreAnnotationFile:
                             log.warning("%s:%d: unreadable pre-annotation line left as is", self.path, number)
         return self._keys
 
-    def _repair_tail(self) -> None:
-        """A crash mid-write can leave a partial last line: cut it off (it was never a complete record)."""
-        with self.path.open("rb+") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            if size == 0:
-                return
-            handle.seek(size - 1)
-            if handle.read(1) == b"\n":
-                return
-            chunk = min(size, 1 << 20)
-            handle.seek(size - chunk)
-            tail = handle.read(chunk)
-            cut = tail.rfind(b"\n")
-            keep = size - chunk + cut + 1 if cut >= 0 else 0
-            log.warning("%s: removing a partial last line (%d bytes) left by an interrupted write",
-                        self.path, size - keep)
-            handle.truncate(keep)
-
     def append(self, records: list[dict]) -> None:
         keys = self.keys()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = memoryview("".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records).encode("utf-8"))
-        with self.path.open("ab", buffering=0) as handle:
-            start = handle.seek(0, os.SEEK_END)
-            try:
-                while data:
-                    data = data[handle.write(data):]
-                os.fsync(handle.fileno())
-            except OSError:  # a full disk: no partial batch is left behind (cutting back needs no space)
-                handle.truncate(start)
-                raise
+        append_whole(self.path, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records).encode())
         keys.update((r["asset_id"], r["model_version"], r["text_sha256"]) for r in records)
+
+
+def cut_partial_line(path: Path) -> None:
+    """A crash mid-write can leave a partial last line: cut it off (it was never a complete record)."""
+    with path.open("rb+") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        chunk = min(size, 1 << 20)
+        handle.seek(size - chunk)
+        tail = handle.read(chunk)
+        cut = tail.rfind(b"\n")
+        keep = size - chunk + cut + 1 if cut >= 0 else 0
+        log.warning("%s: removing a partial last line (%d bytes) left by an interrupted write", path, size - keep)
+        handle.truncate(keep)
+
+
+def append_whole(path: Path, data: bytes) -> None:
+    """Append `data` and sync it, or leave the file as it was (a full disk: cutting back needs no space)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    view = memoryview(data)
+    with path.open("ab", buffering=0) as handle:
+        start = handle.seek(0, os.SEEK_END)
+        try:
+            while view:
+                view = view[handle.write(view):]
+            os.fsync(handle.fileno())
+        except OSError:
+            handle.truncate(start)
+            raise
+
+
+ISSUE_COLUMNS = ["flagged_at", "model_version", "asset_id", "kind", "code", "name", "message"]
 
 
 class FilesConnector:
@@ -329,6 +337,25 @@ class FilesConnector:
             self.output.append(records)
         report.written = len(records)
         return report
+
+    @property
+    def issues_path(self) -> Path:
+        return self.output.path.with_name("label_issues.csv")
+
+    def push_label_issues(self, flags: Sequence[LabelFlag], model_version: str) -> list[LabelFlag]:
+        """Appended to `label_issues.csv` beside the output (one row per flag, header first), whole or not at all."""
+        path, taxonomy = self.issues_path, self.pull_taxonomy()
+        if path.exists():
+            cut_partial_line(path)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        buffer = io.StringIO()
+        out = csv.writer(buffer, lineterminator="\n")
+        if not path.exists() or path.stat().st_size == 0:
+            out.writerow(ISSUE_COLUMNS)
+        out.writerows([now, model_version, f.asset_id, f.kind, f.code,
+                       taxonomy.nodes[f.code].name if f.code in taxonomy else "", f.message] for f in flags)
+        append_whole(path, buffer.getvalue().encode("utf-8"))
+        return list(flags)
 
     @property
     def ranking_path(self) -> Path:

@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from automl.records import flatten
 from automl.taxonomy import Taxonomy
-from connectors.base import Asset, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
-from connectors.base import with_rules_file
+from connectors.base import Asset, LabelFlag, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache
+from connectors.base import text_hash, with_rules_file
 from connectors.content import ContentPolicy, fetch_or_skip
 from connectors.errors import PlatformError
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
@@ -26,7 +26,7 @@ from connectors.settings import KiliSettings, SecuritySettings
 
 log = logging.getLogger(__name__)
 
-ASSET_FIELDS = ["id", "externalId", "content", "updatedAt", "labels.labelType", "labels.createdAt",
+ASSET_FIELDS = ["id", "externalId", "content", "updatedAt", "labels.id", "labels.labelType", "labels.createdAt",
                 "labels.jsonResponse"]
 HUMAN_TYPES = ("DEFAULT", "REVIEW")
 class KiliError(PlatformError):
@@ -172,7 +172,8 @@ class KiliConnector:
         if unknown and not codes:  # not "nothing applies": what it says is lost, so it teaches nothing
             self.skipped.skip("every answer of its label is outside the interface (asset left out)", place)
             return None
-        return Asset(asset_id, text, frozenset(codes), version)
+        return Asset(asset_id, text, frozenset(codes), version, label_ref=str(truth.get("id") or ""),
+                     reviewed_at=(truth.get("createdAt") or "?") if truth["labelType"] == "REVIEW" else "")
 
     def _fetch_text(self, content: str, place: str) -> str | None:
         if not content.startswith(("http://", "https://")):
@@ -213,6 +214,33 @@ class KiliConnector:
             log.info("kili project %s: %d asset(s) not waiting for a label kept their priority",
                      self.settings.project_id, declined)
         return taken
+
+    def push_label_issues(self, flags: Sequence[LabelFlag], model_version: str) -> list[LabelFlag]:
+        """An issue on each flagged label, its text saying what looks wrong and what the model suggests; reviewers
+        see it on the label and in the project's issue list."""
+        usable = [f for f in flags if f.label_ref]
+        if len(usable) < len(flags):
+            log.warning("kili project %s: %d label issue(s) not shown: the id of their label is not known yet (the"
+                        " asset was pulled by an earlier release; the next complete pull brings it)",
+                        self.settings.project_id, len(flags) - len(usable))
+        size = self.settings.push_batch
+        with self._final_errors("creating issues"):
+            for start in range(0, len(usable), size):
+                send_until_landed(usable[start:start + size], self._create_issues, self._issues_there,
+                                  lambda f: (f.asset_id, f.message), MutationOutcomeUnknownError,
+                                  f"creation of label issues ({model_version})")
+        return usable
+
+    def _create_issues(self, batch: list[LabelFlag]) -> None:
+        self._retrying(self.kili.create_issues)(project_id=self.settings.project_id,
+                                                label_id_array=[f.label_ref for f in batch],
+                                                text_array=[f.message for f in batch])
+
+    def _issues_there(self, batch: list[LabelFlag]) -> set[tuple[str, str]]:
+        rows = self._retrying(self.kili.issues)(project_id=self.settings.project_id,
+                                                 asset_id_in=sorted({f.asset_id for f in batch}),
+                                                 fields=["assetId", "comments.text"], disable_tqdm=True)
+        return {(r.get("assetId"), c.get("text")) for r in rows for c in r.get("comments") or []}
 
     def _create(self, batch: list[PreAnnotation], name: str) -> None:
         # overwrite=True replaces an earlier prediction of the same model name (same version, changed text), so an

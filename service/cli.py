@@ -392,6 +392,40 @@ def report(config: ConfigOpt = None, state: StateOpt = None,
                f" {chosen.name} on " + (evaluation.source if evaluation else "no evaluation data"))
 
 
+@app.command("label-issues")
+@_guard
+def label_issues(config: ConfigOpt = None, state: StateOpt = None,
+                 top: Annotated[Optional[int], typer.Option("--top", help="The N most likely only.")] = None,
+                 out: Annotated[Optional[Path], typer.Option("--out", help="Write them to this CSV.")] = None,
+                 version: Annotated[Optional[int], typer.Option(
+                     "--version", help="Version N's list (default: the current one).")] = None) -> None:
+    """The likely mistakes in the human labels, most likely first: a label given that the model finds very
+    unlikely, or one missing that it finds very likely (out of fold), with what it suggests. Printed (20 unless
+    --top), or written whole to --out."""
+    from service.factory import open_registry
+    from service.label_issues import ISSUES_FILE, read_flags, to_csv
+
+    registry = open_registry(_settings(config, state=state))
+    chosen = registry.version(version) if version is not None else registry.require_current()
+    path = registry.file_path(chosen, ISSUES_FILE)
+    if not path.is_file():
+        raise ClassieError(f"{chosen.name} has no list of label issues ({path} is missing: trained by an earlier"
+                           " release). Fix: `classie-automl train` makes a version with one.")
+    flags = read_flags(path)
+    if out is not None:
+        shown = flags[:top] if top is not None else flags
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(to_csv(shown), encoding="utf-8")
+        tmp.replace(out)
+        typer.echo(f"wrote {len(shown)} of {chosen.name}'s {len(flags)} likely label mistakes to {out}")
+        return
+    shown = flags[:top or 20]
+    typer.echo(f"{chosen.name}: {len(flags)} likely mistakes in the human labels; the {len(shown)} most likely:")
+    for f in shown:
+        typer.echo(f"{f.rank:>5}  {f.asset_id}  {f.facet} L{f.level}  {f.kind} {f.code}: {f.advice}")
+        typer.echo(f"       {f.excerpt}")
+
+
 @app.command("label-studio-init")
 @_guard
 def label_studio_init(

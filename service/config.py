@@ -71,6 +71,15 @@ class EvaluationSettings(Section):
     test: Path | None = None  # a labelled assets file; `run --once` then reports quality against it
 
 
+class LabelIssueSettings(Section):
+    """Every training lists the likely mistakes in the human labels it learned from (`classie-automl label-issues`).
+    With `push`, the worker also shows the `top` most likely of the serving version where the labellers look: a Kili
+    issue on the label, a Label Studio comment on the annotation, label_issues.csv beside the files output."""
+
+    push: bool = False
+    top: int = Field(100, ge=1)  # of each version's list, most likely first
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSIE_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -84,6 +93,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    label_issues: LabelIssueSettings = Field(default_factory=LabelIssueSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @property

@@ -5,6 +5,7 @@ Layout under <state>/models/:
     v0001/slice_model.joblib   the same without the evaluation slice, when model.joblib was refitted on it too
     v0001/report.html    its evaluation report
     v0001/meta.json      number, name, creation time, training-set fingerprint, configuration, held-out metrics
+    v0001/label_issues.csv   the likely mistakes in the human labels it was trained on (service.label_issues)
     CURRENT              the number of the version that serves predictions
 
 Writes are atomic (a temporary folder renamed into place; CURRENT replaced by rename), so a crash never leaves a
@@ -217,6 +218,10 @@ class ModelRegistry:
     def report_path(self, version: ModelVersion) -> Path:
         return self._dir(version.number) / REPORT
 
+    def file_path(self, version: ModelVersion, name: str) -> Path:
+        """One of the files written with the version (see `register`)."""
+        return self._dir(version.number) / name
+
     def load_slice_model(self, version: ModelVersion) -> PreAnnotator:
         """The version as fitted without the evaluation slice (the served model itself when it was not refitted)."""
         path = self._dir(version.number) / SLICE_MODEL
@@ -233,12 +238,15 @@ class ModelRegistry:
 
     def register(self, model: PreAnnotator, fingerprint: str, config: dict, promote: bool = True,
                  setup_fingerprint: str = "", gate: dict | None = None,
-                 slice_model: PreAnnotator | None = None) -> ModelVersion:
+                 slice_model: PreAnnotator | None = None, files: dict[str, str] | None = None) -> ModelVersion:
         """`slice_model`: the version's fit without the evaluation slice, when `model` was refitted on it too (the
-        promotion gate scores that one on the slice)."""
+        promotion gate scores that one on the slice). `files`: more of the version's files (name: text), written
+        with it."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
+            for name, text in (files or {}).items():
+                (staging / name).write_text(text, encoding="utf-8")
             joblib.dump(model, staging / "model.joblib", compress=3)
             if slice_model is not None:
                 joblib.dump(slice_model, staging / SLICE_MODEL, compress=3)

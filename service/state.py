@@ -45,9 +45,21 @@ CREATE TABLE IF NOT EXISTS assets (
     text_hash TEXT NOT NULL,
     labels TEXT,              -- JSON list of codes; NULL: not labelled by a human yet
     version TEXT NOT NULL,    -- the platform's change marker
-    pull INTEGER NOT NULL     -- the pull that last saw the asset
+    pull INTEGER NOT NULL,    -- the pull that last saw the asset
+    label_ref TEXT NOT NULL DEFAULT '',   -- the platform's id of the human label (Kili label, Label Studio annotation)
+    reviewed_at TEXT NOT NULL DEFAULT ''  -- when a reviewer made that label ('' : not a review)
 );
 CREATE INDEX IF NOT EXISTS assets_unlabelled ON assets (asset_id) WHERE labels IS NULL;
+CREATE TABLE IF NOT EXISTS label_issues_pushed (   -- likely label mistakes shown on a platform: once per label
+    destination TEXT NOT NULL,
+    asset_id TEXT NOT NULL,
+    digest TEXT NOT NULL,     -- the human label it was about (Asset.label_digest)
+    code TEXT NOT NULL,
+    kind TEXT NOT NULL,       -- given | missing
+    model_version TEXT NOT NULL,
+    pushed_at TEXT NOT NULL,
+    PRIMARY KEY (destination, asset_id, digest, code, kind)
+);
 CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -159,6 +171,10 @@ class StateStore:
             for column, kind in (("priority", "REAL"), ("why", "TEXT"), ("prefill", "TEXT")):  # an earlier release's
                 if column not in columns:
                     db.execute(f"ALTER TABLE pushed ADD COLUMN {column} {kind}")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(assets)")}
+            for column in ("label_ref", "reviewed_at"):
+                if column not in columns:
+                    db.execute(f"ALTER TABLE assets ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -259,6 +275,13 @@ class StateStore:
                 [(model_version, a.id, a.label_digest) for a in labelled],
             )
 
+    def versions_trained_on(self, asset_id: str, digest: str) -> list[int]:
+        """The numbers of the versions trained when the asset had this label."""
+        with closing(self._connect()) as db:
+            names = db.execute("SELECT model_version FROM trained_on WHERE asset_id = ? AND digest = ?",
+                               (asset_id, digest)).fetchall()
+        return sorted(int(n[1:]) for (n,) in names if n[:1] == "v" and n[1:].isdigit())
+
     def knows_training_set(self, model_version: str) -> bool:
         with closing(self._connect()) as db:
             return db.execute("SELECT 1 FROM trained_on WHERE model_version = ? LIMIT 1",
@@ -293,13 +316,14 @@ class StateStore:
             def flush() -> None:
                 with db:
                     db.executemany(
-                        "INSERT OR REPLACE INTO assets (asset_id, text, text_hash, labels, version, pull)"
-                        " VALUES (?, ?, ?, ?, ?, ?)", rows)
+                        "INSERT OR REPLACE INTO assets (asset_id, text, text_hash, labels, version, pull, label_ref,"
+                        " reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 rows.clear()
 
             for asset in assets:
                 labels = json.dumps(sorted(asset.labels)) if asset.labels is not None else None
-                rows.append((asset.id, asset.text, asset.text_hash, labels, asset.version, pull))
+                rows.append((asset.id, asset.text, asset.text_hash, labels, asset.version, pull, asset.label_ref,
+                             asset.reviewed_at))
                 seen += 1
                 if len(rows) >= chunk:
                     flush()
@@ -321,9 +345,30 @@ class StateStore:
 
     def labelled_assets(self) -> list[Asset]:
         with closing(self._connect()) as db:
-            rows = db.execute("SELECT asset_id, text, labels, version FROM assets WHERE labels IS NOT NULL"
-                              " ORDER BY asset_id")
-            return [Asset(a, t, frozenset(json.loads(ls)), v) for a, t, ls, v in rows]
+            rows = db.execute("SELECT asset_id, text, labels, version, label_ref, reviewed_at FROM assets"
+                              " WHERE labels IS NOT NULL ORDER BY asset_id")
+            return [Asset(a, t, frozenset(json.loads(ls)), v, ref, rev) for a, t, ls, v, ref, rev in rows]
+
+    # ---- likely label mistakes shown on the platform ------------------------------------------------------------
+    def issues_pushed(self, destination: str, asset_ids: Sequence[str]) -> set[tuple[str, str, str, str]]:
+        """(asset id, label digest, code, kind) of the label issues already shown at `destination` on these assets."""
+        with closing(self._connect()) as db:
+            out: set[tuple[str, str, str, str]] = set()
+            ids = list(asset_ids)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                out.update(db.execute(
+                    "SELECT asset_id, digest, code, kind FROM label_issues_pushed WHERE destination = ? AND asset_id"
+                    f" IN ({','.join('?' * len(chunk))})", (destination, *chunk)).fetchall())
+            return out
+
+    def record_issues_pushed(self, destination: str, model_version: str,
+                             issues: Iterable[tuple[str, str, str, str]]) -> None:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT OR IGNORE INTO label_issues_pushed (destination, asset_id, digest, code, kind,"
+                           " model_version, pushed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(destination, a, d, c, k, model_version, now) for a, d, c, k in issues])
 
     def count_assets(self) -> tuple[int, int]:
         """(labelled, unlabelled)"""

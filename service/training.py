@@ -90,6 +90,7 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
     try:
         from automl.model import PreAnnotator
         from automl.search import Workspace
+        from service.label_issues import ISSUES_FILE, flag_labels, to_csv
 
         workspace = Workspace(settings.state_dir / "tmp", settings.state_dir / "logs" / "autosklearn.log")
         fraction = settings.model.holdout_fraction
@@ -109,10 +110,15 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
             served.fit_seconds_ += model.fit_seconds_  # the whole training: the search's fit and the refit
             judged = model
         learning = settings.model.learning_fingerprint()
+        refitted = judged is not None
+        flags = flag_labels(served, labelled if refitted else train, [] if refitted else holdout)
+        log.info("label issues: %d likely mistake(s) in the human labels (`classie-automl label-issues`)",
+                 len(flags))
         version = registry.register(
             served, training_fingerprint(labelled, taxonomy, learning), settings.model.model_dump(mode="json"),
             promote=verdict.promoted, setup_fingerprint=setup_fingerprint(taxonomy, learning),
             gate={**verdict.to_dict(), "candidate_trained_on": len(train)}, slice_model=judged,
+            files={ISSUES_FILE: to_csv(flags)},
         )
         _write_report(settings, registry, version, served, model, holdout)
         sender.send(version)

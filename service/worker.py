@@ -27,6 +27,7 @@ from connectors.errors import PlatformUnavailable
 from service.config import Settings
 from service.dry_run import DryRun, compare
 from service.health import Heartbeat
+from service.label_issues import show_on_platform
 from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
 from service.signals import StopRequested
 from service.state import StateStore, disk_full_as_error
@@ -56,6 +57,7 @@ class CycleReport:
     written: int = 0
     already: int = 0  # had a pre-annotation of this version for this text: not predicted again
     prioritised: int = 0  # priorities the platform took (labelling order)
+    label_issues_shown: int = 0  # likely label mistakes shown on the platform ([label_issues] push)
     abandoned: int = 0  # left for the next run because a stop was requested
     label_changes: int = 0  # labelled assets added, changed or removed since the current model
     complete_pull: bool = False
@@ -274,6 +276,8 @@ class Worker:
         t = time.monotonic()
         self.pre_annotate(self.registry.load(current), current, report, labelled)
         report.timings["pre_annotate"] = time.monotonic() - t
+        report.label_issues_shown = show_on_platform(self.settings.label_issues, self.connector, self.registry,
+                                                     self.state, current, labelled)
         report.timings["total"] = time.monotonic() - started
         self._log_cycle(report, current)
         return report

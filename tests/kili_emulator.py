@@ -50,6 +50,7 @@ from graphql.language import IntValueNode
 
 API_PREFIX = "/api/label/v2"
 LABEL_TYPES = ("AUTOSAVE", "DEFAULT", "INFERENCE", "PREDICTION", "REVIEW")
+ISSUE_STATUSES = ("CANCELLED", "OPEN", "SOLVED")
 FAULTS = ("429", "502", "500", "timeout", "drop")
 # The largest page the emulator serves; the SDK asks for 100 (50 with label json responses).
 MAX_PAGE_SIZE = 500
@@ -118,6 +119,7 @@ type Asset {
   resolution: Resolution
   project: Project!
   labels: [Label!]!
+  issues: [Issue!]!
 }
 
 type Label {
@@ -134,6 +136,24 @@ type Label {
   isLatestLabelForUser: Boolean!
   secondsToLabel: Float
   labelOf: Asset!
+}
+
+\"\"\"The text given at creation is the issue's first comment, as in Kili (`comments.text`).\"\"\"
+type Comment { id: ID! issueId: ID! text: String! createdAt: String! authorIdUser: ID! }
+
+type Issue {
+  id: ID!
+  type: IssueType!
+  status: IssueStatus!
+  assetId: ID!
+  \"\"\"The label an ISSUE was raised on (null for a QUESTION). Unconfirmed: no SDK document asks for it.\"\"\"
+  labelId: ID
+  objectMid: String
+  createdAt: String!
+  issueNumber: Int!
+  hasBeenSeen: Boolean!
+  author: User!
+  comments: [Comment!]!
 }
 
 input OrganizationWhere { id: ID }
@@ -157,7 +177,18 @@ input ProjectWhere {
   updatedAtLte: String
 }
 
-input IssueWhere { type: IssueType status: IssueStatus }
+\"\"\"As AssetWhere.issue the SDK sends type and status; countIssues/issues add project, asset, assetIn.\"\"\"
+input IssueWhere {
+  id: ID
+  project: ProjectWhere
+  asset: AssetWhere
+  assetIn: [ID!]
+  type: IssueType
+  status: IssueStatus
+}
+
+\"\"\"An ISSUE names its label (labelID), a QUESTION its asset (assetId).\"\"\"
+input IssueToCreate { labelID: ID objectMid: String type: IssueType! assetId: ID text: String }
 
 input StepIdAndStatus { stepId: ID! status: StatusInStep! }
 
@@ -245,6 +276,8 @@ type Query {
   countAssets(where: AssetWhere!): Int!
   labels(where: LabelWhere!, skip: Int!, first: PageSize!): [Label!]!
   countLabels(where: LabelWhere!): Int!
+  issues(where: IssueWhere!, skip: Int!, first: PageSize!): [Issue!]!
+  countIssues(where: IssueWhere!): Int!
 }
 
 type AssetActionAsset { assetId: ID! externalId: String! }
@@ -263,6 +296,9 @@ type Mutation {
   appendManyLabels(data: AppendManyLabelsData!, where: AssetWhere!): [Label!]!
   \"\"\"Sets one priority on the assets still to label (TODO); the others are declined, as Kili does.\"\"\"
   setAssetsPriority(where: AssetWhere!, priority: Int!): AssetActionOutcome!
+  \"\"\"Opens one issue per item, all or nothing: every label (or asset) must be in the assets `where`
+  selects.\"\"\"
+  createIssues(issues: [IssueToCreate!]!, where: AssetWhere!): [Issue!]!
 }
 """
 
@@ -511,10 +547,11 @@ class _Server(ThreadingHTTPServer):
 
 
 class KiliEmulator:
-    """One Kili project, its assets and labels, served over HTTP on 127.0.0.1.
+    """One Kili project, its assets, labels and issues, served over HTTP on 127.0.0.1.
 
     State is plain data that tests may read (and, under care, edit): `assets` by id, `labels`,
-    and `requests`, one entry per HTTP request received.
+    `issues` (each with id, type, status, content, labelId, assetId, objectMid, createdAt) and
+    `requests`, one entry per HTTP request received.
     """
 
     def __init__(
@@ -534,6 +571,7 @@ class KiliEmulator:
         self.version = f"2.999.0+emulator.{uuid.uuid4().hex[:12]}"
         self.assets: dict[str, dict] = {}
         self.labels: list[dict] = []
+        self.issues: list[dict] = []
         self.requests: list[dict] = []
         # Seconds a "timeout" fault holds the answer: more than the SDK's 60 s read timeout.
         self.timeout_seconds: float = 65
@@ -545,6 +583,7 @@ class KiliEmulator:
         self._faults: list[_Fault] = []
         self._files: dict[str, tuple[str, str]] = {}  # content token -> (asset id, text)
         self._next_label = 1
+        self._next_issue = 1
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -651,6 +690,16 @@ class KiliEmulator:
             asset["updatedAt"] = self._clock.now()
             return label
 
+    def add_issue(
+        self, label_id: str, text: str | None, status: str = "OPEN", created_at: str | None = None
+    ) -> dict:
+        """Add an ISSUE on a label, as a reviewer would in the app (a SOLVED one, say)."""
+        if status not in ISSUE_STATUSES:
+            raise ValueError(f"issue status {status!r} is not one of {ISSUE_STATUSES}")
+        with self._lock:
+            [label] = [label for label in self.labels if label["id"] == label_id]
+            return self._new_issue("ISSUE", label["assetId"], label_id, None, text, status, created_at)
+
     def inject(self, fault: str, operation: str, times: int = 1, apply_first: bool = False) -> None:
         """Make the next `times` requests for `operation` fail with `fault`.
 
@@ -707,6 +756,31 @@ class KiliEmulator:
         self._next_label += 1
         self.labels.append(label)
         return label
+
+    def _new_issue(
+        self,
+        type_: str,
+        asset_id: str,
+        label_id: str | None,
+        object_mid: str | None,
+        text: str | None,
+        status: str = "OPEN",
+        created_at: str | None = None,
+    ) -> dict:
+        issue = {
+            "id": f"issue-{self._next_issue}",
+            "number": self._next_issue,
+            "type": type_,
+            "status": status,
+            "content": text,
+            "labelId": label_id,
+            "assetId": asset_id,
+            "objectMid": object_mid,
+            "createdAt": self._clock.observe(created_at) if created_at is not None else self._clock.now(),
+        }
+        self._next_issue += 1
+        self.issues.append(issue)
+        return issue
 
     # ---- HTTP plumbing
 
@@ -815,6 +889,7 @@ class KiliEmulator:
             # resolved only when asked for: a label's asset and an asset's labels refer to each other
             "project": lambda _info: self._project_view(),
             "labels": lambda _info: [self._label_view(label) for label in labels],
+            "issues": lambda _info: [self._issue_view(issue) for issue in self._asset_issues(asset["id"])],
         }
 
     def _label_view(self, label: dict) -> dict:
@@ -833,6 +908,34 @@ class KiliEmulator:
             "isLatestLabelForUser": latest is label,
             "secondsToLabel": None,
             "labelOf": lambda _info: self._asset_view(self.assets[label["assetId"]]),
+        }
+
+    def _asset_issues(self, asset_id: str) -> list[dict]:
+        return [issue for issue in self._sorted_issues() if issue["assetId"] == asset_id]
+
+    def _sorted_issues(self) -> list[dict]:
+        return sorted(self.issues, key=lambda issue: parse_timestamp(issue["createdAt"]))
+
+    def _issue_view(self, issue: dict) -> dict:
+        comments = [] if issue["content"] is None else [{
+            "id": f"{issue['id']}-comment-1",
+            "issueId": issue["id"],
+            "text": issue["content"],
+            "createdAt": issue["createdAt"],
+            "authorIdUser": VIEWER["id"],
+        }]  # fmt: skip
+        return {
+            "id": issue["id"],
+            "type": issue["type"],
+            "status": issue["status"],
+            "assetId": issue["assetId"],
+            "labelId": issue["labelId"],
+            "objectMid": issue["objectMid"],
+            "createdAt": issue["createdAt"],
+            "issueNumber": issue["number"],
+            "hasBeenSeen": False,
+            "author": VIEWER,
+            "comments": comments,
         }
 
     # ---- filters
@@ -858,7 +961,7 @@ class KiliEmulator:
             },
         )  # fmt: skip
         _unsupported("AssetWhere.label", where.get("label") or {}, {"typeIn"})
-        _unsupported("AssetWhere.issue", where.get("issue") or {}, set())
+        _unsupported("AssetWhere.issue", where.get("issue") or {}, {"type", "status"})
         if "project" in where and not self._project_matches(where["project"]):
             return False
         if where.get("id") is not None and asset["id"] != where["id"]:
@@ -879,9 +982,11 @@ class KiliEmulator:
         if not _in_range(asset["createdAt"], where.get("createdAtGte"), where.get("createdAtLte")):
             return False
         type_in = (where.get("label") or {}).get("typeIn")
-        if type_in is not None:
-            return any(label["labelType"] in type_in for label in self._asset_labels(asset["id"]))
-        return True
+        if type_in is not None and not any(label["labelType"] in type_in for label in self._asset_labels(asset["id"])):
+            return False
+        issue = {key: value for key, value in (where.get("issue") or {}).items() if value is not None}
+        # with an issue filter: the assets that have at least one such issue
+        return not issue or any(self._issue_matches(found, issue) for found in self._asset_issues(asset["id"]))
 
     def _label_matches(self, label: dict, where: dict) -> bool:
         _unsupported("LabelWhere", where, {"id", "idIn", "project", "asset", "typeIn", "createdAtGte", "createdAtLte"})
@@ -896,6 +1001,25 @@ class KiliEmulator:
         if not _in_range(label["createdAt"], where.get("createdAtGte"), where.get("createdAtLte")):
             return False
         return "asset" not in where or self._asset_matches(self.assets[label["assetId"]], where["asset"])
+
+    def _issue_matches(self, issue: dict, where: dict) -> bool:
+        _unsupported("IssueWhere", where, {"id", "project", "asset", "assetIn", "type", "status"})
+        if "project" in where and not self._project_matches(where["project"]):
+            return False
+        if where.get("id") is not None and issue["id"] != where["id"]:
+            return False
+        if where.get("assetIn") is not None and issue["assetId"] not in where["assetIn"]:
+            return False
+        if where.get("type") is not None and issue["type"] != where["type"]:
+            return False
+        if where.get("status") is not None and issue["status"] != where["status"]:
+            return False
+        # the SDK sends `asset: {id}`, or `asset: {}` once its client has dropped the null id
+        return not where.get("asset") or self._asset_matches(self.assets[issue["assetId"]], where["asset"])
+
+    def _matching_issues(self, where: dict) -> list[dict]:
+        # Creation order, as the SDK documents for `skip`.
+        return [issue for issue in self._sorted_issues() if self._issue_matches(issue, where)]
 
     def _matching_assets(self, where: dict) -> list[dict]:
         # Creation order, as Kili documents for `skip`: stable while assets are updated mid-pagination.
@@ -997,6 +1121,31 @@ class KiliEmulator:
                 outcome["declined"].append(ref)
         return outcome
 
+    def _resolve_issues(self, _info: GraphQLResolveInfo, where: dict, skip: int, first: int) -> list[dict]:
+        return [self._issue_view(issue) for issue in self._matching_issues(where)[skip : skip + first]]
+
+    def _resolve_count_issues(self, _info: GraphQLResolveInfo, where: dict) -> int:
+        return len(self._matching_issues(where))
+
+    def _resolve_create_issues(self, _info: GraphQLResolveInfo, issues: list[dict], where: dict) -> list[dict]:
+        """All or nothing: every item is checked before any issue is written. An ISSUE's asset is its label's."""
+        if "project" in where and not self._project_matches(where["project"]):
+            raise ApiError(f"Project {where['project'].get('id')} not found", "ProjectNotFound")
+        selected = {asset["id"] for asset in self._matching_assets(where)}
+        labels = {label["id"]: label for label in self.labels if label["assetId"] in selected}
+        missing = sorted({item["labelID"] for item in issues if item.get("labelID") and item["labelID"] not in labels})
+        if missing:
+            raise ApiError(f"Labels not found in the project: {', '.join(missing)}", "LabelNotFound", labelIds=missing)
+        asset_ids = [_issue_asset(index, item, labels) for index, item in enumerate(issues)]
+        missing = sorted({asset_id for asset_id in asset_ids if asset_id not in selected})
+        if missing:
+            raise ApiError(f"Assets not found in the project: {', '.join(missing)}", "AssetNotFound", assetIds=missing)
+        created = [
+            self._new_issue(item["type"], asset_id, item.get("labelID"), item.get("objectMid"), item.get("text"))
+            for item, asset_id in zip(issues, asset_ids)
+        ]
+        return [self._issue_view(issue) for issue in created]
+
     def _resolvers(self) -> dict[str, Callable[..., Any]]:
         return {
             "viewer": lambda _info: VIEWER,
@@ -1008,8 +1157,11 @@ class KiliEmulator:
             "countAssets": self._resolve_count_assets,
             "labels": self._resolve_labels,
             "countLabels": self._resolve_count_labels,
+            "issues": self._resolve_issues,
+            "countIssues": self._resolve_count_issues,
             "appendManyLabels": self._resolve_append_many_labels,
             "setAssetsPriority": self._resolve_set_assets_priority,
+            "createIssues": self._resolve_create_issues,
         }
 
 
@@ -1019,6 +1171,21 @@ def _unsupported(type_name: str, where: dict, supported: Iterable[str]) -> None:
     if unknown:
         message = f"{type_name} filters not supported by the emulator: {', '.join(unknown)}"
         raise ApiError(message, "EmulatorUnsupported")
+
+
+def _issue_asset(index: int, item: dict, labels: dict[str, dict]) -> str:
+    """The asset an IssueToCreate goes on: its label's (an ISSUE), or the one it names (a QUESTION)."""
+    label_id, asset_id = item.get("labelID"), item.get("assetId")
+    if item["type"] == "ISSUE" and label_id is None:
+        raise ApiError(f"issues[{index}]: an ISSUE needs a labelID", "InvalidIssue")
+    if label_id is None:
+        if asset_id is None:
+            raise ApiError(f"issues[{index}]: a QUESTION needs an assetId", "InvalidIssue")
+        return asset_id
+    found = labels[label_id]["assetId"]
+    if asset_id is not None and asset_id != found:
+        raise ApiError(f"issues[{index}]: label {label_id} is not on asset {asset_id}", "InvalidIssue")
+    return found
 
 
 def _in_range(stamp: str, gte: str | None, lte: str | None) -> bool:

@@ -1,0 +1,141 @@
+"""Likely mistakes in the human labels, found from probabilities of models that did not learn from the labels they
+judge (out of fold, or a held-out slice), by confident learning applied to each label as a yes/no class.
+
+Per label, confident learning (Northcutt et al., the method behind cleanlab) sets two thresholds from the labels
+themselves: the mean probability the model gives the label where a human gave it, and the mean probability it gives
+its absence where no human did. A human "yes" is doubted when the label's absence is at least as sure as absences
+usually are; a human "no" when the label is at least as likely as given labels usually are. cleanlab itself needs
+scikit-learn >= 1.1, which auto-sklearn's pin rules out, hence these few lines.
+
+The hierarchy shapes what a labeller is shown: a doubted code takes its doubted descendants along (one row for the
+branch); a doubted code and a sibling the model expects instead become one "Y instead of X" row; and a wrong branch
+(a top-level code) outranks a mistake between siblings at the same probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from automl.taxonomy import Taxonomy
+
+GIVEN, MISSING = "given", "missing"
+# A mistake within a branch costs a labeller less than a wrong branch: its rank weighs this much of its probability.
+WITHIN_BRANCH_WEIGHT = 0.9
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A facet's labelled rows, judged by models that did not learn from them."""
+
+    codes: list[str]
+    likelihood: np.ndarray  # rows x codes: how likely each code applies
+    given: np.ndarray  # rows x codes, bool: the human labels, ancestors included
+    judged: np.ndarray  # per code, bool: has a model's probability (a keyword rule's hit rate is no evidence)
+
+    def __post_init__(self) -> None:
+        if self.likelihood.shape != self.given.shape or self.likelihood.shape[1:] != (len(self.codes),):
+            raise ValueError(f"evidence shapes differ: likelihood {self.likelihood.shape}, given {self.given.shape},"
+                             f" {len(self.codes)} codes")
+
+    @staticmethod
+    def stacked(parts: Sequence[Evidence]) -> Evidence:
+        """The rows of several batches of the same codes, in order."""
+        first = parts[0]
+        return Evidence(first.codes, np.vstack([p.likelihood for p in parts]), np.vstack([p.given for p in parts]),
+                        first.judged)
+
+
+@dataclass(frozen=True)
+class LabelIssue:
+    row: int
+    facet: str
+    level: int
+    code: str  # the code given (kind "given") or not given (kind "missing")
+    kind: str
+    probability: float  # the model's, that `code` applies
+    suggestion: str = ""  # for a doubted code: the sibling the model expects instead, if any
+    suggestion_probability: float = 0.0
+    along: tuple[str, ...] = ()  # doubted descendants of a doubted code, or expected ones of an expected code
+    score: float = 0.0  # how likely the human's decision is wrong, weighed by what it affects; higher first
+
+    @property
+    def advice(self) -> str:
+        """What the labeller is asked to look at, in words."""
+        along = f" (and {', '.join(self.along)})" if self.along else ""
+        if self.kind == MISSING:
+            return f"add {self.code}{along}: the model gives it {self.probability:.0%}"
+        if self.suggestion:
+            return (f"{self.suggestion} instead of {self.code}{along}: the model gives {self.suggestion}"
+                    f" {self.suggestion_probability:.0%} and {self.code} {self.probability:.0%}")
+        return f"remove {self.code}{along}: the model gives it {self.probability:.0%}"
+
+
+def thresholds(evidence: Evidence) -> tuple[np.ndarray, np.ndarray]:
+    """Per code: the mean likelihood where given, and the mean likelihood of absence where not given (NaN where a
+    side has no row)."""
+    p, given = evidence.likelihood, evidence.given
+    with np.errstate(invalid="ignore", divide="ignore"):
+        yes = np.where(given, p, 0.0).sum(axis=0) / given.sum(axis=0)
+        no = np.where(~given, 1.0 - p, 0.0).sum(axis=0) / (~given).sum(axis=0)
+    return yes, no
+
+
+def find_label_issues(taxonomy: Taxonomy, evidence: Mapping[str, Evidence], top: int | None = None
+                      ) -> list[LabelIssue]:
+    """Every facet's likely label mistakes, most likely first (at most `top`)."""
+    issues = [issue for facet, ev in evidence.items() for issue in _facet_issues(taxonomy, facet, ev)]
+    issues.sort(key=lambda i: (-i.score, i.level, i.row, i.code))
+    return issues[:top] if top is not None else issues
+
+
+def _facet_issues(taxonomy: Taxonomy, facet: str, ev: Evidence) -> list[LabelIssue]:
+    yes, no = thresholds(ev)
+    p, given = ev.likelihood, ev.given
+    usable = ev.judged & np.isfinite(yes) & np.isfinite(no)
+    doubted = given & usable & (1.0 - p >= no) & ~((p >= yes) & (p >= 0.5))
+    expected = ~given & usable & (p >= yes) & ~((1.0 - p >= no) & (p < 0.5))
+    out = []
+    for row in np.flatnonzero(doubted.any(axis=1) | expected.any(axis=1)):
+        out.extend(_row_issues(taxonomy, facet, ev.codes, row, p[row], doubted[row], expected[row]))
+    return out
+
+
+def _row_issues(taxonomy: Taxonomy, facet: str, codes: list[str], row: int, p: np.ndarray, doubted: np.ndarray,
+                expected: np.ndarray) -> list[LabelIssue]:
+    index = {c: j for j, c in enumerate(codes)}
+    nodes = taxonomy.nodes
+
+    def topmost(flags: np.ndarray) -> dict[str, list[str]]:
+        """Flagged codes with no flagged ancestor, each with its flagged descendants."""
+        flagged = {codes[j] for j in np.flatnonzero(flags)}
+        tops: dict[str, list[str]] = {}
+        for code in sorted(flagged, key=lambda c: nodes[c].level):
+            above = [a for a in taxonomy.ancestors(code) if a in flagged]
+            if above:
+                tops[above[-1]].append(code)
+            else:
+                tops[code] = []
+        return tops
+
+    wrong, missing = topmost(doubted), topmost(expected)
+    out = []
+    for code, along in wrong.items():
+        siblings = [m for m in missing if nodes[m].parent == nodes[code].parent]
+        instead = max(siblings, key=lambda m: p[index[m]], default="")
+        if instead:
+            missing.pop(instead)
+        right, alternative = p[index[code]], p[index[instead]] if instead else 0.0
+        wrong_chance = 1.0 - right * (1.0 - alternative)  # either the given code or the sibling's absence is wrong
+        out.append(LabelIssue(row, facet, nodes[code].level, code, GIVEN, round(float(right), 4), instead,
+                              round(float(alternative), 4), tuple(along), _weighed(wrong_chance, nodes[code].level)))
+    for code, along in missing.items():
+        out.append(LabelIssue(row, facet, nodes[code].level, code, MISSING, round(float(p[index[code]]), 4),
+                              along=tuple(along), score=_weighed(p[index[code]], nodes[code].level)))
+    return out
+
+
+def _weighed(wrong_chance: float, level: int) -> float:
+    return round(float(wrong_chance) * (1.0 if level == 1 else WITHIN_BRANCH_WEIGHT), 4)

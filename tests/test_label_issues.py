@@ -1,0 +1,121 @@
+"""Likely label mistakes from out-of-fold probabilities: confident learning per label, shaped by the hierarchy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from automl.label_issues import GIVEN, MISSING, WITHIN_BRANCH_WEIGHT, Evidence, find_label_issues, thresholds
+from automl.taxonomy import Node, Taxonomy
+
+# A > A1, A2; B > B1
+TREE = Taxonomy({n.code: n for n in [
+    Node("A", "Arts", None, 1, "subject"), Node("B", "Built", None, 1, "subject"),
+    Node("A1", "Music", "A", 2, "subject"), Node("A2", "Theatre", "A", 2, "subject"),
+    Node("B1", "Housing", "B", 2, "subject")]})
+CODES = ["A", "B", "A1", "A2", "B1"]
+
+
+def evidence(rows: list[tuple[set[str], dict[str, float]]], judged: set[str] = set(CODES)) -> Evidence:
+    """Rows of (human codes with ancestors, model probabilities; unnamed codes: 0.02 when not given, 0.9 when
+    given)."""
+    given = np.array([[c in codes for c in CODES] for codes, _ in rows])
+    p = np.array([[probs.get(c, 0.9 if c in codes else 0.02) for c in CODES] for codes, probs in rows])
+    return Evidence(CODES, p, given, np.array([c in judged for c in CODES]))
+
+
+def background(n: int = 40) -> list[tuple[set[str], dict[str, float]]]:
+    """Assets whose labels the model agrees with: Music, Theatre and Housing."""
+    return [({"A", ("A1", "A2")[i % 4 // 2]}, {}) if i % 4 else ({"B", "B1"}, {}) for i in range(n)]
+
+
+def test_thresholds_are_the_mean_probability_of_each_side():
+    ev = evidence([({"A"}, {"A": 0.8}), ({"A"}, {"A": 0.6}), (set(), {"A": 0.1}), (set(), {"A": 0.3})])
+    yes, no = thresholds(ev)
+    assert yes[0] == pytest.approx(0.7) and no[0] == pytest.approx(0.8)
+
+
+def test_agreed_labels_give_no_issue():
+    assert find_label_issues(TREE, {"subject": evidence(background())}) == []
+
+
+def test_a_given_label_the_model_rules_out_is_doubted_with_its_descendants():
+    rows = background() + [({"A", "A1"}, {"A": 0.01, "A1": 0.01})]
+    (issue,) = find_label_issues(TREE, {"subject": evidence(rows)})
+    assert (issue.row, issue.kind, issue.code, issue.along, issue.level) == (40, GIVEN, "A", ("A1",), 1)
+    assert issue.suggestion == "" and issue.advice.startswith("remove A (and A1): the model gives it 1%")
+
+
+def test_a_missing_label_the_model_is_sure_of_is_expected():
+    rows = background() + [({"A", "A1"}, {"B": 0.97, "B1": 0.95})]
+    issues = find_label_issues(TREE, {"subject": evidence(rows)})
+    assert [(i.kind, i.code, i.along) for i in issues] == [(MISSING, "B", ("B1",))]
+    assert issues[0].score == pytest.approx(0.97)
+
+
+def test_a_doubted_code_and_the_sibling_the_model_expects_are_one_issue():
+    rows = background() + [({"A", "A1"}, {"A1": 0.01, "A2": 0.96})]
+    (issue,) = find_label_issues(TREE, {"subject": evidence(rows)})
+    assert (issue.kind, issue.code, issue.suggestion) == (GIVEN, "A1", "A2")
+    assert issue.score == pytest.approx((1 - 0.01 * (1 - 0.96)) * WITHIN_BRANCH_WEIGHT, abs=1e-4)
+    assert issue.advice.startswith("A2 instead of A1")
+
+
+def test_a_wrong_branch_outranks_a_sibling_mistake_at_the_same_probability():
+    rows = background() + [({"A", "A1"}, {"A": 0.01, "A1": 0.01}), ({"B", "B1"}, {"B1": 0.01})]
+    issues = find_label_issues(TREE, {"subject": evidence(rows)})
+    assert [(i.code, i.level) for i in issues] == [("A", 1), ("B1", 2)]
+    assert find_label_issues(TREE, {"subject": evidence(rows)}, top=1)[0].code == "A"
+
+
+def test_codes_without_a_model_are_never_doubted():
+    rows = background() + [({"A", "A1"}, {"A1": 0.0})]
+    assert find_label_issues(TREE, {"subject": evidence(rows, judged={"A", "B", "B1"})}) == []
+
+
+def test_thresholds_follow_each_label_not_one_cut():
+    """A label the model is never sure of (given ones at ~0.3) still has its outliers found: confident learning's
+    per-label threshold, where one global cut of 0.5 would doubt every given label."""
+    rows = [({"A", "A2"}, {"A2": 0.3}) if i % 2 else ({"A", "A1"}, {}) if i % 4 else ({"B", "B1"}, {})
+            for i in range(40)]
+    rows.append(({"A", "A2"}, {"A2": 0.01}))
+    issues = find_label_issues(TREE, {"subject": evidence(rows)})
+    assert [(i.row, i.code) for i in issues] == [(40, "A2")]
+
+
+def test_evidence_of_several_batches_stacks_in_order():
+    a, b = evidence(background(4)), evidence([({"A", "A1"}, {"A": 0.01, "A1": 0.01})])
+    both = Evidence.stacked([a, b])
+    assert both.likelihood.shape == (5, 5) and both.given[4].tolist() == [True, False, True, False, False]
+    with pytest.raises(ValueError, match="shapes differ"):
+        Evidence(CODES, np.zeros((2, 5)), np.zeros((3, 5), dtype=bool), np.ones(5, dtype=bool))
+
+
+# ---- which of a version's flags are shown on the platform -------------------------------------------------------
+
+def flagged(asset_id: str, code: str = "A", kind: str = GIVEN, digest: str = "d1", reviewed_at: str = ""):
+    from service.label_issues import FlaggedLabel
+
+    return FlaggedLabel(1, asset_id, "subject", 1, kind, code, "Arts", 0.01, "", 0.0, "", 0.99, "remove A", digest,
+                        f"label-{asset_id}", reviewed_at, "text")
+
+
+def test_shown_once_per_label_and_never_on_a_label_changed_since_training():
+    from service.label_issues import select
+
+    flags = [flagged("a1"), flagged("a2"), flagged("a3"), flagged("a4")]
+    now = {"a1": "d1", "a2": "d2", "a3": "d1", "a4": "d1"}  # a2's label changed since the training
+    chosen = select(flags, 3, now, {("a3", "d1", "A", GIVEN)}, lambda f: None)
+    assert [f.asset_id for f in chosen.show] == ["a1"]  # a4 is past the top 3
+    assert (chosen.stale, chosen.shown_before, chosen.reviewed) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("earlier, shown", [(None, False), (True, False), (False, True)])
+def test_a_reviewed_label_only_when_the_model_changed_its_mind_since(earlier, shown):
+    """None: no earlier version learned from the reviewed label; True: one did and flagged it too (the reviewer
+    kept the label against it, or it was never shown); False: one did and agreed with the reviewer."""
+    from service.label_issues import select
+
+    chosen = select([flagged("a1", reviewed_at="2026-11-30T10:00:00.000Z")], 10, {"a1": "d1"}, set(),
+                    lambda f: earlier)
+    assert (len(chosen.show), chosen.reviewed) == ((1, 0) if shown else (0, 1))
