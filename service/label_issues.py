@@ -158,9 +158,8 @@ def show_on_platform(settings: LabelIssueSettings, connector: Connector, registr
             listed[number] = {f.key for f in read_flags(earlier)} if earlier.is_file() else set()
         return flag.key in listed[number]
 
-    top = flags[:settings.top]
-    chosen = select(top, settings.top, {a.id: a.label_digest for a in labelled},
-                    state.issues_pushed(destination, [f.asset_id for f in top]), earlier_verdict)
+    chosen = select(flags, settings.top, {a.id: a.label_digest for a in labelled},
+                    state.issues_pushed(destination, [f.asset_id for f in flags[:settings.top]]), earlier_verdict)
     if chosen.stale or chosen.reviewed:
         log.info("label issues of %s: %d not shown because the label changed since the training, %d because a"
                  " reviewer made the label and the model has not changed its mind since", current.name, chosen.stale,

@@ -81,6 +81,13 @@ def _json_or_none(value: object) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
 
 
+def _chunks(ids: Iterable[str], size: int = 500) -> Iterator[list[str]]:
+    """Ids in slices small enough for one `IN (...)` query (SQLite caps the parameters of a statement)."""
+    ids = list(ids)
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
 class StateError(InputError):
     """The state folder or its ledger cannot be used; the message says how to fix or rebuild it."""
 
@@ -167,14 +174,13 @@ class StateStore:
     def _migrate(self) -> None:
         with closing(self._connect()) as db, db:
             db.executescript(_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(pushed)")}
-            for column, kind in (("priority", "REAL"), ("why", "TEXT"), ("prefill", "TEXT")):  # an earlier release's
-                if column not in columns:
-                    db.execute(f"ALTER TABLE pushed ADD COLUMN {column} {kind}")
-            columns = {row[1] for row in db.execute("PRAGMA table_info(assets)")}
-            for column in ("label_ref", "reviewed_at"):
-                if column not in columns:
-                    db.execute(f"ALTER TABLE assets ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+            later = {"pushed": (("priority", "REAL"), ("why", "TEXT"), ("prefill", "TEXT")),
+                     "assets": (("label_ref", "TEXT NOT NULL DEFAULT ''"), ("reviewed_at", "TEXT NOT NULL DEFAULT ''"))}
+            for table, added in later.items():  # columns a ledger of an earlier release lacks
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column, kind in added:
+                    if column not in columns:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -201,10 +207,8 @@ class StateStore:
     def last_pushed(self, asset_ids: Sequence[str]) -> dict[str, Pushed]:
         """Each asset's latest pre-annotation in the ledger, of any version (assets with none are left out)."""
         out: dict[str, Pushed] = {}
-        ids = list(asset_ids)
         with closing(self._connect()) as db:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+            for chunk in _chunks(asset_ids):
                 rows = db.execute(
                     "SELECT asset_id, text_hash, priority, why, prefill FROM pushed WHERE asset_id IN"
                     f" ({', '.join('?' * len(chunk))}) ORDER BY pushed_at, rowid", chunk).fetchall()
@@ -354,9 +358,7 @@ class StateStore:
         """(asset id, label digest, code, kind) of the label issues already shown at `destination` on these assets."""
         with closing(self._connect()) as db:
             out: set[tuple[str, str, str, str]] = set()
-            ids = list(asset_ids)
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+            for chunk in _chunks(asset_ids):
                 out.update(db.execute(
                     "SELECT asset_id, digest, code, kind FROM label_issues_pushed WHERE destination = ? AND asset_id"
                     f" IN ({','.join('?' * len(chunk))})", (destination, *chunk)).fetchall())

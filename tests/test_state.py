@@ -38,3 +38,27 @@ def test_label_changes_and_cursors(tmp_path):
     assert store.cursor("assets") is None
     store.set_cursor("assets", "2026-11-21T10:00:00.000Z")
     assert StateStore(tmp_path / "s.sqlite3").cursor("assets") == "2026-11-21T10:00:00.000Z"
+
+
+def test_a_ledger_of_an_earlier_release_gains_the_label_columns_and_keeps_its_assets(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as db:  # the assets table as the release before label issues made it
+        db.execute("CREATE TABLE assets (asset_id TEXT PRIMARY KEY, text TEXT NOT NULL, text_hash TEXT NOT NULL,"
+                   " labels TEXT, version TEXT NOT NULL, pull INTEGER NOT NULL)")
+        db.execute("INSERT INTO assets VALUES ('1', 't', 'h', '[\"ED\"]', 'v', 1)")
+    store = StateStore(path)
+    assert store.labelled_assets() == [Asset("1", "t", frozenset({"ED"}), "v")]
+    store.merge_assets([Asset("1", "t", frozenset({"ED"}), "v", label_ref="L9", reviewed_at="2026-12-01T00:00:00Z")],
+                       complete=True)
+    assert store.labelled_assets()[0].label_ref == "L9" and store.labelled_assets()[0].reviewed_at.startswith("2026")
+
+
+def test_label_issues_shown_are_kept_per_destination(tmp_path):
+    store = StateStore(tmp_path / "state.sqlite3")
+    store.record_issues_pushed("files:a", "v1", [("1", "d", "ED", "given"), ("2", "d", "HE", "missing")])
+    store.record_issues_pushed("files:a", "v2", [("1", "d", "ED", "given")])  # once: the first record stays
+    assert store.issues_pushed("files:a", ["1", "2", "3"]) == {("1", "d", "ED", "given"), ("2", "d", "HE", "missing")}
+    assert store.issues_pushed("files:b", ["1"]) == set()
+    assert store.issues_pushed("files:a", [str(i) for i in range(1200)]) == store.issues_pushed("files:a", ["1", "2"])
