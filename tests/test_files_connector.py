@@ -6,7 +6,7 @@ import pytest
 
 from automl.records import Proposal
 from automl.settings import TaxonomySettings
-from connectors.base import PreAnnotation, text_hash
+from connectors.base import LabelFlag, PreAnnotation, text_hash
 from connectors.files import AssetFileError, FilesConnector
 from connectors.settings import FilesSettings
 from conftest import write, write_assets
@@ -115,6 +115,21 @@ def test_partial_last_line_from_a_crash_is_cut_and_nothing_else_lost(tmp_path, s
     assert again.push([_item("1", "cats"), _item("2", "dogs")], "v1").written == 1
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert [json.loads(line)["asset_id"] for line in lines] == ["1", "2"]
+
+
+def test_label_issues_are_appended_beside_the_output_with_one_header_and_no_partial_row(tmp_path, small_taxonomy):
+    import csv
+
+    assets = write_assets(tmp_path / "a.csv", [("1", "cats", "AN1")])
+    c = connector(tmp_path, assets, small_taxonomy)
+    first = [LabelFlag("1", "", "AN1", "given", "remove AN1, with a comma")]
+    assert c.push_label_issues(first, "v1") == first
+    with (tmp_path / "label_issues.csv").open("a") as f:
+        f.write("2026-12-01,v1,2,giv")  # killed mid-write
+    connector(tmp_path, assets, small_taxonomy).push_label_issues([LabelFlag("1", "", "ED", "missing", "add ED")], "v2")
+    rows = list(csv.DictReader((tmp_path / "label_issues.csv").open(encoding="utf-8")))
+    assert [(r["model_version"], r["code"], r["name"], r["message"]) for r in rows] == [
+        ("v1", "AN1", "Cats", "remove AN1, with a comma"), ("v2", "ED", "Education", "add ED")]
 
 
 def test_taxonomy_is_reread_when_it_changes_and_a_missing_one_is_named(tmp_path, small_taxonomy):

@@ -119,3 +119,14 @@ def test_a_reviewed_label_only_when_the_model_changed_its_mind_since(earlier, sh
     chosen = select([flagged("a1", reviewed_at="2026-11-30T10:00:00.000Z")], 10, {"a1": "d1"}, set(),
                     lambda f: earlier)
     assert (len(chosen.show), chosen.reviewed) == ((1, 0) if shown else (0, 1))
+
+
+def test_a_version_list_round_trips_and_a_damaged_row_is_left_out_with_a_warning(tmp_path, caplog):
+    from service.label_issues import read_flags, to_csv
+
+    flags = [flagged("a1"), flagged("a2", code="B", kind=MISSING)]
+    path = tmp_path / "label_issues.csv"
+    text = to_csv(flags)
+    path.write_text(text + text.splitlines()[1].replace("0.99", "not a number") + "\n", encoding="utf-8")
+    assert read_flags(path) == flags
+    assert "line 4 cannot be read" in caplog.text
