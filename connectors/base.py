@@ -151,5 +151,6 @@ class Connector(Protocol):
 
     def push_label_issues(self, flags: Sequence[LabelFlag], model_version: str) -> list[LabelFlag]:
         """Show these likely label mistakes where the labellers see the labels (none of them was shown before).
-        Returns those shown; the others are logged with the reason."""
+        Returns those shown; the others are logged with the reason. Called every cycle, with no flags too: a
+        platform that keeps the flags in a place of its own takes down those whose label changed since."""
         ...

@@ -344,6 +344,8 @@ class FilesConnector:
 
     def push_label_issues(self, flags: Sequence[LabelFlag], model_version: str) -> list[LabelFlag]:
         """Appended to `label_issues.csv` beside the output (one row per flag, header first), whole or not at all."""
+        if not flags:
+            return []
         path, taxonomy = self.issues_path, self.pull_taxonomy()
         if path.exists():
             cut_partial_line(path)

@@ -21,6 +21,12 @@ from connectors.retry import ATTEMPTS, send_until_landed
 from connectors.settings import LabelStudioSettings, SecuritySettings
 
 log = logging.getLogger(__name__)
+# Where a task shows the likely mistakes in its label: the open-source server has no comments API, so they go into
+# the task's data, which the Data Manager shows as a column labellers can filter on ("is not empty").
+NOTE_KEY = "classie_label_issue"
+# The annotation a note is about, "<id>@<updated_at>": once the task's label is another, the note is outdated.
+NOTE_ON_KEY = "classie_label_issue_on"
+NOTE_SEPARATOR = " | "
 
 
 class LabelStudioConnector:
@@ -38,6 +44,7 @@ class LabelStudioConnector:
         self.content = ContentPolicy.of(client.url, security or SecuritySettings())
         self.project = settings.project_id
         self.skipped = SkipLog()
+        self.outdated_notes: set[str] = set()  # tasks whose label changed since its issue note: taken down next push
         project = client.call("GET", f"/api/projects/{self.project}", f"read project {self.project}")
         try:
             self.schema: LabelStudioSchema = parse_label_config(project.get("label_config") or "")
@@ -81,10 +88,11 @@ class LabelStudioConnector:
         if not text.strip():
             self.skipped.skip("empty text", place)
             return None
-        kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-        if not kept:
+        latest = _latest(task)
+        if (task.get("data") or {}).get(NOTE_ON_KEY) not in (None, _note_on(latest)):
+            self.outdated_notes.add(str(task["id"]))
+        if latest is None:
             return Asset(str(task["id"]), text, None, version)
-        latest = max(kept, key=lambda a: (a.get("updated_at") or a.get("created_at") or "", a.get("id") or 0))
         unknown: list[str] = []
         codes = self.schema.codes_of(latest.get("result") or [], unknown)
         for what in unknown:
@@ -152,11 +160,44 @@ class LabelStudioConnector:
                 and item.get("model_version") == model_version}
 
     def push_label_issues(self, flags: Sequence[LabelFlag], model_version: str) -> list[LabelFlag]:
-        """Not shown yet: the open-source server has no comments API; the list stays `classie-automl label-issues`."""
-        if flags:
-            log.warning("label studio project %s: %d label issue(s) not shown: showing them in Label Studio is not"
-                        " built yet. Fix: read them with `classie-automl label-issues`", self.project, len(flags))
-        return []
+        """Each flagged task's note (`NOTE_KEY` in its data, a Data Manager column) gains the flags' messages; the
+        notes of tasks whose label changed since are taken down first."""
+        for task_id in sorted(self.outdated_notes):
+            self._rewrite_note(task_id, None)
+        self.outdated_notes.clear()
+        by_task: dict[str, list[LabelFlag]] = {}
+        for flag in flags:
+            by_task.setdefault(flag.asset_id, []).append(flag)
+        shown: list[LabelFlag] = []
+        for task_id, group in by_task.items():
+            if self._rewrite_note(task_id, group):
+                shown += group
+            else:
+                log.info("label studio task %s: labelled again since the training; its %d label issue(s) not"
+                         " shown", task_id, len(group))
+        return shown
+
+    def _rewrite_note(self, task_id: str, flags: list[LabelFlag] | None) -> bool:
+        """The task's note with the messages of `flags` (all about one label) added, or, when they are None or
+        about a label no longer there, with a note about an earlier label taken down. Read, merged and written
+        whole (a PATCH replaces `data`), so sending it again after a lost answer changes nothing. True if the
+        flags' label is still the task's."""
+        task = self.client.call("GET", f"/api/tasks/{task_id}", f"read task {task_id}")
+        data = dict(task.get("data") or {})
+        latest = _latest(task)
+        on = _note_on(latest)
+        wanted = {k: v for k, v in data.items() if k not in (NOTE_KEY, NOTE_ON_KEY)}
+        current = bool(flags) and latest is not None and str(latest.get("id")) == flags[0].label_ref
+        if current:
+            notes = str(data.get(NOTE_KEY) or "").split(NOTE_SEPARATOR) if data.get(NOTE_ON_KEY) == on else []
+            notes += [f.message for f in flags if f.message not in notes]
+            wanted |= {NOTE_KEY: NOTE_SEPARATOR.join(n for n in notes if n), NOTE_ON_KEY: on}
+        elif data.get(NOTE_ON_KEY) == on:
+            wanted = data  # a note about the label there is now stays
+        if wanted != data:
+            self.client.call("PATCH", f"/api/tasks/{task_id}", f"write the label issue note of task {task_id}",
+                             json={"data": wanted})
+        return current
 
     def push_priorities(self, ranking: Sequence[Priority], fresh: Collection[str]) -> int:
         """Nothing more to send: each prediction carries its task's priority as its score."""
@@ -178,6 +219,20 @@ class LabelStudioConnector:
                 if gone.status_code >= 400 and gone.status_code != 404:  # 404: a retry after a deletion that landed
                     raise LabelStudioError(f"{self.client.where} could not delete prediction {item['id']}"
                                            f" ({gone.status_code}: {self.client.detail(gone)})")
+
+
+def _latest(task: dict) -> dict | None:
+    """The annotation that is the task's label: the newest one not cancelled."""
+    kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    if not kept:
+        return None
+    return max(kept, key=lambda a: (a.get("updated_at") or a.get("created_at") or "", a.get("id") or 0))
+
+
+def _note_on(annotation: dict | None) -> str:
+    if annotation is None:
+        return ""
+    return f"{annotation.get('id')}@{annotation.get('updated_at') or annotation.get('created_at')}"
 
 
 def _updated_after(cursor: str) -> str:

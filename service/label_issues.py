@@ -142,9 +142,9 @@ def show_on_platform(settings: LabelIssueSettings, connector: Connector, registr
     """After a cycle pushed its pre-annotations: show the current version's most likely label mistakes that are not
     shown yet (`[label_issues] push`). Returns how many the platform took."""
     path = registry.file_path(current, ISSUES_FILE)
-    if not settings.push or not path.is_file():
+    if not settings.push:
         return 0
-    flags = read_flags(path)
+    flags = read_flags(path) if path.is_file() else []
     destination = connector.destination
     listed: dict[int, set] = {}
 
@@ -164,12 +164,12 @@ def show_on_platform(settings: LabelIssueSettings, connector: Connector, registr
         log.info("label issues of %s: %d not shown because the label changed since the training, %d because a"
                  " reviewer made the label and the model has not changed its mind since", current.name, chosen.stale,
                  chosen.reviewed)
-    if not chosen.show:
-        return 0
+    # Called with none to show too: a platform that shows flags in a place of its own takes down outdated ones then.
     by_flag = {(f.asset_id, f.code, f.kind): f for f in chosen.show}
     taken = connector.push_label_issues([f.flag() for f in chosen.show], current.name)
     state.record_issues_pushed(destination, current.name,
                                [by_flag[(t.asset_id, t.code, t.kind)].key for t in taken])
-    log.info("label issues of %s: %d shown on %s (%d of its top %d shown before)", current.name, len(taken),
-             destination, chosen.shown_before, settings.top)
+    if chosen.show:
+        log.info("label issues of %s: %d shown on %s (%d of its top %d shown before)", current.name, len(taken),
+                 destination, chosen.shown_before, settings.top)
     return len(taken)

@@ -41,12 +41,13 @@ def emulator(tmp_path, monkeypatch, taxonomy):
         yield emu
 
 
-def worker(tmp_path: Path, emulator: KiliEmulator, overlap: float = 10.0, **model) -> Worker:
+def worker(tmp_path: Path, emulator: KiliEmulator, overlap: float = 10.0, label_issues: dict | None = None,
+           **model) -> Worker:
     settings = load_settings(None, {
         "platform": "kili", "state_dir": str(tmp_path / "state"),
         "kili": {"project_id": "p1", "endpoint": emulator.endpoint, "push_batch": 10},
         "model": {"budget_seconds": 30, "max_evaluations": 2, "cv_folds": 3, **model},
-        "worker": {"batch_size": 10, "cursor_overlap_seconds": overlap},
+        "worker": {"batch_size": 10, "cursor_overlap_seconds": overlap}, "label_issues": label_issues or {},
     })
     return build_worker(settings, Secrets(kili_api_key=KEY))
 
@@ -241,3 +242,28 @@ def test_priorities_are_set_grouped_by_value_and_read_back(tmp_path, emulator, t
     assert calls == len(set(read[u] for u in unlabelled))  # one call per value (fewer than 100 assets each)
     quiet = w.run_once()
     assert (quiet.prioritised, emulator.calls("setAssetsPriority")) == (0, calls)  # nothing new: none set
+
+
+def test_label_issues_are_opened_once_on_the_truth_label_never_on_a_fresh_review(tmp_path, emulator, taxonomy):
+    fill(emulator, taxonomy, labelled=100, unlabelled=5)
+    emulator.inject("502", "createIssues", apply_first=True)  # the issues landed, the answer was lost
+    w = worker(tmp_path, emulator, label_issues={"push": True, "top": 15})
+    first = w.run_once()
+    assert first.trained and first.label_issues_shown > 0 and emulator.pending_faults == []
+    assert len(emulator.issues) == first.label_issues_shown  # read back after the lost answer, not sent again
+    truth = {a.id: a for a in w.state.labelled_assets()}
+    reviews = {lb["id"] for lb in emulator.labels if lb["labelType"] == "REVIEW"}
+    for issue in emulator.issues:
+        asset = truth[issue["assetId"]]
+        assert issue["labelId"] == asset.label_ref and issue["labelId"] not in reviews
+        assert issue["content"].startswith("classie-automl: ")
+    # The version's list may flag reviewed labels too; none is shown, as no earlier version learned from them.
+    from service.label_issues import ISSUES_FILE, read_flags
+
+    top = read_flags(w.registry.file_path(w.registry.current(), ISSUES_FILE))[:15]
+    assert len(top) == 15 and first.label_issues_shown == sum(not f.reviewed_at for f in top)
+
+    before = len(emulator.requests)
+    again = w.run_once()
+    assert (again.trained, again.label_issues_shown) == (False, 0)
+    assert "createIssues" not in [r["operation"] for r in emulator.requests[before:]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -67,12 +68,12 @@ def project(label_studio):
     return created["id"]
 
 
-def worker(tmp_path, label_studio, project_id, **worker_settings) -> Worker:
+def worker(tmp_path, label_studio, project_id, label_issues: dict | None = None, **worker_settings) -> Worker:
     settings = load_settings(None, {
         "platform": "label-studio", "state_dir": str(tmp_path / "state"),
         "label_studio": {"project_id": project_id, "url": label_studio.url},
         "model": {"budget_seconds": 30, "max_evaluations": 2, "cv_folds": 3, "min_examples": 5},
-        "worker": worker_settings,
+        "worker": worker_settings, "label_issues": label_issues or {},
     })
     return build_worker(settings, Secrets(label_studio_api_key=label_studio.token))
 
@@ -250,3 +251,45 @@ def test_one_prediction_of_a_version_per_task_whichever_path_makes_it(tmp_path, 
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=60)
+
+
+def _noted(label_studio, project) -> list[int]:
+    """The tasks the Data Manager lists under the filter "classie_label_issue is not empty"."""
+    query = {"filters": {"conjunction": "and", "items": [{"filter": "filter:tasks:data.classie_label_issue",
+                                                          "operator": "not_empty", "type": "String", "value": ""}]}}
+    body = label_studio.client.request("GET", "/api/tasks", params={"project": project, "page_size": 500,
+                                                                    "query": json.dumps(query)}).json()
+    return sorted(t["id"] for t in body["tasks"])
+
+
+def test_label_issues_become_task_notes_the_data_manager_filters_on(tmp_path, label_studio, project):
+    from connectors.label_studio import NOTE_KEY, NOTE_ON_KEY
+
+    w = worker(tmp_path, label_studio, project, label_issues={"push": True, "top": 12})
+    first = w.run_once()
+    assert first.trained and first.label_issues_shown > 0
+    before = {t["id"]: t for t in label_studio.client.tasks(project)}
+    noted = sorted(i for i, t in before.items() if NOTE_KEY in t["data"])
+    assert noted and _noted(label_studio, project) == noted
+    assert 0 < len(noted) <= first.label_issues_shown
+    for task_id in noted:
+        task = before[task_id]
+        assert task["data"][NOTE_KEY].startswith("classie-automl: ") and task["annotations"]
+        assert task["data"][NOTE_ON_KEY].startswith(f"{task['annotations'][-1]['id']}@")
+        assert set(task["data"]) == {"text", NOTE_KEY, NOTE_ON_KEY}  # the text kept, nothing else added
+
+    again = w.run_once()  # the notes moved the tasks' updated_at: pulled again, nothing changes, nothing is re-sent
+    assert (again.trained, again.label_issues_shown) == (False, 0)
+    assert {i: t["data"] for i, t in ((t["id"], t) for t in label_studio.client.tasks(project))} == {
+        i: t["data"] for i, t in before.items()}
+
+    # Labelled again: the note is about a label no longer there, and is taken down at the next push.
+    relabelled = noted[0]
+    label_studio.client.create_annotation(relabelled, annotation({"ED101"}))
+    connector = w.connector
+    list(connector.pull(None).assets)
+    assert connector.outdated_notes == {str(relabelled)}
+    assert connector.push_label_issues([], "v1") == []
+    data = label_studio.client.task(relabelled)["data"]
+    assert NOTE_KEY not in data and NOTE_ON_KEY not in data and data["text"] == before[relabelled]["data"]["text"]
+    assert _noted(label_studio, project) == noted[1:]

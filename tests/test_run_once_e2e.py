@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +103,34 @@ def test_evaluate_writes_scores_per_facet_and_level(project):
     assert subject["gold"] == sum(s["effort"]["gold"] for s in scores if s["facet"] == "subject")
     assert 0 <= facets["subject"]["calibration_error"] <= 1 and facets["subject"]["prefilled"] > 0
     assert "micro F1" in done.stdout and "subject, all levels: effort" in done.stdout
+
+
+def test_label_issues_are_listed_and_shown_once_beside_the_output(project):
+    root, _ = project
+    config = str(root / "config.toml")
+    listed = cli("label-issues", "--config", config, "--top", "5")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert "v1: " in listed.stdout and "likely mistakes in the human labels; the 5 most likely:" in listed.stdout
+    out = root / "flags.csv"
+    assert cli("label-issues", "--config", config, "--out", str(out)).returncode == 0
+    flags = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert flags and [int(f["rank"]) for f in flags] == list(range(1, len(flags) + 1))
+    assert [float(f["score"]) for f in flags] == sorted((float(f["score"]) for f in flags), reverse=True)
+    labelled = {i for i, _, _ in example_rows("train.csv", 400)}
+    assert {f["asset_id"] for f in flags} <= labelled and {f["kind"] for f in flags} <= {"given", "missing"}
+
+    push = {**os.environ, "CLASSIE_LABEL_ISSUES__PUSH": "true", "CLASSIE_LABEL_ISSUES__TOP": "8"}
+    shown = subprocess.run([CLI, "run", "--once", "--config", config], capture_output=True, text=True, timeout=600,
+                           env=push)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    beside = root / "state" / "label_issues.csv"
+    rows = list(csv.DictReader(beside.open(encoding="utf-8")))
+    assert [(r["asset_id"], r["code"], r["kind"]) for r in rows] == [
+        (f["asset_id"], f["code"], f["kind"]) for f in flags[:8]]
+    assert all(r["model_version"] == "v1" and r["message"].startswith("classie-automl: ") for r in rows)
+    again = subprocess.run([CLI, "run", "--once", "--config", config], capture_output=True, text=True, timeout=600,
+                           env=push)
+    assert again.returncode == 0 and len(list(csv.DictReader(beside.open(encoding="utf-8")))) == 8  # once each
 
 
 def test_changed_human_labels_train_a_new_version(project):
