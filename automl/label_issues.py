@@ -10,12 +10,19 @@ scikit-learn >= 1.1, which auto-sklearn's pin rules out, hence these few lines.
 The hierarchy shapes what a labeller is shown: a doubted code takes its doubted descendants along (one row for the
 branch); a doubted code and a sibling the model expects instead become one "Y instead of X" row; and a wrong branch
 (a top-level code) outranks a mistake between siblings at the same probability.
+
+The ranking also weighs how often a code is flagged the same way. A code flagged again and again (given where the
+model rules it out, or missing where it expects it) is mostly a convention the labellers and the model read
+differently, or text that does not show what the labellers knew; a slip is one-off. Dividing by 1 + ln(how often)
+keeps a code's many flags from crowding out the slips elsewhere (measured: benchmarks/label_issues_ukcat.py).
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -59,7 +66,9 @@ class LabelIssue:
     suggestion: str = ""  # for a doubted code: the sibling the model expects instead, if any
     suggestion_probability: float = 0.0
     along: tuple[str, ...] = ()  # doubted descendants of a doubted code, or expected ones of an expected code
-    score: float = 0.0  # how likely the human's decision is wrong, weighed by what it affects; higher first
+    # how likely the human's decision is wrong, weighed by what it affects and by how often its code is flagged the
+    # same way; higher first
+    score: float = 0.0
 
     @property
     def advice(self) -> str:
@@ -86,7 +95,8 @@ def thresholds(evidence: Evidence) -> tuple[np.ndarray, np.ndarray]:
 def find_label_issues(taxonomy: Taxonomy, evidence: Mapping[str, Evidence], top: int | None = None
                       ) -> list[LabelIssue]:
     """Every facet's likely label mistakes, most likely first (at most `top`)."""
-    issues = [issue for facet, ev in evidence.items() for issue in _facet_issues(taxonomy, facet, ev)]
+    issues = _repeats_discounted([issue for facet, ev in evidence.items()
+                                  for issue in _facet_issues(taxonomy, facet, ev)])
     issues.sort(key=lambda i: (-i.score, i.level, i.row, i.code))
     return issues[:top] if top is not None else issues
 
@@ -135,6 +145,11 @@ def _row_issues(taxonomy: Taxonomy, facet: str, codes: list[str], row: int, p: n
         out.append(LabelIssue(row, facet, nodes[code].level, code, MISSING, round(float(p[index[code]]), 4),
                               along=tuple(along), score=_weighed(p[index[code]], nodes[code].level)))
     return out
+
+
+def _repeats_discounted(issues: list[LabelIssue]) -> list[LabelIssue]:
+    times = Counter((i.facet, i.code, i.kind) for i in issues)
+    return [replace(i, score=round(i.score / (1.0 + math.log(times[i.facet, i.code, i.kind])), 4)) for i in issues]
 
 
 def _weighed(wrong_chance: float, level: int) -> float:

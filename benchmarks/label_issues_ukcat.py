@@ -6,9 +6,11 @@ from the codes the split uses). The charities coded twice in the sample are left
 noisy split with the demo's taxonomy and facets and otherwise default settings, through the CLI (`train`, then
 `label-issues --out`), and its flags are scored against the injected errors:
 - precision@k: of the k most likely flags, those that name an injected error (the wrong code given, the code lost,
-  or, for a swap, either); per kind of noise, the share of the top k it explains and the share of its assets found;
+  or, for a swap, either); recall@k: the share of the noisy assets a top-k flag names; per kind of noise, the
+  share of the top k it explains and the share of its assets found;
 - asset precision@k: flags on an asset with injected noise at all (random flagging: the noisy share, ~0.15);
-- the same with the ranking's branch weight left out (unweighted: the probability the human label is wrong alone);
+- the same ranked by the probability the human label is wrong alone (unweighted: no branch weight, no discount
+  for a code flagged again and again);
 - the double-coded charities: how often a flag on one of them names a label the two coders disagreed on.
 
     .venv/bin/python benchmarks/label_issues_ukcat.py [--seeds 1 2 3] [--budget 300] [--out DIR]
@@ -28,7 +30,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from automl.label_issues import WITHIN_BRANCH_WEIGHT  # noqa: E402
 from automl.taxonomy_file import load_taxonomy  # noqa: E402
 
 CLI = [sys.executable, "-m", "service.cli"]
@@ -140,6 +141,7 @@ def score(flags: list[dict], injected: dict[str, tuple], n_assets: int) -> dict:
         top = flags[:k]
         named = [hits(f, injected) for f in top]
         out[f"precision@{k}"] = round(sum(1 for n in named if n) / k, 3)
+        out[f"recall@{k}"] = round(len({f["asset_id"] for f, n in zip(top, named) if n}) / max(1, len(injected)), 3)
         out[f"asset_precision@{k}"] = round(sum(1 for f in top if f["asset_id"] in injected) / k, 3)
         for kind in KINDS:
             found = {f["asset_id"] for f, n in zip(top, named) if n == kind}
@@ -149,9 +151,11 @@ def score(flags: list[dict], injected: dict[str, tuple], n_assets: int) -> dict:
 
 
 def unweighted(flags: list[dict]) -> list[dict]:
-    """The flags ranked by the probability that the human label is wrong alone."""
+    """The flags ranked by the probability that the human label is wrong alone: no branch weight, no discount for a
+    code flagged again and again."""
     def chance(f: dict) -> float:
-        return float(f["score"]) / (1.0 if f["level"] == "1" else WITHIN_BRANCH_WEIGHT)
+        p, instead = float(f["probability"]), float(f["suggestion_probability"])
+        return 1.0 - p * (1.0 - instead) if f["kind"] == "given" else p
     return sorted(flags, key=lambda f: -chance(f))
 
 

@@ -74,7 +74,7 @@ class EvaluationSettings(Section):
 class LabelIssueSettings(Section):
     """Every training lists the likely mistakes in the human labels it learned from (`classie-automl label-issues`).
     With `push`, the worker also shows the `top` most likely of the serving version where the labellers look: a Kili
-    issue on the label, a Label Studio comment on the annotation, label_issues.csv beside the files output."""
+    issue on the label, a note in the Label Studio task's data, label_issues.csv beside the files output."""
 
     push: bool = False
     top: int = Field(100, ge=1)  # of each version's list, most likely first

@@ -68,6 +68,15 @@ def test_a_wrong_branch_outranks_a_sibling_mistake_at_the_same_probability():
     assert find_label_issues(TREE, {"subject": evidence(rows)}, top=1)[0].code == "A"
 
 
+def test_a_code_flagged_again_and_again_ranks_below_a_one_off_slip():
+    """Housing is given against the model five times (a convention, or text that hides it), Theatre once: at the
+    same probability the one-off comes first, and every repeat weighs 1 / (1 + ln 5)."""
+    rows = background() + [({"B", "B1"}, {"B1": 0.01}) for _ in range(5)] + [({"A", "A2"}, {"A2": 0.01})]
+    issues = find_label_issues(TREE, {"subject": evidence(rows)})
+    assert [i.code for i in issues] == ["A2"] + ["B1"] * 5
+    assert issues[1].score == pytest.approx(issues[0].score / (1 + np.log(5)), abs=1e-3)
+
+
 def test_codes_without_a_model_are_never_doubted():
     rows = background() + [({"A", "A1"}, {"A1": 0.0})]
     assert find_label_issues(TREE, {"subject": evidence(rows, judged={"A", "B", "B1"})}) == []
