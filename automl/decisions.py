@@ -25,6 +25,7 @@ class Decisions:
     confidence: np.ndarray  # float: how sure each pre-fill is (0 where nothing is pre-filled)
     source: np.ndarray  # int8 values of Source
     likelihood: np.ndarray | None = None  # float: how likely each label applies, pre-filled or not
+    margin: np.ndarray | None = None  # float: each label's own model's logit over its cut (NaN: no model)
 
 
 def harmonise(taxonomy: Taxonomy, hierarchy: str, levels: Mapping[int, Decisions]) -> Decisions:
@@ -38,6 +39,9 @@ def harmonise(taxonomy: Taxonomy, hierarchy: str, levels: Mapping[int, Decisions
     source = np.hstack([levels[lv].source for lv in order]).copy()
     likelihood = np.hstack([levels[lv].likelihood if levels[lv].likelihood is not None else levels[lv].confidence
                             for lv in order]).copy()
+    margins = [levels[lv].margin for lv in order]
+    margin = (np.hstack([m if m is not None else np.full(levels[lv].chosen.shape, np.nan)
+                         for m, lv in zip(margins, order)]) if any(m is not None for m in margins) else None)
     index = {c: j for j, c in enumerate(codes)}
     nodes = taxonomy.nodes
     if hierarchy == "imply_parents":
@@ -60,7 +64,7 @@ def harmonise(taxonomy: Taxonomy, hierarchy: str, levels: Mapping[int, Decisions
                 chosen[:, index[code]] &= chosen[:, index[parent]]
     confidence = np.where(chosen, confidence, 0.0)
     source = np.where(chosen, source, Source.NONE).astype(np.int8)
-    return Decisions(codes, chosen, confidence, source, likelihood)
+    return Decisions(codes, chosen, confidence, source, likelihood, margin)
 
 
 def fit_prefill_calibration(decisions: Decisions, truth: np.ndarray,
@@ -86,7 +90,8 @@ def cross_calibrated(decisions: Decisions, truth: np.ndarray, level_of: Mapping[
     for rows in (halves, ~halves):
         fitted = fit_prefill_calibration(_rows(decisions, ~rows), truth[~rows], level_of)
         confidence[rows] = calibrate(_rows(decisions, rows), fitted, level_of).confidence
-    return Decisions(decisions.codes, decisions.chosen, confidence, decisions.source, decisions.likelihood)
+    return Decisions(decisions.codes, decisions.chosen, confidence, decisions.source, decisions.likelihood,
+                     decisions.margin)
 
 
 def _rows(d: Decisions, rows: np.ndarray) -> Decisions:
@@ -103,4 +108,5 @@ def calibrate(decisions: Decisions, calibrators: Mapping[int, IsotonicRegression
         rows = decisions.chosen[:, j]
         if calibrator is not None and rows.any():
             confidence[rows, j] = calibrator.predict(confidence[rows, j])
-    return Decisions(decisions.codes, decisions.chosen, confidence, decisions.source, decisions.likelihood)
+    return Decisions(decisions.codes, decisions.chosen, confidence, decisions.source, decisions.likelihood,
+                     decisions.margin)

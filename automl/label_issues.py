@@ -9,28 +9,24 @@ scikit-learn >= 1.1, which auto-sklearn's pin rules out, hence these few lines.
 
 The hierarchy shapes what a labeller is shown: a doubted code takes its doubted descendants along (one row for the
 branch); a doubted code and a sibling the model expects instead become one "Y instead of X" row; and a wrong branch
-(a top-level code) outranks a mistake between siblings at the same probability.
+(a top-level code) outranks a mistake between siblings at the same probability (a tie-break: a weight on the
+probability, tried at 0.9, buried the sibling swaps under top-level flags of lesser odds).
 
-The ranking also weighs how often a code is flagged the same way. A code flagged again and again (given where the
-model rules it out, or missing where it expects it) is mostly a convention the labellers and the model read
-differently, or text that does not show what the labellers knew; a slip is one-off. Dividing by 1 + ln(how often)
-keeps a code's many flags from crowding out the slips elsewhere (measured: benchmarks/label_issues_ukcat.py).
+Each label is judged by its own model's margins (`Evidence.per_label`), not by the level's shared calibration: that
+calibration maps every label's low margins to one bottom bucket, so rare labels whose models tell little apart
+filled the top of the list with ties (measured: benchmarks/label_issues_ukcat.py).
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from automl.taxonomy import Taxonomy
 
 GIVEN, MISSING = "given", "missing"
-# A mistake within a branch costs a labeller less than a wrong branch: its rank weighs this much of its probability.
-WITHIN_BRANCH_WEIGHT = 0.9
 
 
 @dataclass(frozen=True)
@@ -41,6 +37,7 @@ class Evidence:
     likelihood: np.ndarray  # rows x codes: how likely each code applies
     given: np.ndarray  # rows x codes, bool: the human labels, ancestors included
     judged: np.ndarray  # per code, bool: has a model's probability (a keyword rule's hit rate is no evidence)
+    margin: np.ndarray | None = None  # rows x codes: each code's own model's logit over its cut (NaN: none)
 
     def __post_init__(self) -> None:
         if self.likelihood.shape != self.given.shape or self.likelihood.shape[1:] != (len(self.codes),):
@@ -51,8 +48,26 @@ class Evidence:
     def stacked(parts: Sequence[Evidence]) -> Evidence:
         """The rows of several batches of the same codes, in order."""
         first = parts[0]
+        margin = np.vstack([p.margin for p in parts]) if all(p.margin is not None for p in parts) else None
         return Evidence(first.codes, np.vstack([p.likelihood for p in parts]), np.vstack([p.given for p in parts]),
-                        first.judged)
+                        first.judged, margin)
+
+    def per_label(self) -> np.ndarray:
+        """How likely each code applies by its own model alone: a logistic fit of the human labels on the code's
+        margin, per code. The level's shared calibration puts every label's low margins in one bucket; this keeps
+        what a rare label's model can and cannot tell apart."""
+        from sklearn.linear_model import LogisticRegression
+
+        p = self.likelihood.copy()
+        if self.margin is None:
+            return p
+        for j in np.flatnonzero(self.judged):
+            m, y = self.margin[:, j], self.given[:, j]
+            if not np.isfinite(m).all() or y.all() or not y.any():
+                continue
+            fit = LogisticRegression(C=100.0).fit(m[:, None], y)
+            p[:, j] = fit.predict_proba(m[:, None])[:, 1]
+        return p
 
 
 @dataclass(frozen=True)
@@ -66,9 +81,7 @@ class LabelIssue:
     suggestion: str = ""  # for a doubted code: the sibling the model expects instead, if any
     suggestion_probability: float = 0.0
     along: tuple[str, ...] = ()  # doubted descendants of a doubted code, or expected ones of an expected code
-    # how likely the human's decision is wrong, weighed by what it affects and by how often its code is flagged the
-    # same way; higher first
-    score: float = 0.0
+    score: float = 0.0  # how likely the human's decision is wrong; higher first, a wrong branch first at a tie
 
     @property
     def advice(self) -> str:
@@ -95,13 +108,13 @@ def thresholds(evidence: Evidence) -> tuple[np.ndarray, np.ndarray]:
 def find_label_issues(taxonomy: Taxonomy, evidence: Mapping[str, Evidence], top: int | None = None
                       ) -> list[LabelIssue]:
     """Every facet's likely label mistakes, most likely first (at most `top`)."""
-    issues = _repeats_discounted([issue for facet, ev in evidence.items()
-                                  for issue in _facet_issues(taxonomy, facet, ev)])
+    issues = [issue for facet, ev in evidence.items() for issue in _facet_issues(taxonomy, facet, ev)]
     issues.sort(key=lambda i: (-i.score, i.level, i.row, i.code))
     return issues[:top] if top is not None else issues
 
 
 def _facet_issues(taxonomy: Taxonomy, facet: str, ev: Evidence) -> list[LabelIssue]:
+    ev = Evidence(ev.codes, ev.per_label(), ev.given, ev.judged)
     yes, no = thresholds(ev)
     p, given = ev.likelihood, ev.given
     usable = ev.judged & np.isfinite(yes) & np.isfinite(no)
@@ -140,17 +153,8 @@ def _row_issues(taxonomy: Taxonomy, facet: str, codes: list[str], row: int, p: n
         right, alternative = p[index[code]], p[index[instead]] if instead else 0.0
         wrong_chance = 1.0 - right * (1.0 - alternative)  # either the given code or the sibling's absence is wrong
         out.append(LabelIssue(row, facet, nodes[code].level, code, GIVEN, round(float(right), 4), instead,
-                              round(float(alternative), 4), tuple(along), _weighed(wrong_chance, nodes[code].level)))
+                              round(float(alternative), 4), tuple(along), round(float(wrong_chance), 4)))
     for code, along in missing.items():
         out.append(LabelIssue(row, facet, nodes[code].level, code, MISSING, round(float(p[index[code]]), 4),
-                              along=tuple(along), score=_weighed(p[index[code]], nodes[code].level)))
+                              along=tuple(along), score=round(float(p[index[code]]), 4)))
     return out
-
-
-def _repeats_discounted(issues: list[LabelIssue]) -> list[LabelIssue]:
-    times = Counter((i.facet, i.code, i.kind) for i in issues)
-    return [replace(i, score=round(i.score / (1.0 + math.log(times[i.facet, i.code, i.kind])), 4)) for i in issues]
-
-
-def _weighed(wrong_chance: float, level: int) -> float:
-    return round(float(wrong_chance) * (1.0 if level == 1 else WITHIN_BRANCH_WEIGHT), 4)

@@ -189,7 +189,7 @@ class PreAnnotator:
         judged = {c for m in self.levels_ for c in m.model_codes}
         likelihood = decisions.likelihood if decisions.likelihood is not None else decisions.confidence
         return Evidence(decisions.codes, likelihood, truth.astype(bool),
-                        np.array([c in judged for c in decisions.codes], dtype=bool))
+                        np.array([c in judged for c in decisions.codes], dtype=bool), decisions.margin)
 
     @property
     def _worth(self) -> float:
@@ -264,17 +264,21 @@ class PreAnnotator:
         chosen = kw & has_rule
         source = np.where(chosen, Source.KEYWORD, Source.NONE).astype(np.int8)
         likelihood = np.where(kw, np.array([model.keyword_precision[c] for c in model.codes]), 0.0)
+        margin = np.full(kw.shape, np.nan)
         for jj, code in enumerate(model.model_codes):
             j = model.codes.index(code)
             fired, by_model = apply_rule(model.rules[code], proba[:, jj], model.cuts[code], kw[:, j])
             chosen[:, j] = fired
             source[:, j] = np.where(by_model, Source.MODEL, np.where(fired, Source.KEYWORD, Source.NONE))
             cut = model.ref_cuts.get(code, model.cuts[code])
-            if model.calibrator is not None and np.isfinite(cut):
-                likelihood[:, j] = model.calibrator.predict(logit(proba[:, jj]) - logit(cut))
+            if np.isfinite(cut):
+                margin[:, j] = logit(proba[:, jj]) - logit(cut)
+                if model.calibrator is not None:
+                    likelihood[:, j] = model.calibrator.predict(margin[:, j])
         kw_precision = np.array([model.keyword_precision[c] for c in model.codes])
         confidence = np.where(chosen, np.where(source == Source.MODEL, likelihood, kw_precision), 0.0)
-        return Decisions(model.codes, chosen, np.clip(confidence, 0.0, 1.0), source, np.clip(likelihood, 0.0, 1.0))
+        return Decisions(model.codes, chosen, np.clip(confidence, 0.0, 1.0), source, np.clip(likelihood, 0.0, 1.0),
+                         margin)
 
     def summary(self) -> dict:
         return {

@@ -9,8 +9,7 @@ noisy split with the demo's taxonomy and facets and otherwise default settings, 
   or, for a swap, either); recall@k: the share of the noisy assets a top-k flag names; per kind of noise, the
   share of the top k it explains and the share of its assets found;
 - asset precision@k: flags on an asset with injected noise at all (random flagging: the noisy share, ~0.15);
-- the same ranked by the probability the human label is wrong alone (unweighted: no branch weight, no discount
-  for a code flagged again and again);
+- the same ranked by the probability the human label is wrong alone (unweighted: no tie-break by level);
 - the double-coded charities: how often a flag on one of them names a label the two coders disagreed on.
 
     .venv/bin/python benchmarks/label_issues_ukcat.py [--seeds 1 2 3] [--budget 300] [--out DIR]
@@ -151,8 +150,7 @@ def score(flags: list[dict], injected: dict[str, tuple], n_assets: int) -> dict:
 
 
 def unweighted(flags: list[dict]) -> list[dict]:
-    """The flags ranked by the probability that the human label is wrong alone: no branch weight, no discount for a
-    code flagged again and again."""
+    """The flags ranked by the probability that the human label is wrong alone."""
     def chance(f: dict) -> float:
         p, instead = float(f["probability"]), float(f["suggestion_probability"])
         return 1.0 - p * (1.0 - instead) if f["kind"] == "given" else p
