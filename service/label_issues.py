@@ -165,11 +165,11 @@ def show_on_platform(settings: LabelIssueSettings, connector: Connector, registr
                  " reviewer made the label and the model has not changed its mind since", current.name, chosen.stale,
                  chosen.reviewed)
     # Called with none to show too: a platform that shows flags in a place of its own takes down outdated ones then.
-    by_flag = {(f.asset_id, f.code, f.kind): f for f in chosen.show}
     taken = connector.push_label_issues([f.flag() for f in chosen.show], current.name)
-    state.record_issues_pushed(destination, current.name,
-                               [by_flag[(t.asset_id, t.code, t.kind)].key for t in taken])
-    if chosen.show:
+    if taken:  # most cycles show nothing new: no ledger write then
+        by_flag = {(f.asset_id, f.code, f.kind): f for f in chosen.show}
+        state.record_issues_pushed(destination, current.name,
+                                   [by_flag[(t.asset_id, t.code, t.kind)].key for t in taken])
         log.info("label issues of %s: %d shown on %s (%d of its top %d shown before)", current.name, len(taken),
                  destination, chosen.shown_before, settings.top)
     return len(taken)
