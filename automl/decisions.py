@@ -77,7 +77,11 @@ def fit_prefill_calibration(decisions: Decisions, truth: np.ndarray,
         chosen = decisions.chosen[:, idx]
         raw, right = decisions.confidence[:, idx][chosen], truth[:, idx][chosen]
         if len(raw) >= MIN_CALIBRATION_POINTS and 0 < right.sum() < len(right):
-            out[level] = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, right.astype(float))
+            # Never "certainly wrong" or "certainly right" on finite evidence (the rule of succession's bounds): a
+            # pre-fill always carries a confidence above 0.
+            bound = 1.0 / (len(raw) + 2)
+            out[level] = IsotonicRegression(y_min=bound, y_max=1.0 - bound, out_of_bounds="clip").fit(
+                raw, right.astype(float))
     return out
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import KFold
 
+from automl.budget import LevelCost, search_shares
 from automl.decisions import Decisions, calibrate, cross_calibrated, fit_prefill_calibration, harmonise
 from automl.features import TextFeatures
 from automl.label_issues import Evidence
@@ -25,7 +28,9 @@ from automl.search import (
     SearchRun,
     WeightedEnsemble,
     Workspace,
+    default_members,
     describe_pipeline,
+    pipeline_config,
     search_ensemble,
 )
 from automl.settings import ModelSettings
@@ -67,13 +72,17 @@ class PreAnnotator:
         labels: Sequence[set[str]],
         progress: Callable[[str], None] | None = None,
         pipelines_from: PreAnnotator | None = None,
+        warm_from: PreAnnotator | None = None,
     ) -> PreAnnotator:
-        """Learn from labelled texts. With `pipelines_from` (a model fitted on part of these texts), each level
-        refits the pipelines that model's search found instead of searching again (a level it did not search is
-        searched)."""
+        """Learn from labelled texts within [model] budget_seconds. With `pipelines_from` (a model fitted on part of
+        these texts), each level refits the pipelines that model's search found instead of searching again (a level
+        it did not search is searched). With `warm_from` (an earlier version), each level's search starts from the
+        configurations of that version's ensemble at the level."""
         started = time.monotonic()
-        searched = {(m.facet, m.level): m for m in pipelines_from.levels_} if pipelines_from else {}
         s = self.settings
+        deadline = started + s.budget_seconds
+        searched = {(m.facet, m.level): m for m in pipelines_from.levels_} if pipelines_from else {}
+        warm = _ensemble_configs(warm_from) if warm_from is not None else {}
         say = progress or (lambda _msg: None)
         labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
         self.features_ = TextFeatures(self.taxonomy, s).fit(texts)
@@ -88,23 +97,20 @@ class PreAnnotator:
                 positives = truth.sum(axis=0)
                 trainable = (positives >= s.min_examples) & (len(texts) - positives >= s.min_examples)
                 plan.append((facet, level, codes, truth, trainable))
-        # A pipeline's fit time grows with the number of labels: share the budget in proportion to them, so that
-        # every search can try a similar number of pipelines.
-        trainable_total = sum(int(t.sum()) for *_, t in plan)
+        refits = [getattr(searched.get((facet, level)), "ensemble", None) for facet, level, *_ in plan]
+        costs = [self._level_cost(X, t[:, ok], r is not None) for (*_, t, ok), r in zip(plan, refits)]
 
         self.levels_: list[LevelModel] = []
         oof: dict[str, dict[int, Decisions]] = {}
-        for facet, level, codes, truth, trainable in plan:
+        for k, (facet, level, codes, truth, trainable) in enumerate(plan):
             n = int(trainable.sum())
-            per_search = max(MIN_SEARCH_SECONDS, int(s.budget_seconds * n / trainable_total)) if n else 0
-            earlier = searched.get((facet, level))
-            ensemble = earlier.ensemble if earlier is not None else None
+            # Shared again before every level: what the levels before took, over or under their share, is known.
+            share = int(search_shares(deadline - time.monotonic(), costs[k:], MIN_SEARCH_SECONDS)[0])
+            run = SearchRun(share, s.seed + level, self.workspace, initial_configs=warm.get((facet, level), ()))
             say(f"{facet} level {level}: {n} of {len(codes)} labels have {s.min_examples}+ examples"
-                + (("; refitting the pipelines found before" if ensemble else
-                    f"; searching pipelines for {per_search} s") + f", then {s.cv_folds}-fold thresholds"
-                   if n else "; keyword rules only"))
-            model, decisions = self._fit_level(facet, level, codes, truth, trainable, X, hits, per_search,
-                                               ensemble)
+                + (f"; {_how(refits[k] is not None, share)}, then {s.cv_folds}-fold thresholds" if n
+                   else "; keyword rules only"))
+            model, decisions = self._fit_level(facet, level, codes, truth, trainable, X, hits, run, refits[k])
             self.levels_.append(model)
             oof.setdefault(facet, {})[level] = decisions
 
@@ -121,7 +127,20 @@ class PreAnnotator:
         self.fit_seconds_ = time.monotonic() - started
         return self
 
-    def _fit_level(self, facet, level, codes, truth, trainable, X, hits, budget, searched=None):
+    def _level_cost(self, X, Y: np.ndarray, refit: bool) -> LevelCost:
+        """What a level needs besides its search: its folds' and final fits of up to `max_members` pipelines, run
+        `jobs` at a time, estimated from one timed fit of the default linear model (the search space's members fit
+        in similar time)."""
+        s = self.settings
+        if not Y.shape[1]:
+            return LevelCost(0, 0.0)
+        started = time.monotonic()
+        WeightedEnsemble(default_members(s.seed)).fit(X, Y)
+        fits = (s.cv_folds + 1) * (1 if refit else s.max_members)
+        waves = -(-(s.cv_folds + 1) // min(s.jobs, s.cv_folds + 1)) / (s.cv_folds + 1)
+        return LevelCost(0 if refit else Y.shape[1], (time.monotonic() - started) * fits * waves)
+
+    def _fit_level(self, facet, level, codes, truth, trainable, X, hits, run: SearchRun, searched=None):
         s = self.settings
         kw = self.features_.hits_for(hits, codes)
         has_rule = self.features_.matcher_.has_rule()[[self.features_.code_index_[c] for c in codes]]
@@ -135,10 +154,10 @@ class PreAnnotator:
         if trainable.any():
             # Under a target precision a rule too loose for it is no option; otherwise the edits decide.
             proba = self._fit_models(model, trainable, truth, X, kw, alone if s.target_precision else has_rule,
-                                     budget, searched)
+                                     run, searched)
         return model, self._level_decisions(model, proba, kw)
 
-    def _fit_models(self, model: LevelModel, trainable, truth, X, kw, usable_rule, budget,
+    def _fit_models(self, model: LevelModel, trainable, truth, X, kw, usable_rule, run: SearchRun,
                     searched: WeightedEnsemble | None = None) -> np.ndarray:
         """Search (or take `searched`'s pipelines) and fit the level's ensemble; choose each trained label's rule and
         threshold out of fold, and the calibration of the model's margins. Returns the out-of-fold probabilities."""
@@ -150,14 +169,18 @@ class PreAnnotator:
             ensemble = WeightedEnsemble(searched.members)
             report = SearchReport(0.0, 0, [f"{w:.2f} {describe_pipeline(p)}" for w, p in searched.members],
                                   refit=True)
+        elif run.budget_seconds:
+            ensemble, report = search_ensemble(X, Y, s, run)
         else:
-            ensemble, report = search_ensemble(X, Y, s, SearchRun(budget, s.seed + model.level, self.workspace))
+            ensemble = WeightedEnsemble(default_members(s.seed))
+            report = SearchReport(0.0, 0, [f"1.00 {describe_pipeline(p)}" for _, p in ensemble.members],
+                                  fallback=f"not searched: the level's share of the budget was under "
+                                           f"{MIN_SEARCH_SECONDS} s")
         model.search = report
         log.info("%s level %s: search %.0fs, %d pipelines tried, ensemble %s%s", model.facet, model.level,
                  report.seconds, report.evaluations, "; ".join(report.members),
                  f" ({report.fallback})" if report.fallback else "")
-        proba = _out_of_fold(ensemble, X, Y, s.cv_folds, s.seed)
-        model.ensemble = ensemble.fit(X, Y)
+        proba, model.ensemble = _fit_with_folds(ensemble, X, Y, s.cv_folds, s.seed, s.jobs)
         cost = None if s.target_precision else s.wrong_prefill_cost
         ref_cuts, _, _ = best_f1_thresholds(proba, Y.astype(bool))
         margins, outcomes = [], []
@@ -297,20 +320,45 @@ class PreAnnotator:
                     "ensemble": m.search.members if m.search else [],
                     "fallback": m.search.fallback if m.search else "",
                     "refit": m.search.refit if m.search else False,
+                    "warm_started": m.search.warm_started if m.search else 0,
                 }
                 for m in self.levels_
             ],
         }
 
 
-def _out_of_fold(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Probabilities for every training text from ensembles that did not see it."""
+def _how(refit: bool, share: int) -> str:
+    if refit:
+        return "refitting the pipelines found before"
+    return f"searching pipelines for {share} s" if share else "the default linear model (no time left to search)"
+
+
+def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed: int,
+                    jobs: int) -> tuple[np.ndarray, WeightedEnsemble]:
+    """Probabilities for every training text from ensembles that did not see it, and the ensemble fitted on all of
+    them: the folds' fits and the final one run `jobs` at a time (threads: liblinear releases the GIL)."""
     folds = max(2, min(folds, len(Y) // 2))
+    splits = list(KFold(folds, shuffle=True, random_state=seed).split(X))
+    rows = [train for train, _ in splits] + [np.arange(len(Y))]
+    with warnings.catch_warnings():  # once, here: catch_warnings is not thread-safe
+        warnings.simplefilter("ignore")
+        fitted = Parallel(n_jobs=min(jobs, len(rows)), prefer="threads")(
+            delayed(WeightedEnsemble(ensemble.members).fit_quietly)(X[r], Y[r]) for r in rows)
     proba = np.zeros(Y.shape)
-    for train, held in KFold(folds, shuffle=True, random_state=seed).split(X):
-        fold = WeightedEnsemble(ensemble.members).fit(X[train], Y[train])
+    for (_, held), fold in zip(splits, fitted):
         proba[held] = fold.predict_proba(X[held])
-    return proba
+    return proba, fitted[-1]
+
+
+def _ensemble_configs(model: PreAnnotator) -> dict[tuple[str, int], tuple[dict, ...]]:
+    """Per facet and level, the configurations of an earlier model's searched ensemble members."""
+    configs = {}
+    for level in model.levels_:
+        members = level.ensemble.members if level.ensemble is not None else []
+        found = tuple(c for c in (pipeline_config(p) for _, p in members) if c is not None)
+        if found:
+            configs[(level.facet, level.level)] = found
+    return configs
 
 
 def _proposals(d: Decisions, row: int, which: np.ndarray, confidence: np.ndarray,

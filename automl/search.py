@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from distributed import Client, LocalCluster
 from sklearn.base import clone
 
 from automl.components import (
@@ -21,6 +22,7 @@ from automl.components import (
     DATA_PREPROCESSOR,
     SparseLinearSVC,
     OneVsRestLinear,
+    register_components,
     sigmoid,
 )
 from automl.settings import ModelSettings
@@ -50,6 +52,9 @@ class SearchRun:
     seed: int
     workspace: Workspace = field(default_factory=Workspace)
     classifiers: tuple[str, ...] = CLASSIFIERS + BUILTIN_CLASSIFIERS
+    # Configurations tried first (after the space's default), e.g. the current version's ensemble members: a
+    # retrain starts where the last search ended instead of from scratch.
+    initial_configs: tuple[dict, ...] = ()
 
 
 @dataclass
@@ -59,6 +64,33 @@ class SearchReport:
     members: list[str] = field(default_factory=list)
     fallback: str = ""
     refit: bool = False  # the pipelines of an earlier search, refitted on more labels (no search)
+    warm_started: int = 0  # earlier configurations (warm start) the search evaluated
+
+
+class _SmacClient(Client):
+    """A dask client as SMAC 1.2 (auto-sklearn 0.15's) expects it: it calls `_get_scheduler_info()` without the
+    `n_workers` that distributed 2025+ requires, and reads a dict where those return (scheduler, info)."""
+
+    def _get_scheduler_info(self, n_workers: int = -1):
+        info = super()._get_scheduler_info(n_workers)
+        return info[1] if isinstance(info, tuple) else info
+
+
+@contextlib.contextmanager
+def _parallel_client(jobs: int, scratch: Path):
+    """auto-sklearn's parallel set-up (threads that start one pipeline-fit process each), through `_SmacClient`;
+    None for one job (auto-sklearn's own single-threaded client)."""
+    if jobs <= 1:
+        yield None
+        return
+    cluster = LocalCluster(n_workers=jobs, processes=False, threads_per_worker=1, local_directory=str(scratch),
+                           memory_limit=0, dashboard_address=None)
+    client = _SmacClient(cluster, heartbeat_interval=10000)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
 
 
 class WeightedEnsemble:
@@ -68,13 +100,15 @@ class WeightedEnsemble:
         self.members = members
 
     def fit(self, X, Y) -> WeightedEnsemble:
-        target = _target(Y)
-        fitted = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for weight, pipeline in self.members:
-                fitted.append((weight, _compact(copy.deepcopy(pipeline).fit(X, target))))
-        self.members_ = fitted
+            return self.fit_quietly(X, Y)
+
+    def fit_quietly(self, X, Y) -> WeightedEnsemble:
+        """`fit` for callers that have silenced warnings themselves (catch_warnings is not thread-safe)."""
+        target = _target(Y)
+        self.members_ = [(weight, _compact(copy.deepcopy(pipeline).fit(X, target)))
+                         for weight, pipeline in self.members]
         self.n_labels_ = Y.shape[1]
         return self
 
@@ -185,15 +219,21 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
     started = time.monotonic()
     report = SearchReport(seconds=0.0, evaluations=0)
     try:
-        automl = _classifier(settings, run, scratch)
-        with warnings.catch_warnings(), _root_logger_kept():
+        with warnings.catch_warnings(), _root_logger_kept(), _parallel_client(settings.jobs, scratch) as client:
             warnings.simplefilter("ignore")
+            automl = _classifier(settings, run, scratch, client)
             automl.fit(X, _target(Y))
-        report.evaluations = len(automl.cv_results_["params"])
-        members = [
-            (float(w), p) for w, p in automl.get_models_with_weights() if "Dummy" not in type(p).__name__
-            and _classifier_name(p) != "dummy"
-        ]
+            members = _members(automl)
+            if not members and len(automl.cv_results_["params"]):
+                # In parallel, the search can end before the ensemble builder has seen its last runs.
+                automl.fit_ensemble(_target(Y), ensemble_kwargs={"ensemble_size": settings.ensemble_size})
+                members = _members(automl)
+        tried = automl.cv_results_["params"]
+        report.evaluations = len(tried)
+        report.warm_started = sum(1 for values in run.initial_configs if values in tried)
+        if report.warm_started < len(run.initial_configs):
+            log.info("warm start: %d of %d earlier configurations evaluated (the others no longer fit the search "
+                     "space, repeat one, or did not fit in the budget)", report.warm_started, len(run.initial_configs))
     except Exception as exc:  # auto-sklearn raises many kinds; the fallback below keeps the service working
         log.warning("auto-sklearn search failed (%s: %s); using the default linear model", type(exc).__name__, exc,
                     exc_info=log.isEnabledFor(logging.DEBUG))
@@ -204,19 +244,45 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
     members = [(w, clone(p)) for w, p in sorted(members, key=lambda m: -m[0])[: settings.max_members]]
     if not members:
         report.fallback = report.fallback or "no pipeline finished within the budget"
-        members = [(1.0, SparseLinearSVC(C=0.5, class_weight="none", random_state=run.seed))]
+        members = default_members(run.seed)
     report.members = [f"{w:.2f} {describe_pipeline(p)}" for w, p in members]
     report.seconds = time.monotonic() - started
     return WeightedEnsemble(members), report
 
 
-def _classifier(settings: ModelSettings, run: SearchRun, scratch: Path):
+def _members(automl) -> list[tuple[float, object]]:
+    return [(float(w), p) for w, p in automl.get_models_with_weights()
+            if "Dummy" not in type(p).__name__ and _classifier_name(p) != "dummy"]
+
+
+def default_members(seed: int) -> list[tuple[float, object]]:
+    """The model of a level that is not searched (or whose search found nothing): the search space's default."""
+    return [(1.0, SparseLinearSVC(C=0.5, class_weight="none", random_state=seed))]
+
+
+class _SearchScore:
+    """The search's score: the F1 that is deployed (thresholds tuned per label). In parallel, auto-sklearn fits
+    pipelines in fresh interpreters (forkserver) that know nothing of this project; unpickling the score, which
+    every pipeline fit receives, registers the project's components there first."""
+
+    def __call__(self, y_true, y_pred) -> float:
+        from automl.metrics import tuned_threshold_f1
+
+        return tuned_threshold_f1(y_true, y_pred)
+
+    def __reduce__(self):
+        return _registered_score, ()
+
+
+def _registered_score() -> _SearchScore:
+    register_components()
+    return _SearchScore()
+
+
+def _classifier(settings: ModelSettings, run: SearchRun, scratch: Path, client: Client | None):
     """auto-sklearn's classifier over the project's search space, scored by the F1 that is deployed."""
     import autosklearn.classification
     import autosklearn.metrics
-
-    from automl.components import register_components
-    from automl.metrics import tuned_threshold_f1
 
     register_components()
     budget = max(MIN_SEARCH_SECONDS, int(run.budget_seconds))
@@ -227,8 +293,9 @@ def _classifier(settings: ModelSettings, run: SearchRun, scratch: Path):
         per_run_time_limit=min(per_run, budget),
         memory_limit=settings.memory_mb,
         seed=run.seed,
-        n_jobs=settings.n_jobs,
-        metric=autosklearn.metrics.make_scorer("tuned_threshold_f1", tuned_threshold_f1, needs_proba=True),
+        n_jobs=settings.jobs,
+        dask_client=client,
+        metric=autosklearn.metrics.make_scorer("tuned_threshold_f1", _SearchScore(), needs_proba=True),
         include={
             "classifier": list(run.classifiers),
             "feature_preprocessor": ["no_preprocessing"],
@@ -238,10 +305,42 @@ def _classifier(settings: ModelSettings, run: SearchRun, scratch: Path):
         initial_configurations_via_metalearning=0,
         ensemble_kwargs={"ensemble_size": settings.ensemble_size},
         smac_scenario_args={"runcount_limit": settings.max_evaluations} if settings.max_evaluations else None,
+        get_smac_object_callback=_WarmSmac(run.initial_configs) if run.initial_configs else None,
         tmp_folder=str(scratch / "autosklearn"),
-        delete_tmp_folder_after_terminate=True,
+        delete_tmp_folder_after_terminate=False,  # fit_ensemble may need the runs; the scratch folder goes after
         logging_config=_logging_config(str(log_file) if log_file else None),
     )
+
+
+@dataclass(frozen=True)
+class _WarmSmac:
+    """auto-sklearn's own SMAC set-up, with `configs` as its initial configurations (auto-sklearn's metalearning
+    hook; it puts the space's default first). A configuration that no longer fits the space (a component gone, a
+    range changed) is skipped. A class, not a closure, so that it pickles."""
+
+    configs: tuple[dict, ...]
+
+    def __call__(self, **smac_args):
+        from ConfigSpace import Configuration
+        from autosklearn.smbo import get_smac_object
+
+        space = smac_args["scenario_dict"]["cs"]
+        initial = []
+        for values in self.configs:
+            try:
+                config = Configuration(space, values=values)
+                config.is_valid_configuration()
+            except Exception:  # ConfigSpace raises ValueError and its own kinds; search_ensemble logs the skip
+                continue
+            if config not in initial:
+                initial.append(config)
+        return get_smac_object(**{**smac_args, "metalearning_configurations": initial})
+
+
+def pipeline_config(pipeline) -> dict | None:
+    """An auto-sklearn pipeline's configuration as plain values (None for a model that is not a searched one)."""
+    config = getattr(pipeline, "config", None)
+    return dict(config.get_dictionary()) if hasattr(config, "get_dictionary") else None
 
 
 def _classifier_name(pipeline) -> str:

@@ -8,6 +8,7 @@ search runs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,15 +29,19 @@ class Section(BaseModel):
 
 
 class ModelSettings(Section):
-    # Total auto-sklearn search time per training, shared by the levels in proportion to their trainable labels.
+    # A training's time: features, searches, out-of-fold fits and thresholds together. What the other work needs is
+    # estimated first; the rest is search time, shared by the levels in proportion to their trainable labels. A
+    # level whose share is under auto-sklearn's 30 s minimum is not searched: it fits the default linear model.
     budget_seconds: int = Field(300, ge=1)
-    per_run_seconds: int | None = Field(None, ge=1)  # one pipeline fit; default: the level's budget / 4
+    per_run_seconds: int | None = Field(None, ge=1)  # one pipeline fit; default: the level's search time / 4
     memory_mb: int = Field(3072, ge=256)  # one pipeline fit
     seed: int = 1
     max_evaluations: int | None = Field(None, ge=1)  # pipelines tried per level; set it for runs that must repeat
     ensemble_size: int = Field(10, ge=1)  # auto-sklearn's ensemble selection rounds
     max_members: int = Field(3, ge=1)  # pipelines kept from the ensemble
-    n_jobs: int = Field(1, ge=1)
+    n_jobs: int | None = Field(None, ge=1)  # parallel pipeline fits (search and folds); default: the machine's cores
+    # A retrain's search starts from the configurations of the current version's ensembles (then explores).
+    warm_start: bool = True
     min_examples: int = learning(10, ge=2)  # fewer positive (or negative) examples: the label's keyword rule decides
     cv_folds: int = Field(5, ge=2)  # out-of-fold predictions for thresholds, rules, confidence, held-out metrics
     max_chars: int = learning(3000, ge=1)  # texts are cut here, otherwise unprocessed
@@ -67,6 +72,11 @@ class ModelSettings(Section):
         if value not in HIERARCHY_MODES:
             raise ValueError(f"hierarchy must be one of {', '.join(HIERARCHY_MODES)}, not {value!r}")
         return value
+
+    @property
+    def jobs(self) -> int:
+        """`n_jobs`, or the cores this process may run on."""
+        return self.n_jobs or len(os.sched_getaffinity(0))
 
     def learning_fingerprint(self) -> dict[str, Any]:
         """The values of the fields that change what is learned (unset optional ones left out)."""

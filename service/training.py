@@ -98,7 +98,8 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
         if labelled and not train:  # a handful of labels, all in the slice: learn from them, judge nothing
             train, holdout, fraction = list(labelled), [], 0.0
         model = PreAnnotator(taxonomy, settings.model, workspace)
-        model.fit([a.text for a in train], [set(a.labels or ()) for a in train], progress=log.info)
+        model.fit([a.text for a in train], [set(a.labels or ()) for a in train], progress=log.info,
+                  warm_from=_warm_start_model(settings, registry))
         verdict = judge(model, holdout, registry, taxonomy_fingerprint(taxonomy), fraction,
                         settings.model.promote_tolerance)
         served, judged = model, None
@@ -128,6 +129,20 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
     finally:
         sender.close()
         os._exit(0)  # no atexit handlers or inherited finalisers of the parent in the child
+
+
+def _warm_start_model(settings: Settings, registry: ModelRegistry):
+    """The current version, whose ensembles' configurations a retrain's searches start from ([model] warm_start);
+    None for a first training, when it is off, or when the current version cannot be loaded (then logged)."""
+    current = registry.current() if settings.model.warm_start else None
+    if current is None:
+        return None
+    try:
+        return registry.load(current)
+    except Exception as exc:  # noqa: BLE001 - a cold start is the fallback, never a failed training
+        log.warning("warm start: %s cannot be loaded (%s: %s); searching from scratch", current.name,
+                    type(exc).__name__, exc)
+        return None
 
 
 def _write_report(settings: Settings, registry: ModelRegistry, version: ModelVersion, served, judged,

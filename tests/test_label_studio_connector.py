@@ -72,7 +72,8 @@ def worker(tmp_path, label_studio, project_id, label_issues: dict | None = None,
     settings = load_settings(None, {
         "platform": "label-studio", "state_dir": str(tmp_path / "state"),
         "label_studio": {"project_id": project_id, "url": label_studio.url},
-        "model": {"budget_seconds": 30, "max_evaluations": 2, "cv_folds": 3, "min_examples": 5},
+        "model": {"budget_seconds": 30, "max_evaluations": 2, "cv_folds": 3, "min_examples": 5,
+                  "promote_tolerance": 10},  # this test follows the cycle; the gate has its own tests
         "worker": worker_settings, "label_issues": label_issues or {},
     })
     return build_worker(settings, Secrets(label_studio_api_key=label_studio.token))
@@ -176,7 +177,8 @@ def test_label_studio_uses_the_service_as_its_ml_backend(tmp_path, label_studio,
     # Label Studio checks /health and /setup with the basic-auth credentials, then creates a webhook.
     server, backend = _serve(tmp_path, label_studio, project, CLASSIE_API__DEBOUNCE_SECONDS="1",
                              CLASSIE_MODEL__BUDGET_SECONDS="30", CLASSIE_MODEL__MAX_EVALUATIONS="2",
-                             CLASSIE_MODEL__CV_FOLDS="3", CLASSIE_MODEL__MIN_EXAMPLES="5")
+                             CLASSIE_MODEL__CV_FOLDS="3", CLASSIE_MODEL__MIN_EXAMPLES="5",
+                             CLASSIE_MODEL__PROMOTE_TOLERANCE="10")  # follows the cycle, not the gate
     try:
         client.set_webhook_headers(project, backend, {"Authorization": "Bearer tok"})
 

@@ -30,7 +30,7 @@ def project(tmp_path_factory):
     write_assets(root / "assets.csv", labelled + unlabelled + bad)
     write_assets(root / "test.csv", example_rows("test.csv")[40:120])
     ukcat_project_config(root, """
-budget_seconds = 30
+budget_seconds = 150  # a real search on the levels with most labels (3 pipelines each)
 max_evaluations = 3
 cv_folds = 3
 promote_tolerance = 10  # these tests follow the cycle; the gate's own are in test_promotion.py

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 import scipy.sparse as sp
 from autosklearn.pipeline.components.classification.multinomial_nb import MultinomialNB
 
 from automl.components import SparseLinearSVC, SparseLogisticRegression
-from automl.search import LinearScores, SearchRun, WeightedEnsemble, Workspace, search_ensemble
+from automl.search import LinearScores, SearchRun, WeightedEnsemble, Workspace, pipeline_config, search_ensemble
 from automl.settings import ModelSettings
 
 
@@ -61,8 +62,23 @@ def test_a_failing_search_falls_back_to_the_default_linear_model(tmp_path):
 
 def test_same_seed_same_search(tmp_path):
     X, Y = data(seed=3)
-    settings = ModelSettings(max_evaluations=4)
+    settings = ModelSettings(max_evaluations=4, n_jobs=1)  # parallel evaluations finish in any order
     run = SearchRun(budget_seconds=30, seed=7, workspace=Workspace(tmp_path))
     first = search_ensemble(X, Y, settings, run)[1].members
     again = search_ensemble(X, Y, settings, run)[1].members
     assert first == again
+
+
+def test_a_warm_start_evaluates_the_earlier_configurations_and_skips_those_that_no_longer_fit(tmp_path, caplog):
+    X, Y = data(seed=2)
+    settings = ModelSettings(max_evaluations=3, n_jobs=1)
+    first, _ = search_ensemble(X, Y, settings, SearchRun(30, seed=4, workspace=Workspace(tmp_path)))
+    earlier = [pipeline_config(p) for _, p in first.members]
+    assert all(earlier)
+    stale = {**earlier[0], "classifier:__choice__": "no_longer_there"}
+    run = SearchRun(30, seed=5, workspace=Workspace(tmp_path), initial_configs=(stale, *earlier))
+    with caplog.at_level(logging.INFO, logger="automl.search"):
+        _, report = search_ensemble(X, Y, ModelSettings(max_evaluations=len(earlier) + 1, n_jobs=1), run)
+    # The space's default first (auto-sklearn's rule), then the earlier configurations: all of them evaluated.
+    assert report.fallback == "" and report.warm_started == len({str(c) for c in earlier})
+    assert f"{report.warm_started} of {len(earlier) + 1} earlier configurations evaluated" in caplog.text

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+
+from automl.budget import LevelCost, search_shares
+from automl.model import PreAnnotator
+from automl.settings import ModelSettings
+from automl.taxonomy_file import load_taxonomy
+from conftest import EXAMPLE, example_rows
+
+
+def test_search_time_is_what_is_left_after_the_other_work_shared_by_trainable_labels():
+    shares = search_shares(300, [LevelCost(20, 10.0), LevelCost(60, 20.0), LevelCost(0, 0.0)], minimum=30)
+    assert shares == pytest.approx([270 * 20 / 80, 270 * 60 / 80, 0.0])
+
+
+def test_a_level_whose_share_is_under_the_minimum_is_not_searched_and_gives_its_time_to_the_others():
+    shares = search_shares(100, [LevelCost(5, 0.0), LevelCost(95, 0.0)], minimum=30)
+    assert shares == [0.0, 100.0]
+    # Dropped smallest first, until every share left is above the minimum.
+    assert search_shares(80, [LevelCost(1, 0), LevelCost(2, 0), LevelCost(3, 0)], minimum=30) == [0.0, 32.0, 48.0]
+
+
+def test_no_search_at_all_when_the_other_work_takes_the_budget():
+    assert search_shares(60, [LevelCost(10, 40.0), LevelCost(10, 15.0)], minimum=30) == [0.0, 0.0]
+    assert search_shares(-5, [LevelCost(10, 1.0)], minimum=30) == [0.0]
+    assert search_shares(100, [], minimum=30) == []
+
+
+def test_a_budget_too_small_to_search_fits_the_default_model_on_every_level_and_says_so():
+    taxonomy = load_taxonomy(EXAMPLE / "taxonomy.csv", facet_roots={"population": ["BE"]})
+    rows = example_rows("train.csv", 300)
+    model = PreAnnotator(taxonomy, ModelSettings(budget_seconds=20, cv_folds=3)).fit(
+        [t for _, t, _ in rows], [{c for c in ls.split(";") if c in taxonomy} for _, _, ls in rows])
+    trained = [level for level in model.summary()["levels"] if level["model_labels"]]
+    assert trained, "the sample has labels with enough examples"
+    assert all(level["pipelines_tried"] == 0 and "not searched" in level["fallback"] for level in trained)
+    assert model.decide(["a food bank for homeless people"])
