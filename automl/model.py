@@ -29,7 +29,7 @@ from automl.search import (
     WeightedEnsemble,
     Workspace,
     default_members,
-    describe_pipeline,
+    describe_members,
     pipeline_config,
     search_ensemble,
 )
@@ -136,9 +136,9 @@ class PreAnnotator:
             return LevelCost(0, 0.0)
         started = time.monotonic()
         WeightedEnsemble(default_members(s.seed)).fit(X, Y)
-        fits = (s.cv_folds + 1) * (1 if refit else s.max_members)
-        waves = -(-(s.cv_folds + 1) // min(s.jobs, s.cv_folds + 1)) / (s.cv_folds + 1)
-        return LevelCost(0 if refit else Y.shape[1], (time.monotonic() - started) * fits * waves)
+        rounds = -(-(s.cv_folds + 1) // s.jobs)  # the folds' fits and the final one, `jobs` at a time
+        members = 1 if refit else s.max_members
+        return LevelCost(0 if refit else Y.shape[1], (time.monotonic() - started) * members * rounds)
 
     def _fit_level(self, facet, level, codes, truth, trainable, X, hits, run: SearchRun, searched=None):
         s = self.settings
@@ -167,13 +167,13 @@ class PreAnnotator:
         Y = truth[:, model_idx]
         if searched is not None:
             ensemble = WeightedEnsemble(searched.members)
-            report = SearchReport(0.0, 0, [f"{w:.2f} {describe_pipeline(p)}" for w, p in searched.members],
+            report = SearchReport(0.0, 0, describe_members(searched.members),
                                   refit=True)
         elif run.budget_seconds:
             ensemble, report = search_ensemble(X, Y, s, run)
         else:
             ensemble = WeightedEnsemble(default_members(s.seed))
-            report = SearchReport(0.0, 0, [f"1.00 {describe_pipeline(p)}" for _, p in ensemble.members],
+            report = SearchReport(0.0, 0, describe_members(ensemble.members),
                                   fallback=f"not searched: the level's share of the budget was under "
                                            f"{MIN_SEARCH_SECONDS} s")
         model.search = report

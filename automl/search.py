@@ -245,7 +245,7 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
     if not members:
         report.fallback = report.fallback or "no pipeline finished within the budget"
         members = default_members(run.seed)
-    report.members = [f"{w:.2f} {describe_pipeline(p)}" for w, p in members]
+    report.members = describe_members(members)
     report.seconds = time.monotonic() - started
     return WeightedEnsemble(members), report
 
@@ -348,6 +348,10 @@ def _classifier_name(pipeline) -> str:
         return pipeline.config["classifier:__choice__"]
     except (AttributeError, KeyError, TypeError):
         return type(pipeline).__name__
+
+
+def describe_members(members: list[tuple[float, object]]) -> list[str]:
+    return [f"{w:.2f} {describe_pipeline(p)}" for w, p in members]
 
 
 def describe_pipeline(pipeline) -> str:
