@@ -4,6 +4,7 @@ per-label decision rules and thresholds tuned on out-of-fold predictions, and hi
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from collections import Counter
@@ -16,7 +17,14 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import KFold
 
 from automl.budget import LevelCost, search_shares
-from automl.decisions import Decisions, calibrate, cross_calibrated, fit_prefill_calibration, harmonise
+from automl.decisions import (
+    Decisions,
+    calibrate,
+    cross_calibrated,
+    decode_path,
+    fit_prefill_calibration,
+    harmonise,
+)
 from automl.features import TextFeatures
 from automl.label_issues import Evidence
 from automl.metrics import Scores, best_f1_thresholds, indicator, score_facet, score_level
@@ -37,6 +45,9 @@ from automl.settings import ModelSettings
 from automl.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
+# Labelled texts, every one with one path in a facet, before the facet is taken for single-choice: of a multilabel
+# facet with one text in 20 carrying two paths, 100 texts all have one with a chance under 1%.
+SINGLE_CHOICE_EVIDENCE = 100
 
 
 @dataclass
@@ -53,6 +64,10 @@ class LevelModel:
     calibrator: IsotonicRegression | None = None  # margin -> how likely the label applies (the level's model labels)
     search: SearchReport | None = None
     train_positives: dict[str, int] = field(default_factory=dict)
+    # Where the level's time went: its search share, its other work as estimated before and as it took.
+    share_seconds: int = 0
+    estimated_other_seconds: float = 0.0
+    other_seconds: float = 0.0
 
 
 class PreAnnotator:
@@ -85,18 +100,12 @@ class PreAnnotator:
         warm = _ensemble_configs(warm_from) if warm_from is not None else {}
         say = progress or (lambda _msg: None)
         labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
+        self.single_choice_ = self._single_choice(labels)
         self.features_ = TextFeatures(self.taxonomy, s).fit(texts)
         X, hits = self.features_.transform(texts)
         self.n_train_ = len(texts)
 
-        plan = []
-        for facet in self.taxonomy.facets:
-            for level in self.taxonomy.levels(facet):
-                codes = self.taxonomy.codes_at(facet, level)
-                truth = indicator(labels, codes)
-                positives = truth.sum(axis=0)
-                trainable = (positives >= s.min_examples) & (len(texts) - positives >= s.min_examples)
-                plan.append((facet, level, codes, truth, trainable))
+        plan = self._plan(labels)
         refits = [getattr(searched.get((facet, level)), "ensemble", None) for facet, level, *_ in plan]
         costs = [self._level_cost(X, t[:, ok], r is not None) for (*_, t, ok), r in zip(plan, refits)]
 
@@ -106,19 +115,21 @@ class PreAnnotator:
             n = int(trainable.sum())
             # Shared again before every level: what the levels before took, over or under their share, is known.
             share = int(search_shares(deadline - time.monotonic(), costs[k:], MIN_SEARCH_SECONDS)[0])
-            run = SearchRun(share, s.seed + level, self.workspace, initial_configs=warm.get((facet, level), ()))
+            run = SearchRun(share, s.seed + level, self.workspace, initial_configs=warm.get((facet, level), ()),
+                            fits_until=deadline - sum(c.other_seconds for c in costs[k + 1:]))
             say(f"{facet} level {level}: {n} of {len(codes)} labels have {s.min_examples}+ examples"
                 + (f"; {_how(refits[k] is not None, share)}, then {s.cv_folds}-fold thresholds" if n
                    else "; keyword rules only"))
-            model, decisions = self._fit_level(facet, level, codes, truth, trainable, X, hits, run, refits[k])
+            model, oof.setdefault(facet, {})[level] = self._fit_level(facet, level, codes, truth, trainable, X, hits,
+                                                                      run, refits[k])
+            model.share_seconds, model.estimated_other_seconds = share, costs[k].other_seconds
             self.levels_.append(model)
-            oof.setdefault(facet, {})[level] = decisions
 
         # Out-of-fold decisions, made hierarchy-consistent exactly as predictions are, calibrate the pre-filled
         # confidences and give the held-out quality (calibrated across halves, as new texts would be).
         self.calibrators_, self.evidence_, merged = {}, {}, {}  # evidence_: out of fold, for label issues
         for facet, levels in oof.items():
-            raw = harmonise(self.taxonomy, s.hierarchy, levels)
+            raw = self._consistent(facet, levels)
             truth = indicator(labels, raw.codes)
             self.calibrators_[facet] = fit_prefill_calibration(raw, truth, self._level_of)
             merged[facet] = cross_calibrated(raw, truth, self._level_of, s.seed)
@@ -126,6 +137,17 @@ class PreAnnotator:
         self.heldout_: Scores = self.score_decisions(merged, labels)
         self.fit_seconds_ = time.monotonic() - started
         return self
+
+    def _plan(self, labels: Sequence[set[str]]) -> list[tuple[str, int, list[str], np.ndarray, np.ndarray]]:
+        """Per facet and level: its codes, their indicator matrix, and which have enough examples to learn."""
+        plan, least = [], self.settings.min_examples
+        for facet in self.taxonomy.facets:
+            for level in self.taxonomy.levels(facet):
+                codes = self.taxonomy.codes_at(facet, level)
+                truth = indicator(labels, codes)
+                positives = truth.sum(axis=0)
+                plan.append((facet, level, codes, truth, (positives >= least) & (len(labels) - positives >= least)))
+        return plan
 
     def _level_cost(self, X, Y: np.ndarray, refit: bool) -> LevelCost:
         """What a level needs besides its search: its folds' and final fits of up to `max_members` pipelines, run
@@ -180,7 +202,14 @@ class PreAnnotator:
         log.info("%s level %s: search %.0fs, %d pipelines tried, ensemble %s%s", model.facet, model.level,
                  report.seconds, report.evaluations, "; ".join(report.members),
                  f" ({report.fallback})" if report.fallback else "")
-        proba, model.ensemble = _fit_with_folds(ensemble, X, Y, s.cv_folds, s.seed, s.jobs)
+        folds_started = time.monotonic()
+        proba, model.ensemble, kept = _fit_with_folds(ensemble, X, Y, s.cv_folds, s.seed, s.jobs,
+                                                      run.fits_until, report.member_seconds)
+        model.other_seconds = time.monotonic() - folds_started
+        if kept < len(ensemble.members):
+            log.info("%s level %s: %d of %d ensemble members fitted (the level's time was up)", model.facet,
+                     model.level, kept, len(ensemble.members))
+            report.members = report.members[:kept]
         cost = None if s.target_precision else s.wrong_prefill_cost
         ref_cuts, _, _ = best_f1_thresholds(proba, Y.astype(bool))
         margins, outcomes = [], []
@@ -233,9 +262,29 @@ class PreAnnotator:
             if model.ensemble is not None and len(texts):
                 proba = model.ensemble.predict_proba(X)
             per_facet.setdefault(model.facet, {})[model.level] = self._level_decisions(model, proba, kw)
-        return {facet: calibrate(harmonise(self.taxonomy, self.settings.hierarchy, levels),
-                                 self.calibrators_.get(facet, {}), self._level_of)
+        return {facet: calibrate(self._consistent(facet, levels), self.calibrators_.get(facet, {}), self._level_of)
                 for facet, levels in per_facet.items()}
+
+    def _consistent(self, facet: str, levels: dict[int, Decisions]) -> Decisions:
+        """A facet's level decisions made one tree-consistent set: one path per text in a single-choice facet."""
+        if facet in getattr(self, "single_choice_", ()):  # models saved before single-choice facets have none
+            return decode_path(self.taxonomy, levels)
+        return harmonise(self.taxonomy, self.settings.hierarchy, levels)
+
+    def _single_choice(self, labels: Sequence[set[str]]) -> frozenset[str]:
+        """The taxonomy's single-choice facets, and ([model] detect_single_choice) those in which every labelled
+        text has exactly one path, once there are SINGLE_CHOICE_EVIDENCE of them (a multilabel facet's few first
+        labels often have one path each by chance)."""
+        found = set(self.taxonomy.single_choice)
+        detect = self.settings.detect_single_choice and len(labels) >= SINGLE_CHOICE_EVIDENCE
+        for facet in self.taxonomy.facets if detect else ():
+            levels = [Counter(self.taxonomy.nodes[c].level for c in ls if self.taxonomy.nodes[c].facet == facet)
+                      for ls in labels]
+            if facet not in found and all(per and max(per.values()) == 1 for per in levels):
+                log.info("facet %s: every labelled text has one path; decoded as single-choice (one path each)",
+                         facet)
+                found.add(facet)
+        return frozenset(found)
 
     def propose(self, texts: Sequence[str]) -> list[Prediction]:
         """Per text: the pre-filled codes per facet, most confident first; the suggestions (codes not pre-filled
@@ -308,6 +357,7 @@ class PreAnnotator:
             "n_train": self.n_train_,
             "n_terms": self.features_.n_terms,
             "fit_seconds": round(self.fit_seconds_, 1),
+            "single_choice": sorted(getattr(self, "single_choice_", ())),
             "levels": [
                 {
                     "facet": m.facet,
@@ -321,6 +371,9 @@ class PreAnnotator:
                     "fallback": m.search.fallback if m.search else "",
                     "refit": m.search.refit if m.search else False,
                     "warm_started": m.search.warm_started if m.search else 0,
+                    "share_seconds": m.share_seconds,
+                    "other_seconds": {"estimated": round(m.estimated_other_seconds, 1),
+                                      "took": round(m.other_seconds, 1)},
                 }
                 for m in self.levels_
             ],
@@ -333,21 +386,36 @@ def _how(refit: bool, share: int) -> str:
     return f"searching pipelines for {share} s" if share else "the default linear model (no time left to search)"
 
 
-def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed: int,
-                    jobs: int) -> tuple[np.ndarray, WeightedEnsemble]:
+def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed: int, jobs: int,
+                    until: float = math.inf, member_seconds: Sequence[float | None] = ()
+                    ) -> tuple[np.ndarray, WeightedEnsemble, int]:
     """Probabilities for every training text from ensembles that did not see it, and the ensemble fitted on all of
-    them: the folds' fits and the final one run `jobs` at a time (threads: liblinear releases the GIL)."""
+    them, with the number of members fitted. Member by member (best first), each member's folds' fits and final one
+    `jobs` at a time (threads: liblinear releases the GIL); a member whose fits would end after `until` (what the
+    last one took, scaled by the two members' times in the search) is left out, the first never."""
     folds = max(2, min(folds, len(Y) // 2))
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(X))
     rows = [train for train, _ in splits] + [np.arange(len(Y))]
-    with warnings.catch_warnings():  # once, here: catch_warnings is not thread-safe
-        warnings.simplefilter("ignore")
-        fitted = Parallel(n_jobs=min(jobs, len(rows)), prefer="threads")(
-            delayed(WeightedEnsemble(ensemble.members).fit_quietly)(X[r], Y[r]) for r in rows)
+    parts: list[list[WeightedEnsemble]] = []
+    took, searched = 0.0, list(member_seconds) + [None] * len(ensemble.members)
+    for k, member in enumerate(ensemble.members):
+        if k and time.monotonic() + took * _ratio(searched[k], searched[k - 1]) > until:
+            break
+        started = time.monotonic()
+        with warnings.catch_warnings():  # once, here: catch_warnings is not thread-safe
+            warnings.simplefilter("ignore")
+            parts.append(Parallel(n_jobs=min(jobs, len(rows)), prefer="threads")(
+                delayed(WeightedEnsemble([member]).fit_quietly)(X[r], Y[r]) for r in rows))
+        took = time.monotonic() - started
+    fitted = [WeightedEnsemble.joined([member[i] for member in parts]) for i in range(len(rows))]
     proba = np.zeros(Y.shape)
     for (_, held), fold in zip(splits, fitted):
         proba[held] = fold.predict_proba(X[held])
-    return proba, fitted[-1]
+    return proba, fitted[-1], len(parts)
+
+
+def _ratio(this: float | None, last: float | None) -> float:
+    return this / last if this and last else 1.0
 
 
 def _ensemble_configs(model: PreAnnotator) -> dict[tuple[str, int], tuple[dict, ...]]:

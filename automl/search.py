@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -55,6 +56,9 @@ class SearchRun:
     # Configurations tried first (after the space's default), e.g. the current version's ensemble members: a
     # retrain starts where the last search ended instead of from scratch.
     initial_configs: tuple[dict, ...] = ()
+    # When (time.monotonic()) the level's fits after the search should end: the training's deadline less what the
+    # levels after it are estimated to need besides their searches.
+    fits_until: float = math.inf
 
 
 @dataclass
@@ -65,6 +69,9 @@ class SearchReport:
     fallback: str = ""
     refit: bool = False  # the pipelines of an earlier search, refitted on more labels (no search)
     warm_started: int = 0  # earlier configurations (warm start) the search evaluated
+    # Per member, what its evaluation took in the search (fit and score on the holdout split; None: not known):
+    # how long its fold fits will take, relative to one another.
+    member_seconds: list[float | None] = field(default_factory=list)
 
 
 class _SmacClient(Client):
@@ -111,6 +118,14 @@ class WeightedEnsemble:
                          for weight, pipeline in self.members]
         self.n_labels_ = Y.shape[1]
         return self
+
+    @classmethod
+    def joined(cls, parts: list[WeightedEnsemble]) -> WeightedEnsemble:
+        """One fitted ensemble of the members of fitted ensembles (fitted on the same rows)."""
+        ensemble = cls([m for part in parts for m in part.members])
+        ensemble.members_ = [m for part in parts for m in part.members_]
+        ensemble.n_labels_ = parts[0].n_labels_
+        return ensemble
 
     def predict_proba(self, X) -> np.ndarray:
         total = sum(w for w, _ in self.members_)
@@ -218,6 +233,7 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     report = SearchReport(seconds=0.0, evaluations=0)
+    durations: list[tuple[dict, float]] = []  # each configuration tried, and what its evaluation took
     try:
         with warnings.catch_warnings(), _root_logger_kept(), _parallel_client(settings.jobs, scratch) as client:
             warnings.simplefilter("ignore")
@@ -229,6 +245,7 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
                 automl.fit_ensemble(_target(Y), ensemble_kwargs={"ensemble_size": settings.ensemble_size})
                 members = _members(automl)
         tried = automl.cv_results_["params"]
+        durations = [(values, float(t)) for values, t in zip(tried, automl.cv_results_["mean_fit_time"])]
         report.evaluations = len(tried)
         report.warm_started = sum(1 for values in run.initial_configs if values in tried)
         if report.warm_started < len(run.initial_configs):
@@ -246,6 +263,8 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
         report.fallback = report.fallback or "no pipeline finished within the budget"
         members = default_members(run.seed)
     report.members = describe_members(members)
+    report.member_seconds = [next((t for values, t in durations if values == pipeline_config(p)), None)
+                             for _, p in members]
     report.seconds = time.monotonic() - started
     return WeightedEnsemble(members), report
 

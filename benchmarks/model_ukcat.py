@@ -47,28 +47,31 @@ def cli(args: list[str], env: dict) -> tuple[float, int]:
     return seconds, int(rss_file.read_text().split()[-1]) // 1024
 
 
-def train_and_score(state: Path, assets: Path, settings: dict[str, str]) -> dict:
+def train_and_score(state: Path, assets: Path, settings: dict[str, str], config: Path = CONFIG,
+                    test: Path = TEST) -> dict:
     """One training (in `state`, which may hold earlier versions) and its test scores; cached in state."""
     out = state / "run.json"
     if out.exists():
         return json.loads(out.read_text())
     env = {**os.environ, "CLASSIE_STATE_DIR": str(state), "PYTHONPATH": str(ROOT),
            **{f"CLASSIE_MODEL__{k.upper()}": str(v) for k, v in settings.items()}}
-    common = ["--config", str(CONFIG), "--assets", str(assets)]
+    common = ["--config", str(config), "--assets", str(assets)]
     wall, rss = cli(["train", *common], env)
     scores = state / "scores.json"
-    cli(["evaluate", "--test", str(TEST), "--json", str(scores), *common], env)
+    cli(["evaluate", "--test", str(test), "--json", str(scores), *common], env)
     meta = json.loads(sorted((state / "models").glob("v*/meta.json"))[-1].read_text())
     summary = meta["summary"]
     levels = {f"L{x['level']}": x for x in json.loads(scores.read_text())["levels"]}
     run = {
         "settings": settings, "train_wall_s": round(wall, 1), "fit_s": summary["fit_seconds"], "peak_rss_mib": rss,
-        "n_train": summary["n_train"],
+        "n_train": summary["n_train"], "single_choice": summary.get("single_choice", []),
         "levels": {f"L{x['level']}": {"pipelines": x["pipelines_tried"], "search_s": x["search_seconds"],
-                                      "warm": x.get("warm_started", 0), "path": x.get("path", "")}
+                                      "warm": x.get("warm_started", 0), "share_s": x.get("share_seconds"),
+                                      "other_s": x.get("other_seconds"), "ensemble": x.get("ensemble")}
                    for x in summary["levels"]},
         "f1": {k: {"micro": round(v["micro_f1"], 4), "macro": round(v["macro_f1"], 4)} for k, v in levels.items()},
         "effort_ratio": {k: v["effort"]["ratio"] for k, v in levels.items()},
+        "prefill_precision": {k: round(v["micro_precision"], 4) for k, v in levels.items()},
     }
     out.write_text(json.dumps(run, indent=1))
     return run

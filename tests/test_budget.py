@@ -36,3 +36,29 @@ def test_a_budget_too_small_to_search_fits_the_default_model_on_every_level_and_
     assert trained, "the sample has labels with enough examples"
     assert all(level["pipelines_tried"] == 0 and "not searched" in level["fallback"] for level in trained)
     assert model.decide(["a food bank for homeless people"])
+
+
+def test_ensemble_members_whose_fold_fits_would_end_after_the_level_time_are_left_out():
+    import time
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from automl.components import SparseLinearSVC, SparseLogisticRegression
+    from automl.model import _fit_with_folds
+    from automl.search import WeightedEnsemble
+
+    rng = np.random.RandomState(0)
+    X = sp.csr_matrix(rng.rand(80, 20))
+    Y = (X[:, :2].toarray() > 0.5).astype(int)
+    members = [(0.5, SparseLinearSVC(C=0.5, class_weight="none")), (0.3, SparseLogisticRegression(C=1.0,
+               class_weight="none")), (0.2, SparseLinearSVC(C=2.0, class_weight="none"))]
+    proba, ensemble, kept = _fit_with_folds(WeightedEnsemble(members), X, Y, 3, 1, 2)
+    assert kept == 3 and len(ensemble.members_) == 3 and proba.shape == Y.shape
+    # Time is up: the best member still fits (a level always has a model), the others are left out.
+    proba, ensemble, kept = _fit_with_folds(WeightedEnsemble(members), X, Y, 3, 1, 2, until=time.monotonic(),
+                                            member_seconds=[1.0, 2.0, 1.0])
+    assert kept == 1 and len(ensemble.members_) == 1 and ((proba >= 0) & (proba <= 1)).all()
+    # Out-of-fold probabilities of the one member equal those of an ensemble made of it alone.
+    alone, _, _ = _fit_with_folds(WeightedEnsemble(members[:1]), X, Y, 3, 1, 2)
+    assert np.allclose(proba, alone, atol=1e-4)  # float32 weights
