@@ -28,20 +28,27 @@ class Decisions:
     margin: np.ndarray | None = None  # float: each label's own model's logit over its cut (NaN: no model)
 
 
+def _joined(levels: Mapping[int, Decisions]) -> Decisions:
+    """A facet's levels side by side, top level first (copies: callers change them)."""
+    order = sorted(levels)
+    likelihood = np.hstack([levels[lv].likelihood if levels[lv].likelihood is not None else levels[lv].confidence
+                            for lv in order])
+    margins = [levels[lv].margin for lv in order]
+    margin = (np.hstack([m if m is not None else np.full(levels[lv].chosen.shape, np.nan)
+                         for m, lv in zip(margins, order)]) if any(m is not None for m in margins) else None)
+    return Decisions([c for lv in order for c in levels[lv].codes],
+                     np.hstack([levels[lv].chosen for lv in order]).copy(),
+                     np.hstack([levels[lv].confidence for lv in order]).copy(),
+                     np.hstack([levels[lv].source for lv in order]).copy(), likelihood.copy(), margin)
+
+
 def harmonise(taxonomy: Taxonomy, hierarchy: str, levels: Mapping[int, Decisions]) -> Decisions:
     """Join a facet's levels and make them consistent with the tree: a pre-filled code brings its ancestors
     (`imply_parents`, with the child's confidence where higher), or is dropped without its parent
     (`require_parent`)."""
-    order = sorted(levels)
-    codes = [c for lv in order for c in levels[lv].codes]
-    chosen = np.hstack([levels[lv].chosen for lv in order]).copy()
-    confidence = np.hstack([levels[lv].confidence for lv in order]).copy()
-    source = np.hstack([levels[lv].source for lv in order]).copy()
-    likelihood = np.hstack([levels[lv].likelihood if levels[lv].likelihood is not None else levels[lv].confidence
-                            for lv in order]).copy()
-    margins = [levels[lv].margin for lv in order]
-    margin = (np.hstack([m if m is not None else np.full(levels[lv].chosen.shape, np.nan)
-                         for m, lv in zip(margins, order)]) if any(m is not None for m in margins) else None)
+    joined = _joined(levels)
+    codes, chosen, confidence, source, likelihood = (joined.codes, joined.chosen, joined.confidence, joined.source,
+                                                     joined.likelihood)
     index = {c: j for j, c in enumerate(codes)}
     nodes = taxonomy.nodes
     if hierarchy == "imply_parents":
@@ -64,7 +71,41 @@ def harmonise(taxonomy: Taxonomy, hierarchy: str, levels: Mapping[int, Decisions
                 chosen[:, index[code]] &= chosen[:, index[parent]]
     confidence = np.where(chosen, confidence, 0.0)
     source = np.where(chosen, source, Source.NONE).astype(np.int8)
-    return Decisions(codes, chosen, confidence, source, likelihood, margin)
+    return Decisions(codes, chosen, confidence, source, likelihood, joined.margin)
+
+
+def decode_path(taxonomy: Taxonomy, levels: Mapping[int, Decisions]) -> Decisions:
+    """A single-choice facet's decisions: one path per text, always. The most likely top-level code, then the most
+    likely child of the code chosen, level by level, down to a code none of whose children has any evidence (a
+    model's or a keyword's); a child a level further down (a tree that skips a level) is found at its level. Each code of the path is pre-filled with its own likelihood as its confidence (the
+    pre-fill calibration then maps it, as for any pre-fill); its source is its model where it has one."""
+    joined = _joined(levels)
+    n = len(joined.chosen)
+    margin = joined.margin if joined.margin is not None else np.full(joined.chosen.shape, np.nan)
+    # Calibrated likelihoods come in steps: ties go to the larger margin over the label's own cut.
+    tiebreak = np.where(np.isfinite(margin), 1.0 / (1.0 + np.exp(-np.nan_to_num(margin))), 0.0)
+    score = joined.likelihood + 1e-6 * tiebreak
+    index = {c: j for j, c in enumerate(joined.codes)}
+    nodes = taxonomy.nodes
+    chosen = np.zeros_like(joined.chosen)
+    current = np.full(n, -1)  # the column of each row's deepest chosen code (-1: none yet)
+    for level in sorted(levels):
+        cols = np.array([index[c] for c in levels[level].codes])
+        parents = np.array([index.get(nodes[c].parent, -1) if nodes[c].parent else -1 for c in levels[level].codes])
+        # A code can be chosen where its parent is the row's deepest code so far (a top code: where there is none).
+        allowed = parents[None, :] == current[:, None]
+        candidates = np.where(allowed & (joined.likelihood[:, cols] > 0), score[:, cols], -np.inf)
+        best = candidates.argmax(axis=1) if len(cols) else np.zeros(n, dtype=int)
+        found = np.isfinite(candidates[np.arange(n), best]) if len(cols) else np.zeros(n, dtype=bool)
+        if level == min(levels):  # the top level always answers, on no evidence with its likeliest code
+            fallback = np.where(np.isfinite(score[:, cols]), score[:, cols], -np.inf).argmax(axis=1)
+            best, found = np.where(found, best, fallback), np.ones(n, dtype=bool)
+        rows = np.flatnonzero(found)
+        chosen[rows, cols[best[rows]]] = True
+        current = np.where(found, cols[best], current)  # unchanged: a child may still come a level further down
+    confidence = np.where(chosen, joined.likelihood, 0.0)
+    source = np.where(chosen, np.where(np.isfinite(margin), Source.MODEL, Source.KEYWORD), Source.NONE)
+    return Decisions(joined.codes, chosen, confidence, source.astype(np.int8), joined.likelihood, joined.margin)
 
 
 def fit_prefill_calibration(decisions: Decisions, truth: np.ndarray,

@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from automl.taxonomy import Taxonomy
+from automl.taxonomy_file import load_taxonomy
+
 HIERARCHY_MODES = ("imply_parents", "require_parent")
 
 
@@ -49,6 +52,9 @@ class ModelSettings(Section):
     min_df: int = learning(2, ge=1)
     ngram_max: int = learning(2, ge=1, le=3)
     hierarchy: Literal["imply_parents", "require_parent"] = learning("imply_parents")
+    # A facet in which every labelled text (100 at least) has exactly one path is treated as single-choice
+    # ([taxonomy] single_choice): one path per text, the most likely code level by level.
+    detect_single_choice: bool = learning(True)
     # A label is pre-filled where that saves a labeller edits out of fold: a wrong pre-fill costs a deletion weighing
     # this many missing ones (additions), so it is pre-filled when it is right with a probability above c / (1 + c).
     wrong_prefill_cost: float = learning(1.0, gt=0)
@@ -90,3 +96,11 @@ class TaxonomySettings(Section):
     default_facet: str = "subject"
     # A code and its descendants form a facet, e.g. {"population": ["BE"]}.
     facet_roots: dict[str, list[str]] = Field(default_factory=dict)
+    # Facets whose every text has exactly one path (section > group > class): decoded as the most likely path, one
+    # answer always. Platforms say so themselves (a Kili radio job, a Label Studio single <Choices>), and
+    # [model] detect_single_choice finds such facets in the labels.
+    single_choice: list[str] = Field(default_factory=list)
+
+    def load(self) -> Taxonomy:
+        """The taxonomy file these settings name, read with them."""
+        return load_taxonomy(self.path, self.facet_roots, self.default_facet, self.single_choice)

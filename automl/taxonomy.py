@@ -50,12 +50,20 @@ class Node:
 
 @dataclass
 class Taxonomy:
-    """Nodes keyed by a unique code. Codes are the service's node identities; connectors translate to them."""
+    """Nodes keyed by a unique code. Codes are the service's node identities; connectors translate to them.
+    `single_choice`: the facets whose every text has one path of codes (a platform's one-answer job, a setting)."""
 
     nodes: dict[str, Node]
+    single_choice: frozenset[str] = frozenset()
     children: dict[str | None, list[str]] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.single_choice = frozenset(self.single_choice)
+        unknown = sorted(self.single_choice - {n.facet for n in self.nodes.values()})
+        if unknown:
+            raise TaxonomyError(f"single-choice facet(s) {', '.join(unknown)} are not facets of the taxonomy (it has"
+                                f" {', '.join(self.facets) or 'none'}). Fix: name facets it has in [taxonomy]"
+                                " single_choice.")
         self.children = {}
         self._by_key: dict[str, list[str]] = {}
         self._by_path: dict[tuple[str, ...], list[str]] = {}
@@ -116,10 +124,12 @@ class Taxonomy:
 
     def fingerprint_rows(self) -> list[tuple]:
         """A stable description of the taxonomy, for telling whether a model was trained on the same one."""
-        return sorted(
+        rows = sorted(
             (n.code, n.parent or "", n.level, n.facet, n.keywords, n.include_regex, n.exclude_regex)
             for n in self.nodes.values()
         )
+        # Only where set, so that the fingerprints of taxonomies without it stay as they were.
+        return rows + ([("single_choice", *sorted(self.single_choice))] if self.single_choice else [])
 
 
 def with_rules(target: Taxonomy, rules: Taxonomy) -> tuple[Taxonomy, list[str]]:
@@ -148,7 +158,7 @@ def with_rules(target: Taxonomy, rules: Taxonomy) -> tuple[Taxonomy, list[str]]:
         else:
             problems.append(_unused_rule(rule, at_place or by_key))
     nodes = {code: (_ruled(node, matched[code]) if code in matched else node) for code, node in target.nodes.items()}
-    return Taxonomy(nodes), problems
+    return Taxonomy(nodes, target.single_choice), problems
 
 
 def _ruled(node: Node, rule: Node) -> Node:

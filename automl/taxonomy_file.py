@@ -35,12 +35,14 @@ def load_taxonomy(
     path: str | Path,
     facet_roots: Mapping[str, Iterable[str]] | None = None,
     default_facet: str = "subject",
+    single_choice: Iterable[str] = (),
 ) -> Taxonomy:
     """Read a taxonomy CSV (`code,name,parent_code` and optional `level,facet,keywords,include_regex,exclude_regex,
     path`).
 
     A node's facet is its `facet` column, else the facet whose `facet_roots` lists it or one of its ancestors, else
     `default_facet`. Its level is the `level` column, else its depth in the tree (roots are level 1).
+    `single_choice` names the facets whose texts have one path each.
     """
     path = Path(path)
     try:
@@ -66,7 +68,7 @@ def load_taxonomy(
     except OSError as exc:
         raise TaxonomyError(f"{path}: cannot read it ({exc.strerror}). Fix: check the path and its permissions.") \
             from None
-    return build_taxonomy(rows, str(path), facet_roots or {}, default_facet)
+    return build_taxonomy(rows, str(path), facet_roots or {}, default_facet, single_choice)
 
 
 def build_taxonomy(
@@ -74,6 +76,7 @@ def build_taxonomy(
     source: str,
     facet_roots: Mapping[str, Iterable[str]],
     default_facet: str,
+    single_choice: Iterable[str] = (),
 ) -> Taxonomy:
     errors: list[str] = []
     parsed = _parse(rows, source, errors)
@@ -92,7 +95,7 @@ def build_taxonomy(
         raise TaxonomyError(_summarise(errors))
     if not nodes:
         raise TaxonomyError(f"{source}: the taxonomy has no rows. Fix: add at least one code.")
-    return Taxonomy(nodes)
+    return Taxonomy(nodes, frozenset(single_choice))
 
 
 def _parse(rows: list[tuple[int, dict[str, str]]], source: str, errors: list[str]) -> dict[int, _Row]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from automl.errors import InputError
 from automl.settings import TaxonomySettings
 from automl.taxonomy import CodeNotFound, Taxonomy
-from automl.taxonomy_file import load_taxonomy
 from connectors.base import Asset, LabelFlag, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache
 from connectors.settings import FilesSettings
 
@@ -303,10 +302,10 @@ class FilesConnector:
         try:
             stat = Path(t.path).stat()
         except OSError:  # missing, or under something that is not a folder: load_taxonomy says which
-            return load_taxonomy(t.path, t.facet_roots, t.default_facet)
+            return t.load()
         key = (stat.st_mtime_ns, stat.st_size)
         if self._taxonomy is None or self._taxonomy[0] != key:
-            self._taxonomy = (key, load_taxonomy(t.path, t.facet_roots, t.default_facet))
+            self._taxonomy = (key, t.load())
         return self._taxonomy[1]
 
     def pull(self, cursor: str | None = None, texts: TextCache | None = None) -> Pull:

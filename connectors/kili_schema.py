@@ -43,12 +43,14 @@ class KiliSchema:
     child_jobs: dict[str, list[str]] = field(default_factory=dict)  # node code -> child jobs
 
     def taxonomy(self) -> Taxonomy:
-        """The taxonomy of the interface; each node's path is its category keys from the root."""
+        """The taxonomy of the interface; each node's path is its category keys from the root. A facet whose jobs
+        are all radio jobs is single-choice."""
         nodes = {}
         for code, c in self.categories.items():
             nodes[code] = Node(code=code, name=c.name, parent=c.parent, level=c.level, facet=c.facet,
                                path=self.path(code))
-        return Taxonomy(nodes)
+        multiple = {c.facet for c in self.categories.values() if self.job_input[c.job] != "radio"}
+        return Taxonomy(nodes, frozenset(c.facet for c in self.categories.values()) - multiple)
 
     def path(self, code: str) -> tuple[str, ...]:
         keys = []

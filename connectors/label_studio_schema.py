@@ -72,7 +72,7 @@ class LabelStudioSchema:
             parent = node_code(control, path[:-1]) if len(path) > 1 else None
             nodes[code] = Node(code=code, name=self.names[code], parent=parent, level=len(path), facet=control,
                                path=path)
-        return Taxonomy(nodes)
+        return Taxonomy(nodes, frozenset(name for name in self.control_of.values() if self.controls[name].single))
 
     def codes_of(self, result: list[dict], unknown: list[str]) -> set[str]:
         """The codes of an annotation's result (other controls' results are ignored; unknown choices reported)."""

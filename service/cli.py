@@ -275,7 +275,6 @@ def simulate(
     """Replay a labelling campaign on the labelled assets of [files] assets: from --seed-labels, --rounds rounds of
     --per-round more labels chosen by the service's priority or at random, a real training each round (--budget),
     scored on a held-out set. Resumable: a rerun carries on from the last round written."""
-    from automl.taxonomy_file import load_taxonomy
     from connectors.files import load_assets
     from service.simulation import STRATEGIES, Campaign, held_out, simulate as run_campaign, write_curves
 
@@ -286,7 +285,7 @@ def simulate(
         raise ConfigError("simulate needs --strategy priority, random or both, and the labelled assets and taxonomy"
                           " of the files platform (--assets and --taxonomy, or [files] assets and [taxonomy] path).")
     t = settings.taxonomy
-    tax = load_taxonomy(t.path, t.facet_roots, t.default_facet)
+    tax = t.load()
     labelled = load_assets(settings.files.assets, tax, settings.files, require_labels=True)
     test = test or settings.evaluation.test
     if test is not None:
@@ -442,7 +441,6 @@ def label_studio_init(
         config: ConfigOpt = None, verbose: VerboseOpt = False) -> None:
     """Set up a Label Studio project: labelling interface from the taxonomy, assets as tasks (human labels as
     annotations), the API as ML backend and a webhook carrying CLASSIE_API_TOKEN. Safe to rerun."""
-    from automl.taxonomy_file import load_taxonomy
     from connectors.base import SkipLog
     from connectors.files import load_assets
     from connectors.label_studio_setup import init_project
@@ -454,7 +452,7 @@ def label_studio_init(
     t, f = settings.taxonomy, settings.files
     if t.path is None:
         raise ConfigError("label-studio-init needs --taxonomy (or [taxonomy] path in --config).")
-    tax = load_taxonomy(t.path, t.facet_roots, t.default_facet)
+    tax = t.load()
     typer.echo(f"taxonomy {t.path}: {len(tax)} codes, facets {', '.join(tax.facets)}")
     records = None
     if f.assets is not None:  # read before anything is created: a bad file stops here

@@ -38,6 +38,7 @@ def test_learning_settings_are_marked_on_the_field_and_all_reach_the_fingerprint
 
     default = ModelSettings().learning_fingerprint()
     assert set(default) == {"min_examples", "max_chars", "max_df", "min_df", "ngram_max", "hierarchy",
+                            "detect_single_choice",
                             "wrong_prefill_cost", "holdout_fraction", "refit_promoted"}
     assert ModelSettings(suggestion_min_confidence=0.5).learning_fingerprint() == default  # what is shown only
     assert ModelSettings(promote_tolerance=0.1).learning_fingerprint() == default  # which version serves only

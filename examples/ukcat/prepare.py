@@ -9,6 +9,9 @@ Writes, beside this script:
   pre-annotates them. Duplicate ids are kept as in the source: the service skips later duplicates and says so.
 - test.csv: the test split with its labels, for `classie-automl evaluate --test`.
 - train.csv: the train split with its labels (the benchmark trains on it).
+- icnptso/taxonomy.csv and icnptso/labels.csv: the second scheme of the sample, ICNP/TSO, one code per charity, as
+  the 3-level tree its codes spell (section letter > group > class: I > I1 > I10; codes as names), and each
+  charity's code (id,labels). benchmarks/single_choice_ukcat.py joins them to the texts of train.csv and test.csv.
 """
 
 from __future__ import annotations
@@ -52,6 +55,24 @@ def main(source: Path) -> None:
             for org_id, row in first.items():
                 if split.get(org_id) == part:
                     out.writerow([org_id, row["text"], row["UKCAT"]])
+    write_icnptso(first)
+
+
+def write_icnptso(first: dict[str, dict]) -> None:
+    folder = HERE / "icnptso"
+    folder.mkdir(exist_ok=True)
+    classes = sorted({row["ICNPTSO"] for row in first.values() if row["ICNPTSO"]})
+    tree = {c[:1]: None for c in classes} | {c[:2]: c[:1] for c in classes} | {c: c[:2] for c in classes}
+    with (folder / "taxonomy.csv").open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["code", "name", "parent_code", "level"])
+        for code in sorted(tree, key=lambda c: (len(c), c)):
+            out.writerow([code, code, tree[code] or "", len(code)])
+    with (folder / "labels.csv").open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "labels"])
+        for org_id, row in first.items():
+            out.writerow([org_id, row["ICNPTSO"]])
 
 
 if __name__ == "__main__":
