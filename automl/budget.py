@@ -12,15 +12,20 @@ from dataclasses import dataclass
 class LevelCost:
     trainable: int  # labels the level's model learns (0: keyword rules only)
     other_seconds: float  # estimated time of its out-of-fold and final fits once its pipelines are chosen
+    unsearched_seconds: float | None = None  # the same if it is not searched (one default model); None: as searched
+
+    def other(self, searched: bool) -> float:
+        return self.other_seconds if searched or self.unsearched_seconds is None else self.unsearched_seconds
 
 
 def search_shares(remaining: float, levels: Sequence[LevelCost], minimum: float) -> list[float]:
     """Search seconds per level out of `remaining`: what the levels' other work needs is set aside, the rest is
-    shared in proportion to trainable labels. A level whose share falls under `minimum` gets 0 (it is not searched)
-    and its share goes to the others, smallest first, until every share left is at least `minimum`."""
-    pool = remaining - sum(level.other_seconds for level in levels)
+    shared in proportion to trainable labels. A level whose share falls under `minimum` gets 0 (it is not searched,
+    and its other work is that of its default model) and its share goes to the others, smallest first, until every
+    share left is at least `minimum`."""
     active = [i for i, level in enumerate(levels) if level.trainable]
     while active:
+        pool = remaining - sum(level.other(i in active) for i, level in enumerate(levels))
         total = sum(levels[i].trainable for i in active)
         shares = {i: pool * levels[i].trainable / total for i in active}
         smallest = min(active, key=lambda i: shares[i])

@@ -114,15 +114,16 @@ class PreAnnotator:
         for k, (facet, level, codes, truth, trainable) in enumerate(plan):
             n = int(trainable.sum())
             # Shared again before every level: what the levels before took, over or under their share, is known.
-            share = int(search_shares(deadline - time.monotonic(), costs[k:], MIN_SEARCH_SECONDS)[0])
+            shares = search_shares(deadline - time.monotonic(), costs[k:], MIN_SEARCH_SECONDS)
+            share, later = int(shares[0]), sum(c.other(bool(x)) for c, x in zip(costs[k + 1:], shares[1:]))
             run = SearchRun(share, s.seed + level, self.workspace, initial_configs=warm.get((facet, level), ()),
-                            fits_until=deadline - sum(c.other_seconds for c in costs[k + 1:]))
+                            fits_until=deadline - later)
             say(f"{facet} level {level}: {n} of {len(codes)} labels have {s.min_examples}+ examples"
                 + (f"; {_how(refits[k] is not None, share)}, then {s.cv_folds}-fold thresholds" if n
                    else "; keyword rules only"))
             model, oof.setdefault(facet, {})[level] = self._fit_level(facet, level, codes, truth, trainable, X, hits,
                                                                       run, refits[k])
-            model.share_seconds, model.estimated_other_seconds = share, costs[k].other_seconds
+            model.share_seconds, model.estimated_other_seconds = share, costs[k].other(share > 0)
             self.levels_.append(model)
 
         # Out-of-fold decisions, made hierarchy-consistent exactly as predictions are, calibrate the pre-filled
@@ -150,17 +151,16 @@ class PreAnnotator:
         return plan
 
     def _level_cost(self, X, Y: np.ndarray, refit: bool) -> LevelCost:
-        """What a level needs besides its search: its folds' and final fits of up to `max_members` pipelines, run
-        `jobs` at a time, estimated from one timed fit of the default linear model (the search space's members fit
-        in similar time)."""
+        """What a level needs besides its search: its folds' and final fits of up to `max_members` pipelines (one,
+        the default, if it is not searched), run `jobs` at a time, estimated from one timed fit of the default linear
+        model (the search space's members fit in similar time)."""
         s = self.settings
         if not Y.shape[1]:
             return LevelCost(0, 0.0)
         started = time.monotonic()
         WeightedEnsemble(default_members(s.seed)).fit(X, Y)
-        rounds = -(-(s.cv_folds + 1) // s.jobs)  # the folds' fits and the final one, `jobs` at a time
-        members = 1 if refit else s.max_members
-        return LevelCost(0 if refit else Y.shape[1], (time.monotonic() - started) * members * rounds)
+        one = (time.monotonic() - started) * -(-(s.cv_folds + 1) // s.jobs)  # folds and final fit, `jobs` at a time
+        return LevelCost(0, one) if refit else LevelCost(Y.shape[1], one * s.max_members, one)
 
     def _fit_level(self, facet, level, codes, truth, trainable, X, hits, run: SearchRun, searched=None):
         s = self.settings

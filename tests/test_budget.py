@@ -62,3 +62,11 @@ def test_ensemble_members_whose_fold_fits_would_end_after_the_level_time_are_lef
     # Out-of-fold probabilities of the one member equal those of an ensemble made of it alone.
     alone, _, _ = _fit_with_folds(WeightedEnsemble(members[:1]), X, Y, 3, 1, 2)
     assert np.allclose(proba, alone, atol=1e-4)  # float32 weights
+
+
+def test_a_level_not_searched_sets_aside_only_its_default_model_s_fits():
+    # Searched, each level's three members would need 30 s; the small level's share is under the minimum, so it
+    # fits its default model (10 s) and the 20 s it no longer needs go to the other level's search.
+    levels = [LevelCost(2, 30.0, 10.0), LevelCost(98, 30.0, 10.0)]
+    assert search_shares(100, levels, minimum=30) == [0.0, 60.0]
+    assert LevelCost(2, 30.0).other(False) == 30.0  # a refit level: as estimated
