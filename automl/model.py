@@ -391,21 +391,29 @@ def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, se
                     ) -> tuple[np.ndarray, WeightedEnsemble, int]:
     """Probabilities for every training text from ensembles that did not see it, and the ensemble fitted on all of
     them, with the number of members fitted. Member by member (best first), each member's folds' fits and final one
-    `jobs` at a time (threads: liblinear releases the GIL); a member whose fits would end after `until` (what the
-    last one took, scaled by the two members' times in the search) is left out, the first never."""
+    `jobs` at a time (threads: liblinear releases the GIL). A member whose fits would end after `until` is left out,
+    the first never: judged before it starts (what the last member took, scaled by the two members' times in the
+    search) and again after its first `jobs` fits (those, times the rounds still to come)."""
     folds = max(2, min(folds, len(Y) // 2))
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(X))
     rows = [train for train, _ in splits] + [np.arange(len(Y))]
+    rounds = [rows[i:i + jobs] for i in range(0, len(rows), jobs)]
     parts: list[list[WeightedEnsemble]] = []
     took, searched = 0.0, list(member_seconds) + [None] * len(ensemble.members)
     for k, member in enumerate(ensemble.members):
         if k and time.monotonic() + took * _ratio(searched[k], searched[k - 1]) > until:
             break
-        started = time.monotonic()
-        with warnings.catch_warnings():  # once, here: catch_warnings is not thread-safe
-            warnings.simplefilter("ignore")
-            parts.append(Parallel(n_jobs=min(jobs, len(rows)), prefer="threads")(
-                delayed(WeightedEnsemble([member]).fit_quietly)(X[r], Y[r]) for r in rows))
+        started, fitted = time.monotonic(), []
+        for r, chunk in enumerate(rounds):
+            if k and r == 1 and time.monotonic() + (time.monotonic() - started) * (len(rounds) - 1) > until:
+                break
+            with warnings.catch_warnings():  # once, here: catch_warnings is not thread-safe
+                warnings.simplefilter("ignore")
+                fitted += Parallel(n_jobs=len(chunk), prefer="threads")(
+                    delayed(WeightedEnsemble([member]).fit_quietly)(X[i], Y[i]) for i in chunk)
+        if len(fitted) < len(rows):
+            break
+        parts.append(fitted)
         took = time.monotonic() - started
     fitted = [WeightedEnsemble.joined([member[i] for member in parts]) for i in range(len(rows))]
     proba = np.zeros(Y.shape)

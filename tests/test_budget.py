@@ -70,3 +70,32 @@ def test_a_level_not_searched_sets_aside_only_its_default_model_s_fits():
     levels = [LevelCost(2, 30.0, 10.0), LevelCost(98, 30.0, 10.0)]
     assert search_shares(100, levels, minimum=30) == [0.0, 60.0]
     assert LevelCost(2, 30.0).other(False) == 30.0  # a refit level: as estimated
+
+
+def test_a_member_whose_first_fits_show_it_would_end_late_is_left_out(monkeypatch):
+    import numpy as np
+    import scipy.sparse as sp
+
+    from automl import model as model_module
+    from automl.components import SparseLinearSVC
+    from automl.search import WeightedEnsemble
+
+    # A clock that moves 10 s with every fit: the second member's first round shows it would end after `until`,
+    # though the search's times (equal) said it would fit.
+    now = [1000.0]
+    monkeypatch.setattr(model_module.time, "monotonic", lambda: now[0])
+    real_fit = WeightedEnsemble.fit_quietly
+
+    def slow_fit(self, X, Y):
+        now[0] += 10.0
+        return real_fit(self, X, Y)
+
+    monkeypatch.setattr(WeightedEnsemble, "fit_quietly", slow_fit)
+    rng = np.random.RandomState(0)
+    X = sp.csr_matrix(rng.rand(60, 10))
+    Y = (X[:, :2].toarray() > 0.5).astype(int)
+    members = [(0.6, SparseLinearSVC(C=0.5, class_weight="none")), (0.4, SparseLinearSVC(C=1.0, class_weight="none"))]
+    # 3 folds + the final fit, one at a time: the first member takes 40 s; until leaves room for 60 s.
+    _, ensemble, kept = model_module._fit_with_folds(WeightedEnsemble(members), X, Y, 3, 1, 1, until=1060.0,
+                                                     member_seconds=[1.0, 0.2])
+    assert kept == 1 and len(ensemble.members_) == 1
