@@ -77,8 +77,9 @@ def harmonise(taxonomy: Taxonomy, hierarchy: str, levels: Mapping[int, Decisions
 def decode_path(taxonomy: Taxonomy, levels: Mapping[int, Decisions]) -> Decisions:
     """A single-choice facet's decisions: one path per text, always. The most likely top-level code, then the most
     likely child of the code chosen, level by level, down to a code none of whose children has any evidence (a
-    model's or a keyword's); a child a level further down (a tree that skips a level) is found at its level. Each code of the path is pre-filled with its own likelihood as its confidence (the
-    pre-fill calibration then maps it, as for any pre-fill); its source is its model where it has one."""
+    model's or a keyword's); a child a level further down (a tree that skips a level) is found at its level. Each
+    code of the path is pre-filled with its own likelihood as its confidence (the pre-fill calibration then maps it,
+    as for any pre-fill); its source is its model where it has one."""
     joined = _joined(levels)
     n = len(joined.chosen)
     margin = joined.margin if joined.margin is not None else np.full(joined.chosen.shape, np.nan)
@@ -91,12 +92,12 @@ def decode_path(taxonomy: Taxonomy, levels: Mapping[int, Decisions]) -> Decision
     current = np.full(n, -1)  # the column of each row's deepest chosen code (-1: none yet)
     for level in sorted(levels):
         cols = np.array([index[c] for c in levels[level].codes])
-        parents = np.array([index.get(nodes[c].parent, -1) if nodes[c].parent else -1 for c in levels[level].codes])
+        parents = np.array([index.get(nodes[c].parent, -1) for c in levels[level].codes])  # -1: a top code
         # A code can be chosen where its parent is the row's deepest code so far (a top code: where there is none).
         allowed = parents[None, :] == current[:, None]
         candidates = np.where(allowed & (joined.likelihood[:, cols] > 0), score[:, cols], -np.inf)
-        best = candidates.argmax(axis=1) if len(cols) else np.zeros(n, dtype=int)
-        found = np.isfinite(candidates[np.arange(n), best]) if len(cols) else np.zeros(n, dtype=bool)
+        best = candidates.argmax(axis=1)
+        found = np.isfinite(candidates[np.arange(n), best])
         if level == min(levels):  # the top level always answers, on no evidence with its likeliest code
             fallback = np.where(np.isfinite(score[:, cols]), score[:, cols], -np.inf).argmax(axis=1)
             best, found = np.where(found, best, fallback), np.ones(n, dtype=bool)

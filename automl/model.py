@@ -277,10 +277,10 @@ class PreAnnotator:
         labels often have one path each by chance)."""
         found = set(self.taxonomy.single_choice)
         detect = self.settings.detect_single_choice and len(labels) >= SINGLE_CHOICE_EVIDENCE
-        for facet in self.taxonomy.facets if detect else ():
+        for facet in sorted(set(self.taxonomy.facets) - found) if detect else ():
             levels = [Counter(self.taxonomy.nodes[c].level for c in ls if self.taxonomy.nodes[c].facet == facet)
                       for ls in labels]
-            if facet not in found and all(per and max(per.values()) == 1 for per in levels):
+            if all(per and max(per.values()) == 1 for per in levels):
                 log.info("facet %s: every labelled text has one path; decoded as single-choice (one path each)",
                          facet)
                 found.add(facet)
