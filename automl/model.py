@@ -134,7 +134,7 @@ class PreAnnotator:
             truth = indicator(labels, raw.codes)
             self.calibrators_[facet] = fit_prefill_calibration(raw, truth, self._level_of)
             merged[facet] = cross_calibrated(raw, truth, self._level_of, s.seed)
-            self.evidence_[facet] = self._evidence(raw, truth)
+            self.evidence_[facet] = self._evidence(raw, truth, hits)
         self.heldout_: Scores = self.score_decisions(merged, labels)
         self.fit_seconds_ = time.monotonic() - started
         return self
@@ -235,13 +235,15 @@ class PreAnnotator:
         """Per facet, these labelled texts judged by this model: evidence on their labels where it did not learn
         from them (an evaluation slice). The training texts' own, out of fold, is `evidence_` after fit."""
         labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
-        return {facet: self._evidence(d, indicator(labels, d.codes)) for facet, d in self.decide(texts).items()}
+        hits = self.features_.rule_hits(texts)
+        return {facet: self._evidence(d, indicator(labels, d.codes), hits) for facet, d in self.decide(texts).items()}
 
-    def _evidence(self, decisions: Decisions, truth: np.ndarray) -> Evidence:
+    def _evidence(self, decisions: Decisions, truth: np.ndarray, hits: np.ndarray) -> Evidence:
         judged = {c for m in self.levels_ for c in m.model_codes}
         likelihood = decisions.likelihood if decisions.likelihood is not None else decisions.confidence
         return Evidence(decisions.codes, likelihood, truth.astype(bool),
-                        np.array([c in judged for c in decisions.codes], dtype=bool), decisions.margin)
+                        np.array([c in judged for c in decisions.codes], dtype=bool), decisions.margin,
+                        self.features_.hits_for(hits, decisions.codes).astype(bool))
 
     @property
     def _worth(self) -> float:

@@ -68,6 +68,18 @@ def test_a_wrong_branch_outranks_a_sibling_mistake_at_the_same_probability():
     assert find_label_issues(TREE, {"subject": evidence(rows)}, top=1)[0].code == "A"
 
 
+def test_a_given_code_whose_keyword_rule_fires_is_not_doubted_nor_are_its_ancestors():
+    rows = background() + [({"A", "A1"}, {"A": 0.01, "A1": 0.01}), ({"B", "B1"}, {"B": 0.01, "B1": 0.01})]
+    ev = evidence(rows)
+    hits = np.zeros_like(ev.given)
+    hits[40, CODES.index("A1")] = True  # Music's rule fires on the first: it and its parent stand
+    hits[41, CODES.index("A1")] = True  # a rule of a code not given says nothing about the labels given
+    issues = find_label_issues(TREE, {"subject": Evidence(ev.codes, ev.likelihood, ev.given, ev.judged,
+                                                          rule_hits=hits)})
+    assert [(i.row, i.code, i.along) for i in issues] == [(41, "B", ("B1",))]
+    assert len(find_label_issues(TREE, {"subject": ev})) == 2  # without rule hits, both are doubted
+
+
 def test_codes_without_a_model_are_never_doubted():
     rows = background() + [({"A", "A1"}, {"A1": 0.0})]
     assert find_label_issues(TREE, {"subject": evidence(rows, judged={"A", "B", "B1"})}) == []
