@@ -14,3 +14,8 @@ class InputError(ClassieError, ValueError):
     """Something the user gave cannot be used (a setting, a taxonomy, an assets file): correcting it fixes it."""
 
     exit_code = 2
+
+
+class ClusterError(ClassieError):
+    """The Dask cluster named by `[compute] scheduler` cannot be reached or lost the work it was given; it may come
+    back, so a polling worker tries again at its next cycle."""

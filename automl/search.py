@@ -17,6 +17,7 @@ import numpy as np
 from distributed import Client, LocalCluster
 from sklearn.base import clone
 
+from automl.cluster import SmacClient, connect
 from automl.components import (
     BUILTIN_CLASSIFIERS,
     CLASSIFIERS,
@@ -39,10 +40,12 @@ _IDENTITY_STEPS = {"KeepSparseFeatures", "DataPreprocessorChoice", "Balancing", 
 @dataclass(frozen=True)
 class Workspace:
     """Where a search may write: its scratch folder (None: the system's temporary folder) and auto-sklearn's log
-    (None: no log)."""
+    (None: no log); and where its evaluations run (None: this machine)."""
 
     scratch_dir: Path | None = None
     log_file: Path | None = None
+    scheduler: str | None = None  # a Dask cluster's scheduler the evaluations run on ([compute] scheduler)
+    connect_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,25 +77,21 @@ class SearchReport:
     member_seconds: list[float | None] = field(default_factory=list)
 
 
-class _SmacClient(Client):
-    """A dask client as SMAC 1.2 (auto-sklearn 0.15's) expects it: it calls `_get_scheduler_info()` without the
-    `n_workers` that distributed 2025+ requires, and reads a dict where those return (scheduler, info)."""
-
-    def _get_scheduler_info(self, n_workers: int = -1):
-        info = super()._get_scheduler_info(n_workers)
-        return info[1] if isinstance(info, tuple) else info
-
-
 @contextlib.contextmanager
-def _parallel_client(jobs: int, scratch: Path):
-    """auto-sklearn's parallel set-up (threads that start one pipeline-fit process each), through `_SmacClient`;
-    None for one job (auto-sklearn's own single-threaded client)."""
+def _parallel_client(jobs: int, scratch: Path, workspace: Workspace):
+    """The cluster named by `[compute] scheduler`, where there is one; else auto-sklearn's parallel set-up on this
+    machine (`jobs` threads that start one pipeline-fit process each); None for one job (auto-sklearn's own
+    single-threaded client)."""
+    if workspace.scheduler:
+        with connect(workspace.scheduler, workspace.connect_seconds) as client:
+            yield client
+        return
     if jobs <= 1:
         yield None
         return
     cluster = LocalCluster(n_workers=jobs, processes=False, threads_per_worker=1, local_directory=str(scratch),
                            memory_limit=0, dashboard_address=None)
-    client = _SmacClient(cluster, heartbeat_interval=10000)
+    client = SmacClient(cluster, heartbeat_interval=10000)
     try:
         yield client
     finally:
@@ -235,7 +234,8 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
     report = SearchReport(seconds=0.0, evaluations=0)
     durations: list[tuple[dict, float]] = []  # each configuration tried, and what its evaluation took
     try:
-        with warnings.catch_warnings(), _root_logger_kept(), _parallel_client(settings.jobs, scratch) as client:
+        with (warnings.catch_warnings(), _root_logger_kept(),
+              _parallel_client(settings.jobs, scratch, run.workspace) as client):
             warnings.simplefilter("ignore")
             automl = _classifier(settings, run, scratch, client)
             automl.fit(X, _target(Y))

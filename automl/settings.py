@@ -91,6 +91,22 @@ class ModelSettings(Section):
         return self.model_dump(include=marked, exclude_none=True, mode="json")
 
 
+class ComputeSettings(Section):
+    """Where the search's pipeline fits and the prediction of the unlabelled pool run."""
+
+    # An existing Dask cluster's scheduler, e.g. "tcp://dask-scheduler:8786": the search evaluates its pipelines on
+    # the cluster's workers, and the worker predicts the pool there in chunks. Unset: this machine ([model] n_jobs).
+    scheduler: str | None = Field(None, pattern=r"^(tcp|tls|ucx|inproc)://\S+$")
+    chunk_size: int = Field(1000, ge=1)  # texts per prediction task on the cluster
+    connect_seconds: float = Field(30.0, gt=0)  # to reach the scheduler and find a worker there
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # An environment cannot unset a variable the Docker image sets: CLASSIE_COMPUTE__SCHEDULER= means this machine.
+        return None if isinstance(value, str) and not value.strip() else value
+
+
 class TaxonomySettings(Section):
     path: Path | None = None  # the taxonomy CSV (platform kili: optional, keyword rules by category key)
     default_facet: str = "subject"

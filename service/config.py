@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from automl.errors import InputError
-from automl.settings import ModelSettings, Section, TaxonomySettings
+from automl.settings import ComputeSettings, ModelSettings, Section, TaxonomySettings
 from connectors.settings import FilesSettings, KiliSettings, LabelStudioSettings, SecuritySettings
 
 
@@ -90,11 +90,19 @@ class Settings(BaseSettings):
     label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    compute: ComputeSettings = Field(default_factory=ComputeSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     label_issues: LabelIssueSettings = Field(default_factory=LabelIssueSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+
+    def workspace(self):
+        """Where a training's searches write (the state folder's tmp/ and logs/) and run."""
+        from automl.search import Workspace
+
+        return Workspace(self.state_dir / "tmp", self.state_dir / "logs" / "autosklearn.log", self.compute.scheduler,
+                         self.compute.connect_seconds)
 
     @property
     def output_path(self) -> Path:

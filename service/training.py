@@ -89,10 +89,9 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         from automl.model import PreAnnotator
-        from automl.search import Workspace
         from service.label_issues import ISSUES_FILE, flag_labels, to_csv
 
-        workspace = Workspace(settings.state_dir / "tmp", settings.state_dir / "logs" / "autosklearn.log")
+        workspace = settings.workspace()
         fraction = settings.model.holdout_fraction
         train, holdout = split_holdout(labelled, fraction)
         if labelled and not train:  # a handful of labels, all in the slice: learn from them, judge nothing

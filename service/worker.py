@@ -3,6 +3,7 @@ loop that repeats it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -17,7 +18,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from automl.errors import ClassieError, InputError
+from automl.errors import ClassieError, ClusterError, InputError
 from automl.metrics import FacetScore, LevelScore
 from automl.priority import rank
 from automl.records import Prediction, codes_by_facet
@@ -40,7 +41,8 @@ if TYPE_CHECKING:  # loaded with a model file, not with the worker
 log = logging.getLogger(__name__)
 # A cycle failing for one of these is logged and the next one tries again (input being edited, a platform still
 # failing after the retries, a training that died); other errors (a refused key, a project gone) stop the loop.
-RECOVERABLE = (InputError, PlatformUnavailable, TrainingFailed)  # DiskFull is an InputError: space may come back
+# DiskFull is an InputError: space may come back; so may a Dask cluster.
+RECOVERABLE = (InputError, PlatformUnavailable, TrainingFailed, ClusterError)
 
 
 @dataclass
@@ -442,16 +444,30 @@ class Worker:
 
     def _predict(self, model: PreAnnotator, version: ModelVersion, todo: int,
                  report: CycleReport) -> tuple[list[Asset], list[Prediction]]:
+        """The pool's predictions, chunk by chunk from the state store: here, or on the Dask cluster of
+        `[compute] scheduler` (the model sent to each of its workers once)."""
         assets: list[Asset] = []
         predictions: list[Prediction] = []
-        for chunk in self.state.unlabelled_without(version.name, self.settings.worker.batch_size):
-            if self.stop.is_set():
-                report.abandoned = todo
-                log.info("stop requested: %d asset(s) left for the next run", todo)
-                break
-            assets += chunk
-            predictions += model.propose([a.text for a in chunk])
-            self.beat("predicting", done=len(assets), todo=todo)
+        with contextlib.ExitStack() as stack:
+            compute = self.settings.compute
+            if compute.scheduler:
+                from automl.cluster import connect, predict_chunks  # distributed: imported only when used
+
+                client = stack.enter_context(connect(compute.scheduler, compute.connect_seconds))
+                chunks = predict_chunks(client, model, self.state.unlabelled_without(version.name,
+                                        compute.chunk_size), lambda chunk: [a.text for a in chunk])
+            else:
+                chunks = ((chunk, model.propose([a.text for a in chunk]))
+                          for chunk in self.state.unlabelled_without(version.name, self.settings.worker.batch_size))
+            for chunk, predicted in chunks:
+                assets += chunk
+                predictions += predicted
+                self.beat("predicting", done=len(assets), todo=todo)
+                if self.stop.is_set():
+                    break
+        if self.stop.is_set() and len(assets) < todo:
+            report.abandoned = todo
+            log.info("stop requested: %d asset(s) left for the next run", todo)
         return assets, predictions
 
     def _push(self, version: ModelVersion, assets: list[Asset], predictions: list[Prediction],

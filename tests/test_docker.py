@@ -123,9 +123,24 @@ def image_commands() -> list[list[str]]:
     commands = [exec_form(next(args for kw, args in runtime if kw == "CMD")),
                 exec_form(next(args for kw, args in runtime if kw == "HEALTHCHECK").split(" CMD ", 1)[1])[1:]]
     for name, service in yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"].items():
-        if service.get("image", "").startswith("classie-automl"):
+        if service.get("image", "").startswith("classie-automl") and "entrypoint" not in service:
             commands.append(service["command"])
     return commands
+
+
+def dask_commands() -> list[list[str]]:
+    """The compose services that run Dask from the image (the `dask` profile), after the `dask` entry point."""
+    services = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
+    return [service["command"] for service in services.values() if service.get("entrypoint", [])[-1:] == ["dask"]]
+
+
+@pytest.mark.parametrize("command", dask_commands(), ids=lambda c: " ".join(c)[:40])
+def test_the_dask_profile_runs_commands_the_installed_dask_has(command):
+    dask = Path(sys.executable).with_name("dask")
+    done = subprocess.run([str(dask), command[0], "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for flag in (a for a in command if a.startswith("--")):
+        assert flag in done.stdout, f"{flag} is not an option of `dask {command[0]}`"
 
 
 @pytest.mark.parametrize("command", image_commands(), ids=lambda c: " ".join(c)[:40])

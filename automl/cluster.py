@@ -1,0 +1,89 @@
+"""Work on a Dask cluster: the client auto-sklearn's search runs its evaluations through, and the prediction of a
+large pool of texts in chunks on the cluster's workers.
+
+The cluster is `distributed`'s own (`dask scheduler`, `dask worker`): no scheduler of ours. Workers need this project
+installed (they unpickle its models and components) and, for the search, the state folder at the same path
+(auto-sklearn's evaluations read the data and write their runs in the search's scratch folder), and they must be
+allowed to start processes (`DASK_DISTRIBUTED__WORKER__DAEMON=False`: each pipeline fit runs in one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from distributed import Client, KilledWorker
+
+from automl.errors import ClusterError
+
+if TYPE_CHECKING:
+    from automl.model import PreAnnotator
+    from automl.records import Prediction
+
+T = TypeVar("T")
+
+
+class SmacClient(Client):
+    """A dask client as SMAC 1.2 (auto-sklearn 0.15's) expects it: it calls `_get_scheduler_info()` without the
+    `n_workers` that distributed 2025+ requires, and reads a dict where those return (scheduler, info)."""
+
+    def _get_scheduler_info(self, n_workers: int = -1):
+        info = super()._get_scheduler_info(n_workers)
+        return info[1] if isinstance(info, tuple) else info
+
+
+@contextlib.contextmanager
+def connect(scheduler: str, timeout_seconds: float) -> Iterator[SmacClient]:
+    """A client of the cluster at `scheduler` that has at least one worker, closed afterwards (the cluster stays)."""
+    try:
+        client = SmacClient(scheduler, timeout=timeout_seconds)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"[compute] scheduler = {scheduler!r}: no Dask scheduler answers there ({exc}). Start it"
+                           " (`dask scheduler`, then `dask worker <address>` per machine), correct the address, or"
+                           " unset it to compute on this machine") from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=timeout_seconds)
+        except (OSError, TimeoutError):
+            raise ClusterError(f"[compute] scheduler = {scheduler!r}: the scheduler has no worker after"
+                               f" {timeout_seconds:g} s. Start one per machine: `dask worker {scheduler}`") from None
+        yield client
+    finally:
+        client.close()
+
+
+def _propose(model: PreAnnotator, texts: list[str]) -> list[Prediction]:
+    return model.propose(texts)
+
+
+def _result(chunk: T, future) -> tuple[T, list[Prediction]]:
+    try:
+        return chunk, future.result()
+    except KilledWorker as exc:  # the scheduler gave up after the workers running it died, again and again
+        raise ClusterError(f"the Dask cluster lost a prediction chunk: {exc}. Look at the Dask workers' logs"
+                           " (memory, the project not installed there); nothing was pushed, the next cycle tries"
+                           " again") from None
+
+
+def predict_chunks(client: Client, model: PreAnnotator, chunks: Iterable[T], texts: Callable[[T], Sequence[str]],
+                   in_flight: int | None = None) -> Iterator[tuple[T, list[Prediction]]]:
+    """Each chunk with its texts' predictions, in the order of `chunks`, computed on the cluster's workers. The model
+    is sent to every worker once, not with each chunk; at most `in_flight` chunks (default: twice the workers'
+    threads) are out at a time, so the pool is read as the results come back. A chunk whose worker dies is computed
+    again elsewhere by the scheduler."""
+    shared = client.scatter(model, broadcast=True, hash=False)
+    limit = in_flight or max(2, 2 * sum(client.nthreads().values()))
+    pending: deque = deque()
+    try:
+        for chunk in chunks:
+            pending.append((chunk, client.submit(_propose, shared, list(texts(chunk)), pure=False)))
+            if len(pending) >= limit:
+                yield _result(*pending.popleft())
+        while pending:
+            yield _result(*pending.popleft())
+    finally:
+        for _, future in pending:
+            future.cancel()
+        client.cancel([shared])

@@ -1,0 +1,96 @@
+"""The search and the pool's prediction on a real Dask cluster (a scheduler and two worker processes on loopback)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from automl.cluster import connect
+from automl.errors import ClusterError
+from automl.search import SearchRun, Workspace, search_ensemble
+from automl.settings import ComputeSettings, ModelSettings
+from conftest import EXAMPLE, example_rows, write_assets
+from service.config import Secrets, load_settings
+from service.factory import build_worker
+from tests.dask_cluster import LocalDaskCluster, tasks_run
+from tests.test_search import data
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with LocalDaskCluster(tmp_path_factory.mktemp("dask")) as running:
+        yield running
+
+
+def test_the_search_on_the_cluster_finds_what_it_finds_here(cluster, tmp_path):
+    X, Y = data(seed=3)
+    settings = ModelSettings(max_evaluations=3, n_jobs=2)  # the initial design's first three, whatever the order
+    here, here_report = search_ensemble(X, Y, settings, SearchRun(30, seed=7, workspace=Workspace(tmp_path / "a")))
+    there, there_report = search_ensemble(X, Y, settings, SearchRun(
+        30, seed=7, workspace=Workspace(tmp_path / "b", scheduler=cluster.address)))
+    assert there_report.fallback == "" and there_report.evaluations == here_report.evaluations == 3
+    assert there_report.members == here_report.members
+    assert tasks_run(cluster.address).get("run_wrapper")  # SMAC's evaluations ran on the cluster's workers
+    np.testing.assert_allclose(there.fit(X, Y).predict_proba(X), here.fit(X, Y).predict_proba(X))
+
+
+def test_an_address_where_no_scheduler_answers_is_a_clear_error():
+    with pytest.raises(ClusterError, match=r"no Dask scheduler answers there.*dask scheduler"):
+        with connect("tcp://127.0.0.1:9", timeout_seconds=2):
+            pass
+
+
+def test_the_setting_takes_an_address_and_an_empty_one_is_unset():
+    assert ComputeSettings(scheduler="tcp://dask:8786").scheduler == "tcp://dask:8786"
+    assert ComputeSettings(scheduler=" ").scheduler is None
+    with pytest.raises(ValueError, match="scheduler"):
+        ComputeSettings(scheduler="dask:8786")
+
+
+def _pool_project(root, scheduler: str | None = None):
+    rows = example_rows("train.csv", 300) + [(i, text, "") for i, text, _ in example_rows("test.csv", 120)]
+    root.mkdir(parents=True, exist_ok=True)
+    write_assets(root / "assets.csv", rows)
+    settings = load_settings(None, {
+        "state_dir": str(root / "state"), "files": {"assets": str(root / "assets.csv")},
+        "taxonomy": {"path": str(EXAMPLE / "taxonomy.csv"), "facet_roots": {"population": ["BE"]}},
+        "model": {"budget_seconds": 10, "seed": 3},  # no search: the default model at every level, as it repeats
+        "compute": {"scheduler": scheduler, "chunk_size": 10}})
+    return build_worker(settings, Secrets())
+
+
+def _pushed(worker) -> list[dict]:
+    rows = [json.loads(line) for line in worker.settings.output_path.read_text().splitlines()]
+    return sorted(({k: v for k, v in row.items() if k != "created_at"} for row in rows), key=lambda r: r["asset_id"])
+
+
+def test_the_pool_is_predicted_on_the_cluster_as_here_and_a_lost_worker_loses_nothing(cluster, tmp_path):
+    here = _pool_project(tmp_path / "here")
+    here.train_now()
+    shutil.copytree(tmp_path / "here" / "state", tmp_path / "there" / "state")  # one model, predicted twice
+    here.run_once()
+    there = _pool_project(tmp_path / "there", cluster.address)
+    beat, killed = there.beat, []
+
+    def kill_one(phase, force=False, **detail):  # a worker dies once the first chunks are back
+        if phase == "predicting" and not killed:
+            cluster.kill("worker-1")
+            killed.append(detail["done"])
+        beat(phase, force, **detail)
+
+    there.beat = kill_one
+    try:
+        report = there.run_once()
+    finally:
+        cluster.start_worker("worker-1")
+        cluster.wait_for(2)
+    assert killed == [10] and not report.trained and report.predicted == 120 and report.abandoned == 0
+    assert tasks_run(cluster.address).get("propose")  # the chunks ran there
+    expected, got = _pushed(here), _pushed(there)
+    assert len(got) == len({r["asset_id"] for r in got}) == 120  # nothing pushed twice
+    assert got == expected
