@@ -422,16 +422,22 @@ class Worker:
         report.already += report.unlabelled - todo
         if not todo:
             return
+        started = time.monotonic()
         assets, predictions = self._predict(model, version, todo, report)
+        report.timings["predict"] = time.monotonic() - started
         if len(assets) < todo:  # a stop was requested: nothing was pushed
             return
+        started = time.monotonic()
         priorities = self._prioritise(model, assets, predictions, labelled)
+        report.timings["prioritise"] = time.monotonic() - started
         pushed: set[str] = set()
+        started = time.monotonic()
         try:
             self._push(version, assets, predictions, priorities, report, pushed)
         finally:
             if pushed:
                 report.prioritised = self.connector.push_priorities(self.state.ranking(version.name), pushed)
+            report.timings["push"] = time.monotonic() - started
 
     @staticmethod
     def _prioritise(model: PreAnnotator, assets: Sequence[Asset], predictions: Sequence[Prediction],
