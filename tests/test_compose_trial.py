@@ -11,6 +11,8 @@ with exit 0 on SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,9 +42,14 @@ def service_env(name: str, **overrides: str) -> dict[str, str]:
         path = DOCKER / (entry if isinstance(entry, str) else entry["path"])
         if path.exists():
             env.update(_env_file(path))
-    env.update({k: str(v) for k, v in (service.get("environment") or {}).items()})
+    env.update({k: _interpolated(str(v)) for k, v in (service.get("environment") or {}).items()})
     env.update(overrides)
     return env
+
+
+def _interpolated(value: str) -> str:
+    """Compose's `${VAR:-default}` and `${VAR}`, from the environment `docker compose` runs in (this one)."""
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1)) or m.group(2) or "", value)
 
 
 def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
