@@ -67,3 +67,5 @@ def setup_logging(verbose: bool = False, environ: Mapping[str, str] = os.environ
     redact_access_log()
     for noisy in _QUIET:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # distributed sets its loggers' levels from dask's config when it is imported (by a search, later): tell it too.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(max(level, logging.WARNING)).lower())

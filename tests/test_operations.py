@@ -110,6 +110,16 @@ def test_bad_log_settings_are_named(tmp_path):
         setup_logging(environ={"CLASSIE_LOG_LEVEL": "LOUD"})
 
 
+def test_a_search_s_local_dask_cluster_logs_at_warning_like_the_other_libraries():
+    # distributed sets its own loggers' levels from dask's config when imported, which a search does after set-up.
+    code = ("import logging; from service.logs import setup_logging; setup_logging(); import distributed;"
+            " print(logging.getLogger('distributed').getEffectiveLevel())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == logging.WARNING
+
+
 def test_secrets_from_mounted_files(tmp_path):
     secret = tmp_path / "kili_api_key"
     secret.write_text("s3cr3t\n")
