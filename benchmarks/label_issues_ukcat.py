@@ -10,9 +10,13 @@ noisy split with the demo's taxonomy and facets and otherwise default settings, 
   share of the top k it explains and the share of its assets found;
 - asset precision@k: flags on an asset with injected noise at all (random flagging: the noisy share, ~0.15);
 - the same ranked by the probability the human label is wrong alone (unweighted: no tie-break by level);
-- the double-coded charities: how often a flag on one of them names a label the two coders disagreed on.
+- the double-coded charities: how often a flag on one of them names a label the two coders disagreed on;
+- with --natural, the same seed is also trained on the split without injected noise: a top-k flag that this
+  training raises too is on a disagreement already in UK-CAT's own labels (a mistake the coders made, or a label
+  the model cannot read from the text), which no ranking can tell apart from an injected one by the model's
+  probabilities; `natural_share@k` is their share and `precision_without_natural@k` the precision among the rest.
 
-    .venv/bin/python benchmarks/label_issues_ukcat.py [--seeds 1 2 3] [--budget 300] [--out DIR]
+    .venv/bin/python benchmarks/label_issues_ukcat.py [--seeds 1 2 3] [--budget 300] [--natural] [--out DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,13 +138,17 @@ def hits(flag: dict, injected: dict[str, tuple]) -> str:
     return kind if named else ""
 
 
-def score(flags: list[dict], injected: dict[str, tuple], n_assets: int) -> dict:
+def score(flags: list[dict], injected: dict[str, tuple], n_assets: int, natural: set[tuple] | None = None) -> dict:
     out: dict = {"flags": len(flags), "noisy_share": round(len(injected) / n_assets, 3)}
     per_kind = {k: sum(1 for v in injected.values() if v[0] == k) for k in KINDS}
     for k in KS:
         top = flags[:k]
         named = [hits(f, injected) for f in top]
         out[f"precision@{k}"] = round(sum(1 for n in named if n) / k, 3)
+        if natural is not None:
+            also = sum(1 for f, n in zip(top, named) if not n and flag_key(f) in natural)
+            out[f"natural_share@{k}"] = round(also / k, 3)
+            out[f"precision_without_natural@{k}"] = round(sum(1 for n in named if n) / max(1, k - also), 3)
         out[f"recall@{k}"] = round(len({f["asset_id"] for f, n in zip(top, named) if n}) / max(1, len(injected)), 3)
         out[f"asset_precision@{k}"] = round(sum(1 for f in top if f["asset_id"] in injected) / k, 3)
         for kind in KINDS:
@@ -147,6 +156,10 @@ def score(flags: list[dict], injected: dict[str, tuple], n_assets: int) -> dict:
             out[f"{kind}_share@{k}"] = round(sum(1 for n in named if n == kind) / k, 3)
             out[f"{kind}_recall@{k}"] = round(len(found) / max(1, per_kind[kind]), 3)
     return out
+
+
+def flag_key(flag: dict) -> tuple[str, str, str]:
+    return flag["asset_id"], flag["kind"], flag["code"]
 
 
 def unweighted(flags: list[dict]) -> list[dict]:
@@ -186,8 +199,15 @@ def run(seed: int, args) -> dict:
         out.writeheader()
         out.writerows(rows)
     flags = train_and_flag(state, assets, args.budget, seed)
+    natural = None
+    if args.natural:  # the same training without the injected noise: the flags UK-CAT's own labels raise
+        clean = args.out / f"seed{seed}-clean"
+        clean.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(EXAMPLE / "train.csv", clean / "train.csv")
+        natural = {flag_key(f) for f in train_and_flag(clean, clean / "train.csv", args.budget, seed)}
     return {"seed": seed, "injected": {k: sum(1 for v in injected.values() if v[0] == k) for k in KINDS},
-            "ranked": score(flags, injected, len(rows)), "unweighted": score(unweighted(flags), injected, len(rows)),
+            "ranked": score(flags, injected, len(rows), natural),
+            "unweighted": score(unweighted(flags), injected, len(rows), natural),
             "double_coded": double_coded(flags, first, second, taxonomy)}
 
 
@@ -196,6 +216,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--budget", type=int, default=None, help="seconds of search (default: the default, 300)")
     parser.add_argument("--rate", type=float, default=0.05, help="share of assets per kind of noise")
+    parser.add_argument("--natural", action="store_true",
+                        help="also train without the injected noise, to tell the data's own disagreements apart")
     parser.add_argument("--out", type=Path, default=ROOT / "state-benchmark" / "label-issues")
     args = parser.parse_args()
     args.out = args.out.resolve()
