@@ -6,6 +6,7 @@ source's labels. One `run --once` on a fresh state folder (first cycle: pull, tr
 a second (nothing changed: pull and nothing else). Recorded: the cycle's own timings (`timings:` line), the wall
 time, the peak RSS of the largest process (the CLI or its training child, `getrusage(RUSAGE_CHILDREN)`), and per
 part the growth exponent k of time ~ n^k between the smallest and the largest size.
+With `--scheduler`, the cycles predict (and search) on that Dask cluster ([compute] scheduler).
 
 Variants: `keywords` (every label on its keyword rule: `min_examples` above any count, no model fitted) and `search`
 (default settings but `--budget`).
@@ -22,7 +23,6 @@ import math
 import os
 import random
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -62,31 +62,35 @@ def write_pool(path: Path, n: int, seed: int) -> None:
             out.writerow([f"S{i:07d}", text, row["labels"] if is_labelled else ""])
 
 
-def config(state: Path, assets: Path, variant: str, budget: int) -> Path:
+def config(state: Path, assets: Path, variant: str, budget: int, scheduler: str | None = None) -> Path:
     model = ["min_examples = 1000000000", "holdout_fraction = 0"] if variant == "keywords" else [
         f"budget_seconds = {budget}"]
     path = state / "config.toml"
     path.write_text("\n".join([
         'platform = "files"', f'state_dir = "{state}"', "[files]", f'assets = "{assets}"', "[taxonomy]",
         f'path = "{EXAMPLE / "taxonomy.csv"}"', 'facet_roots = { population = ["BE"] }', "[model]", *model,
+        *(["[compute]", f'scheduler = "{scheduler}"'] if scheduler else []),
     ]) + "\n", encoding="utf-8")
     return path
 
 
+# Runs a command and prints the peak RSS (KiB) of its largest process: a fresh process per cycle, since
+# RUSAGE_CHILDREN's peak is the largest of every child a process ever waited for.
+_PEAK = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]);"
+         " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(done.returncode)")
+
+
 def cycle(config_path: Path) -> dict:
     started = time.monotonic()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run([*CLI, "run", "--once", "--config", str(config_path)], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run([sys.executable, "-c", _PEAK, *CLI, "run", "--once", "--config", str(config_path)],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     wall = time.monotonic() - started
     if done.returncode:
         sys.exit(done.stderr[-3000:])
     line = next((x for x in done.stdout.splitlines() if x.startswith("timings: ")), "")
     timings = {k: float(v.rstrip("s")) for k, v in re.findall(r"(\w+) ([\d.]+s)", line)}
-    # RUSAGE_CHILDREN's peak is the largest of every child so far: only a new high is this cycle's own.
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"wall": round(wall, 2), "timings": timings,
-            "peak_rss_mib": round(peak / 1024) if peak > before else None}
+    peak = int(done.stderr.strip().splitlines()[-1])
+    return {"wall": round(wall, 2), "timings": timings, "peak_rss_mib": round(peak / 1024)}
 
 
 def exponent(small: tuple[int, float], large: tuple[int, float]) -> float | None:
@@ -102,6 +106,7 @@ def main() -> None:
     parser.add_argument("--variant", nargs="+", default=["keywords", "search"], choices=["keywords", "search"])
     parser.add_argument("--budget", type=int, default=60, help="search budget of the `search` variant (seconds)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scheduler", help="a Dask scheduler's address: predict (and search) there")
     parser.add_argument("--out", type=Path, default=ROOT / "state-benchmark" / "scale")
     args = parser.parse_args()
     results = []
@@ -117,7 +122,7 @@ def main() -> None:
                     target.unlink()
             assets = folder / "assets.csv"
             write_pool(assets, n, args.seed)
-            path = config(folder, assets, variant, args.budget)
+            path = config(folder, assets, variant, args.budget, args.scheduler)
             first, again = cycle(path), cycle(path)
             row = {"variant": variant, "assets": n, "first": first, "no_change": again}
             first_push = first["timings"].get("predict", 0) + first["timings"].get("push", 0)
