@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timezone
@@ -112,8 +113,12 @@ def _quote_left_open(text: str, dialect: str) -> bool:
     return False
 
 
+# What Python's surrogateescape error handler puts in place of bytes that do not decode.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def _undecodable(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+    return _ESCAPED_BYTE.search(value) is not None
 
 
 def read_assets(
