@@ -27,6 +27,7 @@ from automl.components import (
     register_components,
     sigmoid,
 )
+from automl.errors import ClusterError
 from automl.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,8 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
         if report.warm_started < len(run.initial_configs):
             log.info("warm start: %d of %d earlier configurations evaluated (the others no longer fit the search "
                      "space, repeat one, or did not fit in the budget)", report.warm_started, len(run.initial_configs))
+    except ClusterError:  # the cluster the user named is not there: no quiet fallback to a weaker model
+        raise
     except Exception as exc:  # auto-sklearn raises many kinds; the fallback below keeps the service working
         log.warning("auto-sklearn search failed (%s: %s); using the default linear model", type(exc).__name__, exc,
                     exc_info=log.isEnabledFor(logging.DEBUG))

@@ -45,6 +45,13 @@ def test_an_address_where_no_scheduler_answers_is_a_clear_error():
             pass
 
 
+def test_a_search_whose_cluster_is_not_there_fails_instead_of_falling_back_to_the_default_model(tmp_path):
+    X, Y = data()
+    run = SearchRun(30, seed=1, workspace=Workspace(tmp_path, scheduler="tcp://127.0.0.1:9", connect_seconds=2))
+    with pytest.raises(ClusterError, match="no Dask scheduler answers"):
+        search_ensemble(X, Y, ModelSettings(max_evaluations=1), run)
+
+
 def test_the_setting_takes_an_address_and_an_empty_one_is_unset():
     assert ComputeSettings(scheduler="tcp://dask:8786").scheduler == "tcp://dask:8786"
     assert ComputeSettings(scheduler=" ").scheduler is None
