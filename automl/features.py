@@ -63,10 +63,6 @@ class TextFeatures:
             return sp.csr_matrix((len(texts), 0), dtype=np.float32)
         return self.vectorizer_.transform(cut(texts, self.settings.max_chars))
 
-    def rule_hits(self, texts: Sequence[str]) -> np.ndarray:
-        """Which codes' keyword rules fire on each text (columns as `transform`'s hits), without the TF-IDF."""
-        return self.matcher_.match(cut(texts, self.settings.max_chars))
-
     def hits_for(self, hits: np.ndarray, codes: Sequence[str]) -> np.ndarray:
         return hits[:, [self.code_index_[c] for c in codes]]
 

@@ -13,9 +13,8 @@ branch); a doubted code and a sibling the model expects instead become one "Y in
 probability, tried at 0.9, buried the sibling swaps under top-level flags of lesser odds).
 
 A given code whose keyword rule fires on the text (or a given descendant's does) is never doubted: the taxonomy's
-own rule sides with the human,
-and on the bundled example such flags were nearly all on labels nobody had changed (1 in 49 of the first 400 named
-an injected error, against 1 in 4 of the others).
+own rule sides with the human, and on the bundled example such flags were nearly all on labels nobody had changed
+(1 in 49 of the first 400 named an injected error, against 1 in 4 of the others).
 
 Each label is judged by its own model's margins (`Evidence.per_label`), not by the level's shared calibration: that
 calibration maps every label's low margins to one bottom bucket, so rare labels whose models tell little apart
@@ -54,6 +53,7 @@ class Evidence:
     def stacked(parts: Sequence[Evidence]) -> Evidence:
         """The rows of several batches of the same codes, in order."""
         first = parts[0]
+
         def rows(name: str) -> np.ndarray | None:
             arrays = [getattr(p, name) for p in parts]
             return np.vstack(arrays) if all(a is not None for a in arrays) else None

@@ -235,8 +235,8 @@ class PreAnnotator:
         """Per facet, these labelled texts judged by this model: evidence on their labels where it did not learn
         from them (an evaluation slice). The training texts' own, out of fold, is `evidence_` after fit."""
         labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
-        hits = self.features_.rule_hits(texts)
-        return {facet: self._evidence(d, indicator(labels, d.codes), hits) for facet, d in self.decide(texts).items()}
+        decided, hits = self._decide(texts)
+        return {facet: self._evidence(d, indicator(labels, d.codes), hits) for facet, d in decided.items()}
 
     def _evidence(self, decisions: Decisions, truth: np.ndarray, hits: np.ndarray) -> Evidence:
         judged = {c for m in self.levels_ for c in m.model_codes}
@@ -256,6 +256,10 @@ class PreAnnotator:
 
     # ---- prediction -----------------------------------------------------------------------------------------
     def decide(self, texts: Sequence[str]) -> dict[str, Decisions]:
+        return self._decide(texts)[0]
+
+    def _decide(self, texts: Sequence[str]) -> tuple[dict[str, Decisions], np.ndarray]:
+        """Per facet, the texts' decisions; and every code's keyword hits on them (label issues use those too)."""
         X, hits = self.features_.transform(texts)
         per_facet: dict[str, dict[int, Decisions]] = {}
         for model in self.levels_:
@@ -265,7 +269,7 @@ class PreAnnotator:
                 proba = model.ensemble.predict_proba(X)
             per_facet.setdefault(model.facet, {})[model.level] = self._level_decisions(model, proba, kw)
         return {facet: calibrate(self._consistent(facet, levels), self.calibrators_.get(facet, {}), self._level_of)
-                for facet, levels in per_facet.items()}
+                for facet, levels in per_facet.items()}, hits
 
     def _consistent(self, facet: str, levels: dict[int, Decisions]) -> Decisions:
         """A facet's level decisions made one tree-consistent set: one path per text in a single-choice facet."""

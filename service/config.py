@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
@@ -22,6 +22,8 @@ from automl.errors import InputError
 from automl.settings import ComputeSettings, ModelSettings, Section, TaxonomySettings
 from connectors.settings import FilesSettings, KiliSettings, LabelStudioSettings, SecuritySettings
 
+if TYPE_CHECKING:  # the search's module loads auto-sklearn: only when a training runs
+    from automl.search import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class Settings(BaseSettings):
     label_issues: LabelIssueSettings = Field(default_factory=LabelIssueSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 
-    def workspace(self):
+    def workspace(self) -> Workspace:
         """Where a training's searches write (the state folder's tmp/ and logs/) and run."""
         from automl.search import Workspace
 
