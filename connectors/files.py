@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -314,8 +315,26 @@ class FilesConnector:
         return self._taxonomy[1]
 
     def pull(self, cursor: str | None = None, texts: TextCache | None = None) -> Pull:
-        """A file has no change feed: every pull is complete."""
-        return Pull(self.pull_assets(), complete=True, cursor=lambda: None)
+        """A file has no change feed: every pull that reads it is complete. The cursor is the fingerprint of what
+        the pull read; given it back while the file, the taxonomy and the [files] settings are still the same, the
+        pull reads nothing (a no-change cycle over a large file costs one hash of it)."""
+        fingerprint = self.fingerprint()
+        if cursor is not None and cursor == fingerprint:
+            return Pull(iter(()), complete=False, cursor=lambda: fingerprint)
+        return Pull(self.pull_assets(), complete=True, cursor=lambda: fingerprint)
+
+    def fingerprint(self) -> str | None:
+        """What the assets read from the file depend on: its bytes, the taxonomy and the [files] settings (None when
+        the file cannot be opened: the read says why)."""
+        digest = hashlib.sha256()
+        try:
+            with Path(self.settings.assets).open("rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256")
+        except (OSError, TypeError):
+            return None
+        digest.update(json.dumps([self.settings.model_dump(mode="json"), self.pull_taxonomy().fingerprint_rows()],
+                                 sort_keys=True, default=str).encode())
+        return f"sha256:{digest.hexdigest()}"
 
     def pull_assets(self) -> Iterator[Asset]:
         self.skipped = SkipLog()

@@ -81,6 +81,16 @@ class LabelCollapse(InputError):
     column or project than labels really deleted. Nothing is trained or pushed until it is fixed or forced."""
 
 
+def later(new: str, old: str | None) -> str:
+    """The cursor to keep after a pull: never back in time (the overlap must not walk a platform's timestamp into
+    the past); a cursor that is not a time (a file's fingerprint) is simply the new one."""
+    try:
+        datetime.fromisoformat(new), datetime.fromisoformat(old or "")
+    except ValueError:
+        return new
+    return max(new, old or "")
+
+
 def overlapped(cursor: str, seconds: float) -> str:
     """An incremental pull starts `seconds` before the cursor (a platform timestamp): a change committed after the
     last pull but stamped before its newest asset (a slow write, another server's clock) is then still seen.
@@ -337,8 +347,8 @@ class Worker:
         report.pulled = self.state.merge_assets(self._beating(pulled.assets), pulled.complete)
         report.complete_pull = pulled.complete
         next_cursor = pulled.cursor()
-        if next_cursor is not None:  # never back: the overlap must not walk the cursor into the past
-            self.state.set_cursor("assets", max(next_cursor, cursor) if cursor else next_cursor)
+        if next_cursor is not None:
+            self.state.set_cursor("assets", later(next_cursor, cursor))
         if pulled.complete:
             self.state.set_cursor("last_complete_pull", str(time.time()))
         report.skipped = self.connector.skipped.as_dict()

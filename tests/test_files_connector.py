@@ -145,3 +145,34 @@ def test_taxonomy_is_reread_when_it_changes_and_a_missing_one_is_named(tmp_path,
     assert "ZZ" in c.pull_taxonomy()
     with pytest.raises(TaxonomyError, match="no such file"):
         connector(tmp_path, assets, tmp_path / "missing.csv").pull_taxonomy()
+
+
+def test_an_unchanged_file_is_not_read_again_and_any_change_is(tmp_path, small_taxonomy):
+    import os
+
+    assets = write_assets(tmp_path / "a.csv", [("1", "cats", "AN1"), ("2", "school", "")])
+    c = connector(tmp_path, assets, small_taxonomy)
+    first = c.pull()
+    assert [a.id for a in first.assets] == ["1", "2"] and first.complete
+    cursor = first.cursor()
+    again = c.pull(cursor)
+    assert list(again.assets) == [] and not again.complete and again.cursor() == cursor
+    # One byte changed, same size and mtime: the fingerprint is of the content, not of the file's stat.
+    stat = assets.stat()
+    assets.write_bytes(assets.read_bytes().replace(b"cats", b"bats"))
+    os.utime(assets, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed = c.pull(cursor)
+    assert [a.text for a in changed.assets] == ["bats", "school"] and changed.complete
+    cursor = changed.cursor()
+    assert list(c.pull(cursor).assets) == []
+    # What the same bytes mean depends on the taxonomy and the [files] settings: either changed, the file is read.
+    small_taxonomy.write_text(small_taxonomy.read_text() + "ZZ,Zebras,AN,zebra,,\n")
+    os.utime(small_taxonomy, ns=(1, 1))
+    assert [a.id for a in c.pull(cursor).assets] == ["1", "2"]
+    cursor = c.pull(None).cursor()
+    other = connector(tmp_path, assets, small_taxonomy, label_separator="|")
+    assert [a.id for a in other.pull(cursor).assets] == ["1", "2"]
+    # A file that is gone is read (and named), not taken for unchanged.
+    assets.unlink()
+    with pytest.raises(AssetFileError, match="no such file"):
+        list(c.pull(cursor).assets)

@@ -34,6 +34,17 @@ def test_no_change_cycle_trains_and_predicts_nothing(project):
     assert (first.trained, first.train_reason, first.written) == (True, "no model yet", 2)
     second = make_worker(tmp_path, taxonomy).run_once()  # a restarted worker: state comes from disk
     assert (second.trained, second.predicted, second.written, second.already) == (False, 0, 0, 2)
+    assert (second.pulled, second.labelled, second.unlabelled) == (0, 2, 2)  # the file is unchanged: not read
+
+
+def test_a_file_changed_after_a_no_change_cycle_is_read_whole(project):
+    tmp_path, taxonomy = project
+    worker = make_worker(tmp_path, taxonomy)
+    worker.run_once()
+    assert worker.run_once().pulled == 0
+    write_assets(tmp_path / "a.csv", ROWS[:3])  # u2 deleted
+    report = worker.run_once()
+    assert (report.pulled, report.complete_pull, report.unlabelled) == (3, True, 1)
 
 
 def test_retrain_rule_counts_label_changes(project):
