@@ -28,21 +28,23 @@ class AssetFileError(InputError):
 
 
 def _records(path: Path, encoding: str, columns: Sequence[str]) -> Iterator[tuple[str, dict | None, str]]:
-    """Yield (place, record, problem) for every record; a record that cannot be read comes with its problem."""
+    """Yield (place, record, problem) for every record; a record that cannot be read comes with its problem. The
+    file is read as a stream: a pull's memory does not grow with the file."""
     if path.is_dir():
         raise AssetFileError(f"{path} is a folder, not an assets file. Fix: give the CSV, TSV or JSONL file in it"
                              " (--assets or [files] assets).")
     if not path.is_file():
         raise AssetFileError(f"{path}: no such file. Fix: check the assets path (--assets or [files] assets).")
-    raw = path.read_bytes()
-    # surrogateescape keeps undecodable bytes visible per record, so one bad row is skipped, not the whole file.
-    text = raw.decode(encoding, errors="surrogateescape")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".txt", ".tsv"):
+        raise AssetFileError(f"{path}: unknown format {path.suffix!r}. Fix: use a .csv or .jsonl file.")
     fix_columns = "Fix: rename the column in the file or set id_column/text_column/labels_column in [files]."
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+    with _open_text(path, encoding) as handle:
+        if suffix in (".csv", ".txt", ".tsv"):
+            yield from _csv_records(path, handle, encoding, columns, fix_columns)
+            return
         checked = False
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(handle, start=1):
             place = f"{path.name}:{number}"
             if not line.strip():
                 continue
@@ -63,17 +65,23 @@ def _records(path: Path, encoding: str, columns: Sequence[str]) -> Iterator[tupl
                     )
                 checked = True
             yield place, record, ""
-        return
-    if path.suffix.lower() not in (".csv", ".txt", ".tsv"):
-        raise AssetFileError(f"{path}: unknown format {path.suffix!r}. Fix: use a .csv or .jsonl file.")
-    yield from _csv_records(path, text, len(raw), columns, fix_columns)
 
 
-def _csv_records(path: Path, text: str, size: int, columns: Sequence[str],
+def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
+    """The file as text, past a byte-order mark. surrogateescape keeps undecodable bytes visible per record, so one
+    bad row is skipped, not the whole file; newline="" leaves line ends inside quoted CSV fields to the reader."""
+    handle = path.open(encoding=encoding, errors="surrogateescape", newline="")
+    if handle.read(1) != "\ufeff":
+        handle.seek(0)
+    return handle
+
+
+def _csv_records(path: Path, handle: io.TextIOWrapper, encoding: str, columns: Sequence[str],
                  fix_columns: str) -> Iterator[tuple[str, dict | None, str]]:
-    csv.field_size_limit(max(csv.field_size_limit(), size))  # long texts are fine; the 128 KiB default is not
+    # Long texts are fine; the 128 KiB default is not.
+    csv.field_size_limit(max(csv.field_size_limit(), path.stat().st_size))
     dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+    reader = csv.DictReader(handle, dialect=dialect)
     header = reader.fieldnames or []
     missing = [c for c in columns if c not in header]
     if missing:
@@ -97,18 +105,19 @@ def _csv_records(path: Path, text: str, size: int, columns: Sequence[str],
         raise AssetFileError(f"{path.name}:{reader.line_num}: the CSV cannot be parsed ({exc}). Fix: repair the"
                              " quoting on that line; records before it were read.") from exc
     if last is not None:
-        if end > last[2] and _quote_left_open(text, dialect):
+        if end > last[2] and _quote_left_open(path, encoding, dialect):
             yield (f"{path.name}:{last[2]}-{end}", None, "a quote opened and never closed (the record ran to the end"
                    " of the file; fix: close the quote on its first line)")
         else:
             yield last[0], last[1], ""
 
 
-def _quote_left_open(text: str, dialect: str) -> bool:
+def _quote_left_open(path: Path, encoding: str, dialect: str) -> bool:
     """Whether the file ends inside a quoted field (the lenient reader then takes the rest as one text)."""
     try:
-        for _ in csv.reader(io.StringIO(text, newline=""), dialect=dialect, strict=True):
-            pass
+        with _open_text(path, encoding) as handle:
+            for _ in csv.reader(handle, dialect=dialect, strict=True):
+                pass
     except csv.Error as exc:
         return "unexpected end of data" in str(exc)
     return False

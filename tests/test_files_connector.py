@@ -176,3 +176,19 @@ def test_an_unchanged_file_is_not_read_again_and_any_change_is(tmp_path, small_t
     assets.unlink()
     with pytest.raises(AssetFileError, match="no such file"):
         list(c.pull(cursor).assets)
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.jsonl"])
+def test_a_byte_order_mark_and_unicode_line_separators_in_texts_are_read_as_written(tmp_path, small_taxonomy, name):
+    text = "cats\u2028and dogs\x0cat home"  # splitlines() would cut a JSONL record at either
+    if name.endswith(".csv"):
+        body = f'id,text,labels\r\n1,"{text}",AN1\r\n2,school,\r\n'
+    else:
+        body = "\n".join(json.dumps({"id": i, "text": t, "labels": ls}, ensure_ascii=False)
+                         for i, t, ls in [(1, text, ["AN1"]), (2, "school", None)]) + "\n"
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    c = connector(tmp_path, path, small_taxonomy)
+    assert [(a.id, a.text, a.labels) for a in c.pull_assets()] == [
+        ("1", text, frozenset({"AN1"})), ("2", "school", None)]
+    assert not c.skipped.as_dict()
