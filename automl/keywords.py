@@ -2,7 +2,7 @@
 pattern does not.
 
 Python's `re` tries each rule's pattern on each text (UK-CAT's 240 rules: ~9 ms a text). An RE2 set reads a text once
-for all patterns (linear time, about 1 ms a text) and names the rules that may match; Python's `re` then decides
+for all patterns (linear time, about 0.05 ms a text once its DFA is built) and names the rules that may match; Python's `re` then decides
 each of those, so every match is one `re` makes. The set is asked only about texts in which RE2 and `re` read every
 character alike: RE2's `\b`, `\w` and `\s` know ASCII only, so a text holding a non-ASCII letter, digit or space
 ("café") is tried by `re` with every rule, as are the patterns RE2 cannot read (look-arounds, back-references, some
@@ -21,6 +21,7 @@ from automl.taxonomy import Node, Taxonomy
 
 # A character RE2 and Python's `re` classify apart: non-ASCII and a letter, digit, underscore or space to `re`.
 _READ_APART = re.compile(r"(?![\x00-\x7f])[\w\s]")
+_SET_MEMORY = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class _Re2Prefilter:
         options = re2.Options()
         options.case_sensitive = False
         options.log_errors = False
+        # RE2 builds its DFA lazily within max_mem and falls back to a far slower NFA when that is spent: at the 8 MiB
+        # default UK-CAT's 240 rules run out, and a warm set reads a text in 0.47 ms instead of 0.04 ms at 64 MiB.
+        options.max_mem = _SET_MEMORY
         self.set = re2.Set.SearchSet(options)
         self.index: list[int] = []  # the set's pattern number -> the rule's
         self.always: list[int] = []  # rules RE2 cannot read
