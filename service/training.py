@@ -66,20 +66,39 @@ def train_version(settings: Settings, registry: ModelRegistry, taxonomy: Taxonom
                             daemon=False)
     child.start()
     sender.close()
+    outcome = None
     while not receiver.poll(0.5):
         beat()
         if stop.is_set():
             _end_process_group(child)
             shutil.rmtree(settings.state_dir / "tmp", ignore_errors=True)
-            raise TrainingAbandoned("stop requested: training abandoned, nothing of it was saved")
-    try:
-        outcome = receiver.recv()
-    except EOFError:  # the child ended without a word (killed, out of memory)
-        outcome = f"the training process ended without a result (exit code {child.exitcode})"
-    child.join()
+            outcome = _sent(receiver)
+            if not isinstance(outcome, ModelVersion):  # else it was registered just before the stop: it is kept
+                raise TrainingAbandoned("stop requested: training abandoned, nothing of it was saved")
+            break
+    if outcome is None:
+        outcome = _sent(receiver) or f"the training process ended without a result (exit code {child.exitcode})"
     if isinstance(outcome, str):
+        child.join()
         raise TrainingFailed(f"training failed: {outcome}")
+    # Registered (and promoted, unless the gate said no): the child goes on to write the version's report, an extra
+    # that a stop may cut short.
+    while child.is_alive():
+        child.join(0.5)
+        beat()
+        if stop.is_set() and child.is_alive():
+            _end_process_group(child)
+            log.warning("%s: stop requested while its report was written; the version stands without it (`classie-"
+                        "automl report` writes it)", outcome.name)
     return outcome
+
+
+def _sent(receiver) -> ModelVersion | str | None:
+    """What the training process sent; None when it ended without a word (killed, out of memory)."""
+    try:
+        return receiver.recv() if receiver.poll(0) else None
+    except EOFError:
+        return None
 
 
 def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy, labelled: Sequence[Asset],
@@ -87,6 +106,7 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
     os.setpgrp()  # its own process group: ending it ends auto-sklearn's workers too
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    registered = False
     try:
         from automl.model import PreAnnotator
         from service.label_issues import ISSUES_FILE, flag_labels, to_csv
@@ -120,11 +140,13 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
             gate={**verdict.to_dict(), "candidate_trained_on": len(train)}, slice_model=judged,
             files={ISSUES_FILE: to_csv(flags)},
         )
+        sender.send(version)  # at once: from here on a stop must not call the version abandoned
+        registered = True
         _write_report(settings, registry, version, served, model, holdout)
-        sender.send(version)
     except BaseException as exc:  # reported to the parent, which decides
         log.exception("training failed")
-        sender.send(f"{type(exc).__name__}: {exc}")
+        if not registered:
+            sender.send(f"{type(exc).__name__}: {exc}")
     finally:
         sender.close()
         os._exit(0)  # no atexit handlers or inherited finalisers of the parent in the child

@@ -117,7 +117,7 @@ def ledger(state: Path) -> int:
 
 def test_docker_stop_in_every_phase_exits_0_in_time_and_loses_nothing(tmp_path):
     unlabelled = [(f"u{i}", text, "") for i, (_, text, _) in enumerate(example_rows("test.csv", 400))]
-    write_assets(tmp_path / "assets.csv", example_rows("train.csv", 200) + unlabelled)
+    write_assets(tmp_path / "assets.csv", example_rows("train.csv", 1000) + unlabelled)
     state = tmp_path / "state"
 
     # 1. During the training: abandoned at once, nothing of it saved.

@@ -204,3 +204,32 @@ def test_one_cycle_at_a_time_per_state_folder(tmp_path, small_taxonomy):
     started = time.monotonic()
     report = worker.run_once()
     assert time.monotonic() - started >= 1.4 and report.written == 1
+
+
+def test_a_stop_after_the_version_is_registered_keeps_it_and_cuts_only_its_report(tmp_path, small_taxonomy,
+                                                                                   monkeypatch, caplog):
+    import service.training as training
+
+    # The report (an extra, written after the version is registered) hangs: the stop comes while it is written.
+    monkeypatch.setattr(training, "_write_report", lambda *args: time.sleep(60))
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats", "AN1"), ("2", "dogs and walks", "AN2"),
+                                      ("u1", "our cat rescue", "")])
+    settings = load_settings(None, {"state_dir": str(tmp_path / "state"), "files": {"assets": str(tmp_path / "a.csv")},
+                                    "taxonomy": {"path": str(small_taxonomy)}})
+    worker = build_worker(settings, Secrets())
+    taxonomy = worker.connector.pull_taxonomy()
+    labelled = [a for a in worker.connector.pull_assets() if a.labels]
+    stop = threading.Event()
+
+    def stop_once_registered():
+        while not (tmp_path / "state" / "models" / "CURRENT").exists():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        stop.set()
+
+    threading.Thread(target=stop_once_registered, daemon=True).start()
+    started = time.monotonic()
+    version = training.train_version(settings, worker.registry, taxonomy, labelled, stop, lambda: None)
+    assert time.monotonic() - started < 30  # the hanging report was ended, not waited for
+    assert version.name == "v1" and worker.registry.current().name == "v1"
+    assert "stop requested while its report was written" in caplog.text
