@@ -20,6 +20,8 @@ from automl.errors import ClusterError
 
 if TYPE_CHECKING:
     from automl.model import PreAnnotator
+    import scipy.sparse as sp
+
     from automl.records import Prediction
 
 T = TypeVar("T")
@@ -54,13 +56,13 @@ def connect(scheduler: str, timeout_seconds: float) -> Iterator[SmacClient]:
         client.close()
 
 
-def _propose(model: PreAnnotator, texts: list[str]) -> list[Prediction]:
-    return model.propose(texts)
+def _propose(model: PreAnnotator, texts: list[str]) -> tuple[list[Prediction], sp.csr_matrix]:
+    return model.propose_with_vectors(texts)
 
 
-def _result(chunk: T, future) -> tuple[T, list[Prediction]]:
+def _result(chunk: T, future) -> tuple[T, list[Prediction], sp.csr_matrix]:
     try:
-        return chunk, future.result()
+        return (chunk, *future.result())
     except KilledWorker as exc:  # the scheduler gave up after the workers running it died, again and again
         raise ClusterError(f"the Dask cluster lost a prediction chunk: {exc}. Look at the Dask workers' logs"
                            " (memory, the project not installed there); nothing was pushed, the next cycle tries"
@@ -68,8 +70,8 @@ def _result(chunk: T, future) -> tuple[T, list[Prediction]]:
 
 
 def predict_chunks(client: Client, model: PreAnnotator, chunks: Iterable[T], texts: Callable[[T], Sequence[str]],
-                   in_flight: int | None = None) -> Iterator[tuple[T, list[Prediction]]]:
-    """Each chunk with its texts' predictions, in the order of `chunks`, computed on the cluster's workers. The model
+                   in_flight: int | None = None) -> Iterator[tuple[T, list[Prediction], sp.csr_matrix]]:
+    """Each chunk with its texts' predictions and TF-IDF rows (`PreAnnotator.propose_with_vectors`), in the order of `chunks`, computed on the cluster's workers. The model
     is sent to every worker once, not with each chunk; at most `in_flight` chunks (default: twice the workers'
     threads) are out at a time, so the pool is read as the results come back. A chunk whose worker dies is computed
     again elsewhere by the scheduler."""

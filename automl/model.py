@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import KFold
@@ -261,15 +262,18 @@ class PreAnnotator:
     def _decide(self, texts: Sequence[str]) -> tuple[dict[str, Decisions], np.ndarray]:
         """Per facet, the texts' decisions; and every code's keyword hits on them (label issues use those too)."""
         X, hits = self.features_.transform(texts)
+        return self._decide_on(X, hits), hits
+
+    def _decide_on(self, X: sp.csr_matrix, hits: np.ndarray) -> dict[str, Decisions]:
         per_facet: dict[str, dict[int, Decisions]] = {}
         for model in self.levels_:
             kw = self.features_.hits_for(hits, model.codes)
-            proba = np.zeros((len(texts), len(model.model_codes)))
-            if model.ensemble is not None and len(texts):
+            proba = np.zeros((X.shape[0], len(model.model_codes)))
+            if model.ensemble is not None and X.shape[0]:
                 proba = model.ensemble.predict_proba(X)
             per_facet.setdefault(model.facet, {})[model.level] = self._level_decisions(model, proba, kw)
         return {facet: calibrate(self._consistent(facet, levels), self.calibrators_.get(facet, {}), self._level_of)
-                for facet, levels in per_facet.items()}, hits
+                for facet, levels in per_facet.items()}
 
     def _consistent(self, facet: str, levels: dict[int, Decisions]) -> Decisions:
         """A facet's level decisions made one tree-consistent set: one path per text in a single-choice facet."""
@@ -295,17 +299,25 @@ class PreAnnotator:
     def propose(self, texts: Sequence[str]) -> list[Prediction]:
         """Per text: the pre-filled codes per facet, most confident first; the suggestions (codes not pre-filled
         but at least [model] suggestion_min_confidence likely); and the edits a labeller is expected to make."""
+        return self._proposals_of(self.decide(texts), len(texts))
+
+    def propose_with_vectors(self, texts: Sequence[str]) -> tuple[list[Prediction], sp.csr_matrix]:
+        """`propose`, and the texts' TF-IDF rows (`features_.vectors`) from the same featurisation."""
+        X, hits = self.features_.transform(texts)
+        return self._proposals_of(self._decide_on(X, hits), len(texts)), X[:, :self.features_.n_terms]
+
+    def _proposals_of(self, decided: dict[str, Decisions], n: int) -> list[Prediction]:
         floor = self.settings.suggestion_min_confidence
         by_model = {c for m in self.levels_ for c in m.model_codes}
-        prefill: list[dict[str, list[Proposal]]] = [{} for _ in texts]
-        suggestions: list[dict[str, list[Proposal]]] = [{} for _ in texts]
-        edits = np.zeros(len(texts))
-        for facet, d in self.decide(texts).items():
+        prefill: list[dict[str, list[Proposal]]] = [{} for _ in range(n)]
+        suggestions: list[dict[str, list[Proposal]]] = [{} for _ in range(n)]
+        edits = np.zeros(n)
+        for facet, d in decided.items():
             likelihood = d.likelihood if d.likelihood is not None else d.confidence
             # A pre-fill is deleted if wrong, a missing label added if right: what a labeller is expected to do.
             edits += np.where(d.chosen, 1.0 - d.confidence, likelihood).sum(axis=1)
             suggested = ~d.chosen & (likelihood >= floor) & (likelihood > 0)
-            for i in range(len(texts)):
+            for i in range(n):
                 prefill[i][facet] = _proposals(d, i, d.chosen[i], d.confidence[i], by_model)
                 suggestions[i][facet] = _proposals(d, i, suggested[i], likelihood[i], by_model)
         return [Prediction(p, g, round(float(e), 4)) for p, g, e in zip(prefill, suggestions, edits)]

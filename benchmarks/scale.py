@@ -3,7 +3,8 @@
 Per size n: n assets resampled from UK-CAT's 4,104 texts with light perturbation (each copy loses a random tenth of
 its words and gains a few words of another text, so copies are not duplicates), 5% of them labelled with their
 source's labels. One `run --once` on a fresh state folder (first cycle: pull, train, predict, prioritise, push), then
-a second (nothing changed: pull and nothing else). Recorded: the cycle's own timings (`timings:` line), the wall
+a second (nothing changed: pull and nothing else), then a polling worker's no-change cycles (`run`, every second:
+the median of its cycles after the first, which loads the model). Recorded: the cycle's own timings (`timings:` line), the wall
 time, the peak RSS of the largest process (the CLI or its training child, `getrusage(RUSAGE_CHILDREN)`), and per
 part the growth exponent k of time ~ n^k between the smallest and the largest size.
 With `--scheduler`, the cycles predict (and search) on that Dask cluster ([compute] scheduler).
@@ -23,6 +24,7 @@ import math
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -93,6 +95,24 @@ def cycle(config_path: Path) -> dict:
     return {"wall": round(wall, 2), "timings": timings, "peak_rss_mib": round(peak / 1024)}
 
 
+def polling_cycles(config_path: Path, cycles: int = 4) -> list[float]:
+    """The `total` of a polling worker's first `cycles` cycles (its JSON cycle log lines), then it is stopped."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLASSIE_LOG_FORMAT": "json", "CLASSIE_WORKER__INTERVAL_SECONDS": "1"}
+    worker = subprocess.Popen([*CLI, "run", "--config", str(config_path)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    totals: list[float] = []
+    try:
+        for line in worker.stderr:
+            if '"event": "cycle"' in line:
+                totals.append(json.loads(line)["cycle"]["timings"]["total"])
+                if len(totals) >= cycles:
+                    break
+    finally:
+        worker.terminate()
+        worker.wait(timeout=120)
+    return totals
+
+
 def exponent(small: tuple[int, float], large: tuple[int, float]) -> float | None:
     (n1, t1), (n2, t2) = small, large
     if t1 <= 0 or t2 <= 0 or n1 == n2:
@@ -124,7 +144,9 @@ def main() -> None:
             write_pool(assets, n, args.seed)
             path = config(folder, assets, variant, args.budget, args.scheduler)
             first, again = cycle(path), cycle(path)
-            row = {"variant": variant, "assets": n, "first": first, "no_change": again}
+            polled = polling_cycles(path)
+            row = {"variant": variant, "assets": n, "first": first, "no_change": again,
+                   "no_change_polling_s": round(statistics.median(polled[1:]), 3) if len(polled) > 1 else None}
             first_push = first["timings"].get("predict", 0) + first["timings"].get("push", 0)
             row["predict_assets_per_s"] = round(n * (1 - LABELLED_SHARE) / first["timings"]["predict"], 1) \
                 if first["timings"].get("predict") else None

@@ -11,6 +11,7 @@ from connectors.base import Asset, Priority
 from service.state import Pushed
 
 if TYPE_CHECKING:
+    from service.spill import SpilledAsset
     from service.worker import CycleReport
 
 
@@ -41,7 +42,7 @@ def _flat(prefill: dict[str, list[str]]) -> set[str]:
     return {f"{facet}:{code}" for facet, codes in prefill.items() for code in codes}
 
 
-def compare(run: DryRun, assets: Sequence[Asset], predictions: Sequence[Prediction],
+def compare(run: DryRun, assets: Sequence[Asset | SpilledAsset], predictions: Sequence[Prediction],
             priorities: Sequence[Priority], last: dict[str, Pushed]) -> DryRun:
     """Count and list, asset by asset, how the pre-annotations and priorities to push differ from the last ones."""
     run.would_push = len(assets)

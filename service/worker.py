@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from automl.errors import ClassieError, ClusterError, InputError
 from automl.metrics import FacetScore, LevelScore
-from automl.priority import rank
+from automl.priority import Ranking, max_similarity, rank_pool
 from automl.records import Prediction, codes_by_facet
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset, Connector, PreAnnotation, Priority, PushReport
@@ -31,6 +31,7 @@ from service.health import Heartbeat
 from service.label_issues import show_on_platform
 from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
 from service.signals import StopRequested
+from service.spill import PoolSpill, SpilledAsset
 from service.state import StateStore, disk_full_as_error
 from service.training import TrainingFailed, setup_fingerprint, train_version, training_fingerprint
 from service.worker_metrics import WorkerMetrics
@@ -244,8 +245,15 @@ class Worker:
                 model = self.registry.load(current)
             except ModelUnloadable:  # the decision says it would train; nothing to compare with
                 return run
-            assets, predictions = self._predict(model, current, todo, report) if todo else ([], [])
-            priorities = self._prioritise(model, assets, predictions, labelled) if assets else []
+            if not todo:
+                return compare(run, [], [], [], {})
+            with self._spilled_pool(model, current, todo, report, labelled) as spill:
+                ranking = self._rank(spill, labelled)
+                assets, predictions, priorities = [], [], []
+                for first, chunk, predicted in spill.chunks():
+                    assets += chunk
+                    predictions += predicted
+                    priorities += self._priorities(first, predicted, ranking, chunk)
             return compare(run, assets, predictions, priorities, self.state.last_pushed([a.id for a in assets]))
 
     # ---- one cycle ----------------------------------------------------------------------------------------------
@@ -427,94 +435,107 @@ class Worker:
                      labelled: Sequence[Asset]) -> None:
         """Predict the unlabelled assets that have no pre-annotation of this version for their current text, rank
         them (which a human should label next, given the `labelled` ones), push them batch by batch with their
-        priorities, each batch recorded before the next starts, then tell the platform the labelling order."""
+        priorities, each batch recorded before the next starts, then tell the platform the labelling order. The
+        pool goes through a scratch folder (`service.spill`) chunk by chunk: memory does not grow with it."""
         todo = self.state.count_unlabelled_without(version.name)
         report.already += report.unlabelled - todo
         if not todo:
             return
+        with self._spilled_pool(model, version, todo, report, labelled) as spill:
+            if spill.size < todo:  # a stop was requested: nothing was pushed
+                return
+            started = time.monotonic()
+            ranking = self._rank(spill, labelled)
+            report.timings["prioritise"] = time.monotonic() - started
+            pushed: set[str] = set()
+            started = time.monotonic()
+            try:
+                self._push(version, spill, ranking, report, pushed)
+            finally:
+                if pushed:
+                    report.prioritised = self.connector.push_priorities(self.state.ranking(version.name), pushed)
+                report.timings["push"] = time.monotonic() - started
+
+    @contextmanager
+    def _spilled_pool(self, model: PreAnnotator, version: ModelVersion, todo: int, report: CycleReport,
+                      labelled: Sequence[Asset]) -> Iterator[PoolSpill]:
+        """The pool's predictions and TF-IDF rows, chunk by chunk from the state store into a scratch folder;
+        predicted here, or on the Dask cluster of `[compute] scheduler` (the model sent to each of its workers
+        once). Each text's highest similarity to a labelled one is kept as `spill.similar`."""
         started = time.monotonic()
-        assets, predictions = self._predict(model, version, todo, report)
-        report.timings["predict"] = time.monotonic() - started
-        if len(assets) < todo:  # a stop was requested: nothing was pushed
-            return
-        started = time.monotonic()
-        priorities = self._prioritise(model, assets, predictions, labelled)
-        report.timings["prioritise"] = time.monotonic() - started
-        pushed: set[str] = set()
-        started = time.monotonic()
-        try:
-            self._push(version, assets, predictions, priorities, report, pushed)
-        finally:
-            if pushed:
-                report.prioritised = self.connector.push_priorities(self.state.ranking(version.name), pushed)
-            report.timings["push"] = time.monotonic() - started
+        parent = self.settings.state_dir / "pool"
+        PoolSpill.clear_stale(parent)
+        known = model.features_.vectors([a.text for a in labelled]) if labelled else None
+        similar: list[np.ndarray] = []
+        with contextlib.ExitStack() as stack:
+            spill = stack.enter_context(PoolSpill(parent))
+            with contextlib.ExitStack() as cluster:
+                compute = self.settings.compute
+                if compute.scheduler:
+                    from automl.cluster import connect, predict_chunks  # distributed: imported only when used
+
+                    client = cluster.enter_context(connect(compute.scheduler, compute.connect_seconds))
+                    chunks = predict_chunks(client, model, self.state.unlabelled_without(version.name,
+                                            compute.chunk_size), lambda chunk: [a.text for a in chunk])
+                else:
+                    chunks = ((chunk, *model.propose_with_vectors([a.text for a in chunk])) for chunk in
+                              self.state.unlabelled_without(version.name, self.settings.worker.batch_size))
+                for chunk, predicted, rows in chunks:
+                    similar.append(max_similarity(rows, known) if known is not None else np.zeros(len(chunk)))
+                    spill.add([SpilledAsset(a.id, a.text_hash) for a in chunk], predicted, rows)
+                    self.beat("predicting", done=spill.size, todo=todo)
+                    if self.stop.is_set():
+                        break
+            spill.similar = np.concatenate(similar) if similar else np.zeros(0)
+            report.timings["predict"] = time.monotonic() - started
+            if self.stop.is_set() and spill.size < todo:
+                report.abandoned = todo
+                log.info("stop requested: %d asset(s) left for the next run", todo)
+            yield spill
 
     @staticmethod
-    def _prioritise(model: PreAnnotator, assets: Sequence[Asset], predictions: Sequence[Prediction],
-                    labelled: Sequence[Asset]) -> list[Priority]:
+    def _rank(spill: PoolSpill, labelled: Sequence[Asset]) -> Ranking:
         """How much a human label of each asset would help the next version (see automl.priority)."""
-        ranking = rank(np.array([p.expected_edits for p in predictions]), model.features_.vectors(
-            [a.text for a in assets]), model.features_.vectors([a.text for a in labelled]))
-        return [Priority(a.id, round(float(v), 4), f"{p.expected_edits:.1f} edits expected, novelty {n:.2f}")
-                for a, p, v, n in zip(assets, predictions, ranking.priority, ranking.novelty)]
+        return rank_pool(spill.expected_edits, spill.similar, len(labelled), spill.rows_of, spill.sweep)
 
-    def _predict(self, model: PreAnnotator, version: ModelVersion, todo: int,
-                 report: CycleReport) -> tuple[list[Asset], list[Prediction]]:
-        """The pool's predictions, chunk by chunk from the state store: here, or on the Dask cluster of
-        `[compute] scheduler` (the model sent to each of its workers once)."""
-        assets: list[Asset] = []
-        predictions: list[Prediction] = []
-        with contextlib.ExitStack() as stack:
-            compute = self.settings.compute
-            if compute.scheduler:
-                from automl.cluster import connect, predict_chunks  # distributed: imported only when used
+    @staticmethod
+    def _priorities(start: int, predictions: Sequence[Prediction], ranking: Ranking,
+                    assets: Sequence[SpilledAsset]) -> list[Priority]:
+        return [Priority(a.id, round(float(ranking.priority[i]), 4),
+                         f"{p.expected_edits:.1f} edits expected, novelty {ranking.novelty[i]:.2f}")
+                for i, a, p in zip(range(start, start + len(assets)), assets, predictions)]
 
-                client = stack.enter_context(connect(compute.scheduler, compute.connect_seconds))
-                chunks = predict_chunks(client, model, self.state.unlabelled_without(version.name,
-                                        compute.chunk_size), lambda chunk: [a.text for a in chunk])
-            else:
-                chunks = ((chunk, model.propose([a.text for a in chunk]))
-                          for chunk in self.state.unlabelled_without(version.name, self.settings.worker.batch_size))
-            for chunk, predicted in chunks:
-                assets += chunk
-                predictions += predicted
-                self.beat("predicting", done=len(assets), todo=todo)
-                if self.stop.is_set():
-                    break
-        if self.stop.is_set() and len(assets) < todo:
-            report.abandoned = todo
-            log.info("stop requested: %d asset(s) left for the next run", todo)
-        return assets, predictions
-
-    def _push(self, version: ModelVersion, assets: list[Asset], predictions: list[Prediction],
-              priorities: list[Priority], report: CycleReport, pushed: set[str]) -> None:
+    def _push(self, version: ModelVersion, spill: PoolSpill, ranking: Ranking, report: CycleReport,
+              pushed: set[str]) -> None:
         batch = self.settings.worker.batch_size
-        with tqdm(total=len(assets), desc=f"pre-annotating ({version.name})", unit="asset", disable=None,
+        with tqdm(total=spill.size, desc=f"pre-annotating ({version.name})", unit="asset", disable=None,
                   leave=False) as bar:
-            for start in range(0, len(assets), batch):
-                if self.stop.is_set():
-                    report.abandoned = len(assets) - report.predicted
-                    log.info("stop requested: %d asset(s) left for the next run", report.abandoned)
-                    return
-                # Claimed first: the API may have answered Label Studio for some of them meanwhile.
-                window = range(start, min(start + batch, len(assets)))
-                claimed = self.state.claim(version.name, [(assets[i].id, assets[i].text_hash) for i in window])
-                chunk = [i for i in window if assets[i].id in claimed]
-                items = [PreAnnotation(assets[i].id, assets[i].text_hash, predictions[i].prefill,
-                                       predictions[i].suggestions, priorities[i].value) for i in chunk]
-                try:
-                    done = self.connector.push(items, version.name) if items else PushReport()
-                except BaseException:
-                    self.state.release(version.name, claimed)
-                    raise
-                self.state.record_pushed(version.name, [(assets[i].id, assets[i].text_hash, priorities[i],
-                                                         codes_by_facet(predictions[i].prefill)) for i in chunk])
-                pushed.update(assets[i].id for i in chunk)
-                report.predicted += len(window)
-                report.written += done.written
-                report.already += done.already + len(window) - len(chunk)
-                bar.update(len(window))
-                self.beat("pre-annotating", done=report.predicted, todo=len(assets))
+            for first, assets, predictions in spill.chunks():
+                priorities = self._priorities(first, predictions, ranking, assets)
+                for start in range(0, len(assets), batch):
+                    if self.stop.is_set():
+                        report.abandoned = spill.size - report.predicted
+                        log.info("stop requested: %d asset(s) left for the next run", report.abandoned)
+                        return
+                    # Claimed first: the API may have answered Label Studio for some of them meanwhile.
+                    window = range(start, min(start + batch, len(assets)))
+                    claimed = self.state.claim(version.name, [(assets[i].id, assets[i].text_hash) for i in window])
+                    chunk = [i for i in window if assets[i].id in claimed]
+                    items = [PreAnnotation(assets[i].id, assets[i].text_hash, predictions[i].prefill,
+                                           predictions[i].suggestions, priorities[i].value) for i in chunk]
+                    try:
+                        done = self.connector.push(items, version.name) if items else PushReport()
+                    except BaseException:
+                        self.state.release(version.name, claimed)
+                        raise
+                    self.state.record_pushed(version.name, [(assets[i].id, assets[i].text_hash, priorities[i],
+                                                             codes_by_facet(predictions[i].prefill)) for i in chunk])
+                    pushed.update(assets[i].id for i in chunk)
+                    report.predicted += len(window)
+                    report.written += done.written
+                    report.already += done.already + len(window) - len(chunk)
+                    bar.update(len(window))
+                    self.beat("pre-annotating", done=report.predicted, todo=spill.size)
 
     def _log_cycle(self, report: CycleReport, current: ModelVersion) -> None:
         skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
