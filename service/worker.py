@@ -468,8 +468,7 @@ class Worker:
         known = model.features_.vectors([a.text for a in labelled]) if labelled else None
         similar: list[np.ndarray] = []
         novelty = 0.0
-        with contextlib.ExitStack() as stack:
-            spill = stack.enter_context(PoolSpill(parent))
+        with PoolSpill(parent) as spill:
             with contextlib.ExitStack() as cluster:
                 compute = self.settings.compute
                 if compute.scheduler:
