@@ -68,7 +68,9 @@ def in_process(emulator: KiliEmulator, state: Path, keywords_only: bool, budget:
             pushing[0] += time.perf_counter() - started
 
     connector.push = timed_push
-    for name in ("first", "no-change", "no-change again"):
+    for name in ("first", "the cycle after a push", "past the overlap", "no-change"):
+        if name == "past the overlap":  # the pull that reads, once more, what changed in the cursor's last seconds
+            time.sleep(settings.worker.cursor_overlap_seconds + 1)
         before, pushing[0] = len(emulator.requests), 0.0
         started = time.perf_counter()
         report = worker.run_once()

@@ -345,18 +345,30 @@ class Worker:
         """Bring the platform's changes into the asset cache: incremental from the cursor, complete when none is
         kept or the last complete pull is older than [worker] full_pull_seconds (that is how deletions are seen)."""
         taxonomy = self.connector.pull_taxonomy()
-        cursor = self.state.cursor("assets")
+        stored = cursor = self.state.cursor("assets")
         last_full = float(self.state.cursor("last_complete_pull") or 0)
         if time.time() - last_full > self.settings.worker.full_pull_seconds:
             cursor = None
         self.beat("pulling", force=True)
         overlap = self.settings.worker.cursor_overlap_seconds
-        pulled = self.connector.pull(overlapped(cursor, overlap) if cursor else None, texts=self.state)
+        # The overlap is for changes committed late; once a pull that started `overlap` seconds after the cursor was
+        # reached has read them, later pulls start at the cursor (else every no-change cycle after a large push
+        # would read again all that the push touched in its last seconds).
+        start = cursor
+        if cursor and self.state.cursor("assets_covered") != cursor:
+            start = overlapped(cursor, overlap)
+        started = time.time()
+        pulled = self.connector.pull(start, texts=self.state)
         report.pulled = self.state.merge_assets(self._beating(pulled.assets), pulled.complete)
         report.complete_pull = pulled.complete
         next_cursor = pulled.cursor()
         if next_cursor is not None:
-            self.state.set_cursor("assets", later(next_cursor, cursor))
+            kept = later(next_cursor, cursor)
+            if kept != stored:
+                self.state.set_cursor("assets", kept)
+                self.state.set_cursor("assets_reached", str(started))
+            elif start != cursor and started - float(self.state.cursor("assets_reached") or 0) >= overlap:
+                self.state.set_cursor("assets_covered", kept)
         if pulled.complete:
             self.state.set_cursor("last_complete_pull", str(time.time()))
         report.skipped = self.connector.skipped.as_dict()

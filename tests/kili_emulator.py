@@ -18,13 +18,14 @@ Faults (`inject`) are answered the way a proxy or the network would, so the SDK'
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,7 @@ from graphql import (
     GraphQLScalarType,
     GraphQLSchema,
     OperationDefinitionNode,
+    OperationType,
     ValueNode,
     build_schema,
     execute,
@@ -588,6 +590,31 @@ class KiliEmulator:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
+        self._created: dict[str, int] = {}  # asset id -> creation order
+        # What queries read, kept until the next change (a mutation, or a test's add_*/set_text): at 100,000 assets
+        # a page of a paginated query must not scan every asset, nor each asset's view every label.
+        self._matching: dict[tuple[str, str], list[dict]] = {}
+        self._labels_of: dict[str, list[dict]] | None = None
+        self._caching = True
+
+    @contextlib.contextmanager
+    def _mutating(self) -> Iterator[None]:
+        """Around a change: nothing read while it is made is kept, and nothing kept before it survives it."""
+        self._caching = False
+        try:
+            yield
+        finally:
+            self._matching.clear()
+            self._labels_of = None
+            self._caching = True
+
+    def _kept(self, kind: str, where: dict, compute: Callable[[], list[dict]]) -> list[dict]:
+        if not self._caching:
+            return compute()
+        key = (kind, json.dumps(where, sort_keys=True, default=str))
+        if key not in self._matching:
+            self._matching[key] = compute()
+        return self._matching[key]
 
     # ---- lifecycle
 
@@ -650,7 +677,7 @@ class KiliEmulator:
         self, asset_id: str, text: str, external_id: str | None = None, updated_at: str | None = None
     ) -> dict:
         """Add a text asset; its `content` is a URL served by the emulator, like Kili's uploads."""
-        with self._lock:
+        with self._lock, self._mutating():
             if asset_id in self.assets:
                 raise ValueError(f"asset {asset_id} already exists")
             stamp = self._clock.observe(updated_at) if updated_at is not None else self._clock.now()
@@ -663,11 +690,12 @@ class KiliEmulator:
                 "updatedAt": stamp,
             }
             self.assets[asset_id] = asset
+            self._created[asset_id] = len(self._created)
             return asset
 
     def set_text(self, asset_id: str, text: str) -> None:
         """Replace the text of an asset: a new content URL (uploads are immutable), a new updatedAt."""
-        with self._lock:
+        with self._lock, self._mutating():
             asset = self.assets[asset_id]
             asset["text"] = text
             asset["content"] = self._store_text(asset_id, text)
@@ -684,7 +712,7 @@ class KiliEmulator:
         """Add a label as a labeler or a model would; the asset's updatedAt moves forward."""
         if label_type not in LABEL_TYPES:
             raise ValueError(f"label type {label_type!r} is not one of {LABEL_TYPES}")
-        with self._lock:
+        with self._lock, self._mutating():
             asset = self.assets[asset_id]
             label = self._new_label(asset_id, label_type, json_response, model_name, created_at)
             asset["updatedAt"] = self._clock.now()
@@ -696,7 +724,7 @@ class KiliEmulator:
         """Add an ISSUE on a label, as a reviewer would in the app (a SOLVED one, say)."""
         if status not in ISSUE_STATUSES:
             raise ValueError(f"issue status {status!r} is not one of {ISSUE_STATUSES}")
-        with self._lock:
+        with self._lock, self._mutating():
             [label] = [label for label in self.labels if label["id"] == label_id]
             return self._new_issue("ISSUE", label["assetId"], label_id, None, text, status, created_at)
 
@@ -826,8 +854,11 @@ class KiliEmulator:
         if not isinstance(variables, dict):
             return 400, {"errors": [_error("variables must be an object", "BAD_USER_INPUT")]}
         with self._lock:  # one operation at a time: a mutation is atomic
-            # Root fields resolve from this mapping: graphql-core calls its values with (info, **args).
-            result = execute(SCHEMA, document, root_value=self._resolvers(), variable_values=variables)
+            mutation = any(isinstance(d, OperationDefinitionNode) and d.operation == OperationType.MUTATION
+                           for d in document.definitions)
+            with self._mutating() if mutation else contextlib.nullcontext():
+                # Root fields resolve from this mapping: graphql-core calls its values with (info, **args).
+                result = execute(SCHEMA, document, root_value=self._resolvers(), variable_values=variables)
         if not result.errors:
             return 200, {"data": result.data}
         formatted = []
@@ -858,10 +889,14 @@ class KiliEmulator:
         }
 
     def _asset_labels(self, asset_id: str) -> list[dict]:
-        return sorted(
-            (label for label in self.labels if label["assetId"] == asset_id),
-            key=lambda label: parse_timestamp(label["createdAt"]),
-        )
+        if not self._caching:
+            return sorted((label for label in self.labels if label["assetId"] == asset_id),
+                          key=lambda label: parse_timestamp(label["createdAt"]))
+        if self._labels_of is None:
+            self._labels_of = {}
+            for label in sorted(self.labels, key=lambda label: parse_timestamp(label["createdAt"])):
+                self._labels_of.setdefault(label["assetId"], []).append(label)
+        return list(self._labels_of.get(asset_id, ()))
 
     def _asset_view(self, asset: dict) -> dict:
         labels = self._asset_labels(asset["id"])
@@ -1023,11 +1058,19 @@ class KiliEmulator:
 
     def _matching_assets(self, where: dict) -> list[dict]:
         # Creation order, as Kili documents for `skip`: stable while assets are updated mid-pagination.
-        return [asset for asset in self.assets.values() if self._asset_matches(asset, where)]
+        def scan() -> list[dict]:
+            named = where.get("idIn") if isinstance(where, dict) else None
+            candidates = (self.assets.values() if named is None else  # only those named (a batch's lookups)
+                          sorted((self.assets[i] for i in set(named) if i in self.assets),
+                                 key=lambda asset: self._created[asset["id"]]))
+            return [asset for asset in candidates if self._asset_matches(asset, where)]
+        return self._kept("assets", where, scan)
 
     def _matching_labels(self, where: dict) -> list[dict]:
-        labels = sorted(self.labels, key=lambda label: parse_timestamp(label["createdAt"]))
-        return [label for label in labels if self._label_matches(label, where)]
+        def scan() -> list[dict]:
+            labels = sorted(self.labels, key=lambda label: parse_timestamp(label["createdAt"]))
+            return [label for label in labels if self._label_matches(label, where)]
+        return self._kept("labels", where, scan)
 
     # ---- resolvers
 

@@ -77,3 +77,22 @@ def test_the_overlap_keeps_the_platforms_format(cursor, expected):
 ])
 def test_the_cursor_kept_after_a_pull(new, old, kept):
     assert later(new, old) == kept
+
+
+def test_once_a_pull_has_covered_the_overlap_the_next_ones_start_at_the_cursor(tmp_path, emulator):
+    import time
+
+    fill(emulator, ukcat_taxonomy(), labelled=10, unlabelled=5)
+    assert worker(tmp_path, emulator, overlap=1).run_once().written == 5  # the push moves the 5 assets' updatedAt
+    after_push = worker(tmp_path, emulator, overlap=1).run_once()
+    assert after_push.pulled == 15  # the pushed 5 moved past the cursor; the 10 others were stamped within the overlap
+    within = worker(tmp_path, emulator, overlap=1).run_once()
+    assert within.pulled == 5  # still within the overlap of the cursor: read again
+    time.sleep(1.2)
+    covering = worker(tmp_path, emulator, overlap=1).run_once()
+    assert covering.pulled == 5  # a second after the cursor was reached: late changes are in this pull...
+    settled = worker(tmp_path, emulator, overlap=1).run_once()
+    assert settled.pulled <= 1  # ...so the next starts at the cursor (the newest asset itself: updatedAt >= cursor)
+    emulator.add_asset("new-1", "A food bank for families in need")
+    moved = worker(tmp_path, emulator, overlap=1).run_once()
+    assert moved.written == 1 and worker(tmp_path, emulator, overlap=1).run_once().pulled >= 1  # overlap again
