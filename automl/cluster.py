@@ -71,10 +71,10 @@ def _result(chunk: T, future) -> tuple[T, list[Prediction], sp.csr_matrix]:
 
 def predict_chunks(client: Client, model: PreAnnotator, chunks: Iterable[T], texts: Callable[[T], Sequence[str]],
                    in_flight: int | None = None) -> Iterator[tuple[T, list[Prediction], sp.csr_matrix]]:
-    """Each chunk with its texts' predictions and TF-IDF rows (`PreAnnotator.propose_with_vectors`), in the order of `chunks`, computed on the cluster's workers. The model
-    is sent to every worker once, not with each chunk; at most `in_flight` chunks (default: twice the workers'
-    threads) are out at a time, so the pool is read as the results come back. A chunk whose worker dies is computed
-    again elsewhere by the scheduler."""
+    """Each chunk with its texts' predictions and TF-IDF rows (`PreAnnotator.propose_with_vectors`), in the order of
+    `chunks`, computed on the cluster's workers. The model is sent to every worker once, not with each chunk; at most
+    `in_flight` chunks (default: twice the workers' threads) are out at a time, so the pool is read as the results
+    come back. A chunk whose worker dies is computed again elsewhere by the scheduler."""
     shared = client.scatter(model, broadcast=True, hash=False)
     limit = in_flight or max(2, 2 * sum(client.nthreads().values()))
     pending: deque = deque()

@@ -2,11 +2,12 @@
 pattern does not.
 
 Python's `re` tries each rule's pattern on each text (UK-CAT's 240 rules: ~9 ms a text). An RE2 set reads a text once
-for all patterns (linear time, about 0.05 ms a text once its DFA is built) and names the rules that may match; Python's `re` then decides
-each of those, so every match is one `re` makes. The set is asked only about texts in which RE2 and `re` read every
-character alike: RE2's `\b`, `\w` and `\s` know ASCII only, so a text holding a non-ASCII letter, digit or space
-("café") is tried by `re` with every rule, as are the patterns RE2 cannot read (look-arounds, back-references, some
-escapes). A `$` is left out of the set's patterns (`re`'s also matches before a final newline)."""
+for all patterns (linear time, about 0.05 ms a text once its DFA is built) and names the rules that may match;
+Python's `re` then decides each of those, so every match is one `re` makes. The set is asked only about texts in
+which RE2 and `re` read every character alike: RE2's `\b`, `\w` and `\s` know ASCII only, so a text holding a
+non-ASCII letter, digit or space ("café") is tried by `re` with every rule, as are the patterns RE2 cannot read
+(look-arounds, back-references, some escapes). A `$` is left out of the set's patterns (`re`'s also matches before a
+final newline)."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def rank_pool(expected_edits: np.ndarray, similar: np.ndarray, n_labelled: int,
     n = len(expected_edits)
     uncertainty = expected_edits / (1.0 + expected_edits)
     share = n / (n + n_labelled) if n else 1.0
-    opening = share * (1 - similar) + (1 - share) * uncertainty
+    opening = _score(similar, uncertainty, share)
     order = np.argsort(-opening, kind="stable")
     wanted = min(one_by_one, n)
     size = min(n, max(4 * wanted, _CHUNK))
@@ -75,9 +75,14 @@ def rank_pool(expected_edits: np.ndarray, similar: np.ndarray, n_labelled: int,
             final[block] = np.maximum(final[block], max_similarity(rows, chosen))
     rest = np.ones(n, dtype=bool)
     rest[picked] = False
-    priority[rest] = np.minimum(share * (1 - final[rest]) + (1 - share) * uncertainty[rest], ceiling)
+    priority[rest] = np.minimum(_score(final[rest], uncertainty[rest], share), ceiling)
     novelty[rest] = 1 - final[rest]
     return Ranking(np.clip(priority, 0.0, 1.0), uncertainty, np.clip(novelty, 0.0, 1.0))
+
+
+def _score(similar: np.ndarray, uncertainty: np.ndarray, share: float) -> np.ndarray:
+    """`a * novelty + (1 - a) * uncertainty`, `a` the share of texts still unlabelled."""
+    return share * (1 - similar) + (1 - share) * uncertainty
 
 
 def _one_by_one(rows: sp.csr_matrix, similar: np.ndarray, uncertainty: np.ndarray, share: float,
@@ -89,7 +94,7 @@ def _one_by_one(rows: sp.csr_matrix, similar: np.ndarray, uncertainty: np.ndarra
     picks, scores, novelty = [], [], []
     ceiling = 1.0
     for _ in range(count):
-        score = np.where(picked, -np.inf, share * (1 - similar) + (1 - share) * uncertainty)
+        score = np.where(picked, -np.inf, _score(similar, uncertainty, share))
         best = int(np.argmax(score))
         ceiling = min(ceiling, float(score[best]))
         picks.append(best), scores.append(ceiling), novelty.append(1 - similar[best])

@@ -4,9 +4,10 @@ Per size n: n assets resampled from UK-CAT's 4,104 texts with light perturbation
 its words and gains a few words of another text, so copies are not duplicates), 5% of them labelled with their
 source's labels. One `run --once` on a fresh state folder (first cycle: pull, train, predict, prioritise, push), then
 a second (nothing changed: pull and nothing else), then a polling worker's no-change cycles (`run`, every second:
-the median of its cycles after the first, which loads the model). Recorded: the cycle's own timings (`timings:` line), the wall
-time, the peak RSS of the largest process (the CLI or its training child, `getrusage(RUSAGE_CHILDREN)`), and per
-part the growth exponent k of time ~ n^k between the smallest and the largest size.
+the median of its cycles after the first, which loads the model). Recorded: the cycle's own timings (`timings:`
+line), the wall time, the peak RSS of the largest process (the CLI or its training child,
+`getrusage(RUSAGE_CHILDREN)`), and per part the growth exponent k of time ~ n^k between the smallest and the largest
+size.
 With `--scheduler`, the cycles predict (and search) on that Dask cluster ([compute] scheduler).
 
 Variants: `keywords` (every label on its keyword rule: `min_examples` above any count, no model fitted) and `search`

@@ -335,7 +335,6 @@ class FilesConnector:
     def fingerprint(self) -> str | None:
         """What the assets read from the file depend on: its bytes, the taxonomy and the [files] settings (None when
         the file cannot be opened: the read says why)."""
-        digest = hashlib.sha256()
         try:
             with Path(self.settings.assets).open("rb") as handle:
                 digest = hashlib.file_digest(handle, "sha256")

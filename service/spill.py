@@ -33,8 +33,8 @@ class PoolSpill:
         self.folder = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=parent))
         self.starts: list[int] = []  # the number of each chunk's first text
         self.size = 0
-        self.similar = np.zeros(0)  # per text, set by the caller: its highest similarity to a labelled text
         self._edits: list[float] = []
+        self._similar: list[np.ndarray] = []
 
     @staticmethod
     def clear_stale(parent: Path) -> None:
@@ -48,7 +48,9 @@ class PoolSpill:
     def __exit__(self, *_: object) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def add(self, assets: Sequence[SpilledAsset], predictions: Sequence[Prediction], rows: sp.csr_matrix) -> None:
+    def add(self, assets: Sequence[SpilledAsset], predictions: Sequence[Prediction], rows: sp.csr_matrix,
+            similar: np.ndarray) -> None:
+        """One chunk: its assets, their predictions, TF-IDF rows and highest similarity to a labelled text."""
         number = len(self.starts)
         with (self.folder / f"{number:06d}.pkl").open("wb") as f:
             pickle.dump((list(assets), list(predictions)), f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -56,12 +58,18 @@ class PoolSpill:
         self.starts.append(self.size)
         self.size += len(assets)
         self._edits += [p.expected_edits for p in predictions]
+        self._similar.append(similar)
 
     @property
     def expected_edits(self) -> np.ndarray:
         """Per text, the edits a labeller is expected to make on its pre-annotation (what the ranking needs of the
         predictions, held so that ranking does not read them all back)."""
         return np.array(self._edits)
+
+    @property
+    def similar(self) -> np.ndarray:
+        """Per text, its highest TF-IDF similarity to a labelled text."""
+        return np.concatenate(self._similar) if self._similar else np.zeros(0)
 
     def _rows(self, number: int) -> sp.csr_matrix:
         return sp.load_npz(self.folder / f"{number:06d}.npz").tocsr()

@@ -473,12 +473,11 @@ class Worker:
                       labelled: Sequence[Asset]) -> Iterator[PoolSpill]:
         """The pool's predictions and TF-IDF rows, chunk by chunk from the state store into a scratch folder;
         predicted here, or on the Dask cluster of `[compute] scheduler` (the model sent to each of its workers
-        once). Each text's highest similarity to a labelled one is kept as `spill.similar`."""
+        once), with each text's highest similarity to a labelled one."""
         started = time.monotonic()
         parent = self.settings.state_dir / "pool"
         PoolSpill.clear_stale(parent)
         known = model.features_.vectors([a.text for a in labelled]) if labelled else None
-        similar: list[np.ndarray] = []
         novelty = 0.0
         with PoolSpill(parent) as spill:
             with contextlib.ExitStack() as cluster:
@@ -494,13 +493,12 @@ class Worker:
                               self.state.unlabelled_without(version.name, self.settings.worker.batch_size))
                 for chunk, predicted, rows in chunks:
                     t = time.monotonic()
-                    similar.append(max_similarity(rows, known) if known is not None else np.zeros(len(chunk)))
+                    similar = max_similarity(rows, known) if known is not None else np.zeros(len(chunk))
                     novelty += time.monotonic() - t
-                    spill.add([SpilledAsset(a.id, a.text_hash) for a in chunk], predicted, rows)
+                    spill.add([SpilledAsset(a.id, a.text_hash) for a in chunk], predicted, rows, similar)
                     self.beat("predicting", done=spill.size, todo=todo)
                     if self.stop.is_set():
                         break
-            spill.similar = np.concatenate(similar) if similar else np.zeros(0)
             # Apart: comparing each text with every labelled one grows with both, the prediction with the pool only.
             report.timings["predict"] = time.monotonic() - started - novelty
             report.timings["novelty"] = novelty

@@ -124,7 +124,8 @@ def test_a_cycle_ranks_the_pool_from_its_scratch_folder_as_if_held_whole(tmp_pat
     texts = ["our cat rescue", "a school for all", "mental health and cats", "dog walks in the park",
              "a school library", "cats and dogs at home", "walks for mental health"]
     write_assets(tmp_path / "a.csv", [("1", "a shelter for cats", "AN1"), ("2", "dogs and walks", "AN2"),
-                                      ("3", "a primary school", "ED")] + [(f"u{i}", t, "") for i, t in enumerate(texts)])
+                                      ("3", "a primary school", "ED")]
+                 + [(f"u{i}", t, "") for i, t in enumerate(texts)])
     settings = load_settings(None, {"state_dir": str(tmp_path / "state"), "files": {"assets": str(tmp_path / "a.csv")},
                                     "taxonomy": {"path": str(small_taxonomy)}, "worker": {"batch_size": 2}})
     stale = tmp_path / "state" / "pool" / "pool-left-by-a-crash"
