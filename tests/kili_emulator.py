@@ -18,6 +18,7 @@ Faults (`inject`) are answered the way a proxy or the network would, so the SDK'
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gzip
 import json
@@ -572,7 +573,7 @@ class KiliEmulator:
         # Unique per instance: the SDK caches the introspected schema by endpoint and version.
         self.version = f"2.999.0+emulator.{uuid.uuid4().hex[:12]}"
         self.assets: dict[str, dict] = {}
-        self.labels: list[dict] = []
+        self._labels: list[dict] = []  # read through `labels`
         self.issues: list[dict] = []
         self.requests: list[dict] = []
         # Seconds a "timeout" fault holds the answer: more than the SDK's 60 s read timeout.
@@ -591,11 +592,23 @@ class KiliEmulator:
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._created: dict[str, int] = {}  # asset id -> creation order
+        # Each asset's labels, oldest first (createdAt, then creation order), kept up to date by every change: a
+        # mutation then costs what its own assets hold. Removed labels leave `_labels` at its next read (`labels`).
+        self._labels_by_asset: dict[str, list[dict]] = {}
+        self._removed: set[str] = set()
         # What queries read, kept until the next change (a mutation, or a test's add_*/set_text): at 100,000 assets
         # a page of a paginated query must not scan every asset, nor each asset's view every label.
         self._matching: dict[tuple[str, str], list[dict]] = {}
-        self._labels_of: dict[str, list[dict]] | None = None
         self._caching = True
+
+    @property
+    def labels(self) -> list[dict]:
+        """Every label, in creation order (always the same list: a removal is applied to it here, on first read)."""
+        with self._lock:
+            if self._removed:
+                self._labels[:] = [label for label in self._labels if label["id"] not in self._removed]
+                self._removed.clear()
+            return self._labels
 
     @contextlib.contextmanager
     def _mutating(self) -> Iterator[None]:
@@ -605,7 +618,6 @@ class KiliEmulator:
             yield
         finally:
             self._matching.clear()
-            self._labels_of = None
             self._caching = True
 
     def _kept(self, kind: str, where: dict, compute: Callable[[], list[dict]]) -> list[dict]:
@@ -782,8 +794,17 @@ class KiliEmulator:
             "modelName": model_name,
         }
         self._next_label += 1
-        self.labels.append(label)
+        self._labels.append(label)
+        # after those of the same createdAt: the order a stable sort of every label by createdAt gives
+        bisect.insort(self._labels_by_asset.setdefault(asset_id, []), label, key=_label_time)
         return label
+
+    def _remove_labels(self, labels: list[dict]) -> None:
+        doomed = {label["id"] for label in labels}
+        for asset_id in {label["assetId"] for label in labels}:
+            kept = [label for label in self._labels_by_asset[asset_id] if label["id"] not in doomed]
+            self._labels_by_asset[asset_id] = kept
+        self._removed |= doomed
 
     def _new_issue(
         self,
@@ -889,19 +910,17 @@ class KiliEmulator:
         }
 
     def _asset_labels(self, asset_id: str) -> list[dict]:
-        if not self._caching:
-            return sorted((label for label in self.labels if label["assetId"] == asset_id),
-                          key=lambda label: parse_timestamp(label["createdAt"]))
-        if self._labels_of is None:
-            self._labels_of = {}
-            for label in sorted(self.labels, key=lambda label: parse_timestamp(label["createdAt"])):
-                self._labels_of.setdefault(label["assetId"], []).append(label)
-        return list(self._labels_of.get(asset_id, ()))
+        """The asset's labels as they are now, oldest first (a copy: later changes do not reach it)."""
+        return list(self._labels_by_asset.get(asset_id, ()))
+
+    def _asset_status(self, asset_id: str) -> str:
+        human = [label["labelType"] for label in self._labels_by_asset.get(asset_id, ())
+                 if label["labelType"] in ("DEFAULT", "REVIEW")]
+        return "REVIEWED" if "REVIEW" in human else "LABELED" if human else "TODO"
 
     def _asset_view(self, asset: dict) -> dict:
         labels = self._asset_labels(asset["id"])
-        human = [label["labelType"] for label in labels if label["labelType"] in ("DEFAULT", "REVIEW")]
-        status = "REVIEWED" if "REVIEW" in human else "LABELED" if human else "TODO"
+        status = self._asset_status(asset["id"])
         return {
             "id": asset["id"],
             "externalId": asset["externalId"],
@@ -914,7 +933,7 @@ class KiliEmulator:
             "currentStep": {
                 "id": f"{self.project_id}-step-labeling",
                 "name": "Labeling",
-                "status": "DONE" if human else "TO_DO",
+                "status": "TO_DO" if status == "TODO" else "DONE",
                 "stepGroupName": None,
             },
             "skipped": False,
@@ -928,7 +947,7 @@ class KiliEmulator:
         }
 
     def _label_view(self, label: dict) -> dict:
-        latest = self._asset_labels(label["assetId"])[-1]
+        latest = self._labels_by_asset[label["assetId"]][-1]
         return {
             "id": label["id"],
             "assetId": label["assetId"],
@@ -1010,14 +1029,15 @@ class KiliEmulator:
         parts = where.get("externalIdIn")
         if parts is not None and not any(part in asset["externalId"] for part in parts):  # partial match
             return False
-        if where.get("statusIn") is not None and self._asset_view(asset)["status"] not in where["statusIn"]:
+        if where.get("statusIn") is not None and self._asset_status(asset["id"]) not in where["statusIn"]:
             return False
         if not _in_range(asset["updatedAt"], where.get("updatedAtGte"), where.get("updatedAtLte")):
             return False
         if not _in_range(asset["createdAt"], where.get("createdAtGte"), where.get("createdAtLte")):
             return False
         type_in = (where.get("label") or {}).get("typeIn")
-        if type_in is not None and not any(label["labelType"] in type_in for label in self._asset_labels(asset["id"])):
+        labels = self._labels_by_asset.get(asset["id"], ())
+        if type_in is not None and not any(label["labelType"] in type_in for label in labels):
             return False
         issue = {key: value for key, value in (where.get("issue") or {}).items() if value is not None}
         # with an issue filter: the assets that have at least one such issue
@@ -1068,7 +1088,7 @@ class KiliEmulator:
 
     def _matching_labels(self, where: dict) -> list[dict]:
         def scan() -> list[dict]:
-            labels = sorted(self.labels, key=lambda label: parse_timestamp(label["createdAt"]))
+            labels = sorted(self.labels, key=_label_time)
             return [label for label in labels if self._label_matches(label, where)]
         return self._kept("labels", where, scan)
 
@@ -1140,11 +1160,9 @@ class KiliEmulator:
             responses.append(response)
         if data.get("overwrite"):
             replaced = {(item["assetID"], item.get("modelName")) for item in items}
-            self.labels[:] = [
-                label
-                for label in self.labels
-                if not (label["labelType"] == label_type and (label["assetId"], label["modelName"]) in replaced)
-            ]
+            self._remove_labels([label for asset_id in {asset_id for asset_id, _ in replaced}
+                                 for label in self._labels_by_asset.get(asset_id, ())
+                                 if label["labelType"] == label_type and (asset_id, label["modelName"]) in replaced])
         created = [
             self._new_label(item["assetID"], label_type, response, item.get("modelName"), None)
             for item, response in zip(items, responses)
@@ -1157,7 +1175,7 @@ class KiliEmulator:
         outcome: dict[str, list[dict]] = {"succeeded": [], "declined": [], "failed": []}
         for asset in self._matching_assets(where):
             ref = {"assetId": asset["id"], "externalId": asset["externalId"]}
-            if self._asset_view(asset)["status"] == "TODO":
+            if self._asset_status(asset["id"]) == "TODO":
                 asset["priority"] = priority
                 outcome["succeeded"].append(ref)
             else:
@@ -1175,7 +1193,7 @@ class KiliEmulator:
         if "project" in where and not self._project_matches(where["project"]):
             raise ApiError(f"Project {where['project'].get('id')} not found", "ProjectNotFound")
         selected = {asset["id"] for asset in self._matching_assets(where)}
-        labels = {label["id"]: label for label in self.labels if label["assetId"] in selected}
+        labels = {label["id"]: label for asset_id in selected for label in self._labels_by_asset.get(asset_id, ())}
         missing = sorted({item["labelID"] for item in issues if item.get("labelID") and item["labelID"] not in labels})
         if missing:
             raise ApiError(f"Labels not found in the project: {', '.join(missing)}", "LabelNotFound", labelIds=missing)
@@ -1231,7 +1249,13 @@ def _issue_asset(index: int, item: dict, labels: dict[str, dict]) -> str:
     return found
 
 
+def _label_time(label: dict) -> datetime:
+    return parse_timestamp(label["createdAt"])
+
+
 def _in_range(stamp: str, gte: str | None, lte: str | None) -> bool:
+    if gte is None and lte is None:  # no range: a scan of every asset need not parse their stamps
+        return True
     moment = parse_timestamp(stamp)
     return (gte is None or moment >= parse_timestamp(gte)) and (lte is None or moment <= parse_timestamp(lte))
 
