@@ -88,6 +88,21 @@ def _chunks(ids: Iterable[str], size: int = 500) -> Iterator[list[str]]:
         yield ids[start:start + size]
 
 
+def _cached_text(db: sqlite3.Connection, asset_id: str, version: str) -> str | None:
+    rows = db.execute("SELECT text FROM assets WHERE asset_id = ? AND version = ?", (asset_id, version)).fetchall()
+    return rows[0][0] if rows else None
+
+
+class CachedTexts:
+    """The asset cache's texts, read through one open connection (see `StateStore.texts`)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def cached_text(self, asset_id: str, version: str) -> str | None:
+        return _cached_text(self._db, asset_id, version)
+
+
 class StateError(InputError):
     """The state folder or its ledger cannot be used; the message says how to fix or rebuild it."""
 
@@ -343,9 +358,14 @@ class StateStore:
 
     def cached_text(self, asset_id: str, version: str) -> str | None:
         with closing(self._connect()) as db:
-            row = db.execute("SELECT text FROM assets WHERE asset_id = ? AND version = ?",
-                             (asset_id, version)).fetchone()
-            return row[0] if row else None
+            return _cached_text(db, asset_id, version)
+
+    @contextmanager
+    def texts(self) -> Iterator[CachedTexts]:
+        """The cached texts through one connection, for a pull that asks for each of its assets' (a connection of
+        its own per asset cost more than the look-up)."""
+        with closing(self._connect()) as db:
+            yield CachedTexts(db)
 
     def labelled_assets(self) -> list[Asset]:
         with closing(self._connect()) as db:

@@ -358,8 +358,9 @@ class Worker:
         if cursor and self.state.cursor("assets_covered") != cursor:
             start = overlapped(cursor, overlap)
         started = time.time()
-        pulled = self.connector.pull(start, texts=self.state)
-        report.pulled = self.state.merge_assets(self._beating(pulled.assets), pulled.complete)
+        with self.state.texts() as texts:  # the pull's assets are read, and merged, inside
+            pulled = self.connector.pull(start, texts=texts)
+            report.pulled = self.state.merge_assets(self._beating(pulled.assets), pulled.complete)
         report.complete_pull = pulled.complete
         next_cursor = pulled.cursor()
         if next_cursor is not None:
