@@ -303,8 +303,8 @@ class PreAnnotator:
 
     def propose_with_vectors(self, texts: Sequence[str]) -> tuple[list[Prediction], sp.csr_matrix]:
         """`propose`, and the texts' TF-IDF rows (`features_.vectors`) from the same featurisation."""
-        X, hits = self.features_.transform(texts)
-        return self._proposals_of(self._decide_on(X, hits), len(texts)), X[:, :self.features_.n_terms]
+        X, hits, vectors = self.features_.featurise(texts)
+        return self._proposals_of(self._decide_on(X, hits), len(texts)), vectors
 
     def _proposals_of(self, decided: dict[str, Decisions], n: int) -> list[Prediction]:
         floor = self.settings.suggestion_min_confidence
@@ -374,6 +374,7 @@ class PreAnnotator:
         return {
             "n_train": self.n_train_,
             "n_terms": self.features_.n_terms,
+            "n_char_terms": self.features_.n_char_terms,
             "fit_seconds": round(self.fit_seconds_, 1),
             "single_choice": sorted(getattr(self, "single_choice_", ())),
             "levels": [

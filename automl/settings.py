@@ -51,6 +51,9 @@ class ModelSettings(Section):
     max_df: float = learning(0.2, gt=0, le=1)  # TF-IDF
     min_df: int = learning(2, ge=1)
     ngram_max: int = learning(2, ge=1, le=3)
+    # Character n-grams within words, 2 up to this long, beside the word terms: they share evidence between a word's
+    # forms and compounds ("disabled", "disability") that the word vocabulary keeps apart. 0: words only.
+    char_ngram_max: int = learning(5, ge=0, le=6)
     hierarchy: Literal["imply_parents", "require_parent"] = learning("imply_parents")
     # A facet in which every labelled text (100 at least) has exactly one path is treated as single-choice
     # ([taxonomy] single_choice): one path per text, the most likely code level by level.

@@ -37,7 +37,7 @@ def test_learning_settings_are_marked_on_the_field_and_all_reach_the_fingerprint
     from automl.settings import ModelSettings, learning
 
     default = ModelSettings().learning_fingerprint()
-    assert set(default) == {"min_examples", "max_chars", "max_df", "min_df", "ngram_max", "hierarchy",
+    assert set(default) == {"min_examples", "max_chars", "max_df", "min_df", "ngram_max", "char_ngram_max", "hierarchy",
                             "detect_single_choice",
                             "wrong_prefill_cost", "holdout_fraction", "refit_promoted"}
     assert ModelSettings(suggestion_min_confidence=0.5).learning_fingerprint() == default  # what is shown only
