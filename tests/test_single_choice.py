@@ -101,7 +101,7 @@ def test_a_model_finds_a_one_path_facet_in_its_labels_and_answers_one_path(small
         texts, labels)
     assert model.single_choice_ == ({"subject"} if detect else frozenset())
     assert model.summary()["single_choice"] == (["subject"] if detect else [])
-    new = ["kitten charity", "pupils at the school", "nothing known here at all", "dog and cat"]
+    new = ["kitten charity", "pupils at the school", "0000 9999", "dog and cat"]  # the third: no known n-gram
     d = model.decide(new)["subject"]
     if detect:
         for row in d.chosen:  # one code per level: one path, every text
