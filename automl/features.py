@@ -85,7 +85,8 @@ class TextFeatures:
         self.taxonomy = taxonomy
         self.settings = settings
 
-    def fit(self, texts: Sequence[str]) -> TextFeatures:
+    def fit(self, texts: Sequence[str], characters: bool = True) -> TextFeatures:
+        """Learn the vocabularies; `characters=False`: no character n-grams, whatever [model] char_ngram_max says."""
         s = self.settings
         texts = cut(texts, s.max_chars)
         self.matcher_ = KeywordMatcher(self.taxonomy, sorted(self.taxonomy.nodes))
@@ -94,7 +95,7 @@ class TextFeatures:
         self.vectorizer_ = _fitted(texts, [dict(ngram_range=(1, s.ngram_max), max_df=s.max_df, min_df=s.min_df),
                                            dict(ngram_range=(1, s.ngram_max))])
         self.char_vectorizer_ = None
-        if s.char_ngram_max >= 2 and self.vectorizer_ is not None:
+        if characters and s.char_ngram_max >= 2 and self.vectorizer_ is not None:
             try:
                 self.char_vectorizer_ = CharNgrams(s.char_ngram_max, s.min_df).fit(texts)
             except ValueError as exc:  # as with words: pruning can leave none

@@ -102,11 +102,12 @@ class PreAnnotator:
         say = progress or (lambda _msg: None)
         labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
         self.single_choice_ = self._single_choice(labels)
-        self.features_ = TextFeatures(self.taxonomy, s).fit(texts)
+        plan = self._plan(labels)
+        # Character n-grams only serve a model: keyword rules alone (no label with enough examples) need none.
+        self.features_ = TextFeatures(self.taxonomy, s).fit(texts, characters=any(t.any() for *_, t in plan))
         X, hits = self.features_.transform(texts)
         self.n_train_ = len(texts)
 
-        plan = self._plan(labels)
         refits = [getattr(searched.get((facet, level)), "ensemble", None) for facet, level, *_ in plan]
         costs = [self._level_cost(X, t[:, ok], r is not None) for (*_, t, ok), r in zip(plan, refits)]
 

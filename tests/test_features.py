@@ -91,3 +91,14 @@ def test_texts_without_usable_words_give_keyword_hits_only(small_taxonomy):
     X, hits = features.transform(["cats", "school"])
     assert features.vectorizer_ is None and features.char_vectorizer_ is None
     assert X.shape == hits.shape and features.vectors(["x"]).shape == (1, 0)
+
+
+def test_keyword_rules_alone_fit_no_character_ngrams(small_taxonomy):
+    from automl.model import PreAnnotator
+
+    texts = TEXTS * 5
+    labels = [{"HE"}, {"AN1"}, {"ED"}, {"AN2"}, {"HE1"}, {"ED"}] * 5
+    rules_only = PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings(min_examples=1000)).fit(texts, labels)
+    assert rules_only.features_.n_char_terms == 0 and rules_only.features_.n_terms > 0
+    assert len(rules_only.propose(["a home for cats"])) == 1
+    assert TextFeatures(load_taxonomy(small_taxonomy), ModelSettings(min_df=1)).fit(TEXTS).n_char_terms > 0
