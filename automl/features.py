@@ -78,8 +78,8 @@ class TextFeatures:
     """Fits TF-IDF on training texts; transforms texts into (features, keyword hits of every taxonomy code).
 
     The features' columns: the word terms first (`n_terms` of them), then the character n-grams, then the keyword
-    hits. Each block is L2-normalised by its vectoriser and the row again as a whole, so that no block outweighs the
-    others by its length alone."""
+    hits. Each TF-IDF block is L2-normalised by its vectoriser, and the row again as a whole, so that no block
+    outweighs the others by its length alone."""
 
     def __init__(self, taxonomy: Taxonomy, settings: ModelSettings):
         self.taxonomy = taxonomy
