@@ -52,8 +52,11 @@ class CharNgrams:
 
     def fit(self, texts: list[str]) -> CharNgrams:
         self.weights.fit(self.counter.fit_transform(texts))
-        self.vocabulary_ = self.counter.vocabulary_
         return self
+
+    @property
+    def vocabulary_(self) -> dict[str, int]:
+        return self.counter.vocabulary_
 
     def transform(self, texts: list[str]) -> sp.csr_matrix:
         analyse, vocabulary = self.counter.build_analyzer(), self.vocabulary_
@@ -111,21 +114,28 @@ class TextFeatures:
         texts = cut(texts, self.settings.max_chars)
         hits = self.matcher_.match(texts)
         extra = sp.csr_matrix(hits.astype(np.float32) * KEYWORD_FEATURE_WEIGHT)
+        words = self._words(texts)
         if self.vectorizer_ is None:
-            return extra, hits, sp.csr_matrix((len(texts), 0), dtype=np.float32)
-        words = self.vectorizer_.transform(texts)
-        # Models saved before character n-grams have no char_vectorizer_ (and were trained on unscaled rows).
-        char = getattr(self, "char_vectorizer_", None)
-        if char is None:
+            return extra, hits, words
+        if self._characters is None:  # words only (trained on unscaled rows)
             return sp.hstack([words, extra], format="csr"), hits, words
-        return normalize(sp.hstack([words, char.transform(texts), extra], format="csr"), copy=False), hits, words
+        blocks = [words, self._characters.transform(texts), extra]
+        return normalize(sp.hstack(blocks, format="csr"), copy=False), hits, words
 
     def vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
         """The texts' word TF-IDF rows alone (L2-normalised; no columns when the vocabulary is empty): what the
         texts' similarity is measured on."""
+        return self._words(cut(texts, self.settings.max_chars))
+
+    def _words(self, texts: list[str]) -> sp.csr_matrix:
         if self.vectorizer_ is None:
             return sp.csr_matrix((len(texts), 0), dtype=np.float32)
-        return self.vectorizer_.transform(cut(texts, self.settings.max_chars))
+        return self.vectorizer_.transform(texts)
+
+    @property
+    def _characters(self) -> CharNgrams | None:
+        # Models saved before character n-grams have no char_vectorizer_.
+        return getattr(self, "char_vectorizer_", None)
 
     def hits_for(self, hits: np.ndarray, codes: Sequence[str]) -> np.ndarray:
         return hits[:, [self.code_index_[c] for c in codes]]
@@ -136,5 +146,4 @@ class TextFeatures:
 
     @property
     def n_char_terms(self) -> int:
-        char = getattr(self, "char_vectorizer_", None)
-        return len(char.vocabulary_) if char is not None else 0
+        return len(self._characters.vocabulary_) if self._characters is not None else 0
