@@ -17,6 +17,10 @@ class LevelCost:
     def other(self, searched: bool) -> float:
         return self.other_seconds if searched or self.unsearched_seconds is None else self.unsearched_seconds
 
+    def scaled(self, factor: float) -> LevelCost:
+        unsearched = None if self.unsearched_seconds is None else self.unsearched_seconds * factor
+        return LevelCost(self.trainable, self.other_seconds * factor, unsearched)
+
 
 def search_shares(remaining: float, levels: Sequence[LevelCost], minimum: float) -> list[float]:
     """Search seconds per level out of `remaining`: what the levels' other work needs is set aside, the rest is

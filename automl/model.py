@@ -36,6 +36,7 @@ from automl.search import (
     SearchReport,
     SearchRun,
     WeightedEnsemble,
+    LinearScores,
     Workspace,
     default_members,
     describe_members,
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 # Labelled texts, every one with one path in a facet, before the facet is taken for single-choice: of a multilabel
 # facet with one text in 20 carrying two paths, 100 texts all have one with a chance under 1%.
 SINGLE_CHOICE_EVIDENCE = 100
+# Labels whose default model is timed to estimate a level's fits (one-vs-rest: the time is per label).
+COST_SAMPLE_LABELS = 12
 
 
 @dataclass
@@ -110,6 +113,7 @@ class PreAnnotator:
 
         refits = [getattr(searched.get((facet, level)), "ensemble", None) for facet, level, *_ in plan]
         costs = [self._level_cost(X, t[:, ok], r is not None) for (*_, t, ok), r in zip(plan, refits)]
+        self.cv_folds_, costs = self._folds_within(deadline - time.monotonic(), costs)
 
         self.levels_: list[LevelModel] = []
         oof: dict[str, dict[int, Decisions]] = {}
@@ -121,7 +125,7 @@ class PreAnnotator:
             run = SearchRun(share, s.seed + level, self.workspace, initial_configs=warm.get((facet, level), ()),
                             fits_until=deadline - later)
             say(f"{facet} level {level}: {n} of {len(codes)} labels have {s.min_examples}+ examples"
-                + (f"; {_how(refits[k] is not None, share)}, then {s.cv_folds}-fold thresholds" if n
+                + (f"; {_how(refits[k] is not None, share)}, then {self.cv_folds_}-fold thresholds" if n
                    else "; keyword rules only"))
             model, oof.setdefault(facet, {})[level] = self._fit_level(facet, level, codes, truth, trainable, X, hits,
                                                                       run, refits[k])
@@ -153,16 +157,39 @@ class PreAnnotator:
         return plan
 
     def _level_cost(self, X, Y: np.ndarray, refit: bool) -> LevelCost:
-        """What a level needs besides its search: its folds' and final fits of up to `max_members` pipelines (one,
-        the default, if it is not searched), run `jobs` at a time, estimated from one timed fit of the default linear
-        model (the search space's members fit in similar time)."""
+        """What a level needs besides its search: its folds' fits of up to `max_members` pipelines (one, the
+        default, if it is not searched), `jobs` at a time, estimated from a timed fit of the default linear model on
+        a sample of its labels (one-vs-rest: the time is the labels'; the search space's members fit in similar
+        time)."""
         s = self.settings
         if not Y.shape[1]:
             return LevelCost(0, 0.0)
+        sample = np.random.RandomState(s.seed).permutation(Y.shape[1])[:COST_SAMPLE_LABELS]
         started = time.monotonic()
-        WeightedEnsemble(default_members(s.seed)).fit(X, Y)
-        one = (time.monotonic() - started) * -(-(s.cv_folds + 1) // s.jobs)  # folds and final fit, `jobs` at a time
+        WeightedEnsemble(default_members(s.seed)).fit(X, Y[:, np.sort(sample)])
+        every = (time.monotonic() - started) * Y.shape[1] / len(sample)  # all labels on all texts, one core
+        one = every * (s.cv_folds - 1) / s.jobs  # k folds of (k-1)/k of the texts each
         return LevelCost(0, one) if refit else LevelCost(Y.shape[1], one * s.max_members, one)
+
+    def _folds_within(self, remaining: float, costs: list[LevelCost]) -> tuple[int, list[LevelCost]]:
+        """The folds the training can afford: `cv_folds`, unless the levels' default models alone would take
+        longer than the time left, then fewer (2 at least; the fits' time is that of k - 1 fits on all texts), with
+        the costs they then have. Logged when even 2 folds will not keep the budget."""
+        s = self.settings
+        least = sum(c.other(False) for c in costs)  # no search anywhere
+        if least <= remaining or s.cv_folds <= 2:
+            return s.cv_folds, costs
+        per_fold = least / (s.cv_folds - 1)
+        folds = int(min(s.cv_folds, max(2, remaining // per_fold + 1)))
+        if per_fold > remaining:
+            log.warning("[model] budget_seconds = %d: %d labelled texts need about %.0f s of model fits at the "
+                        "fewest folds (2) after %.0f s of features; the training will take that long. Raise "
+                        "budget_seconds, or set char_ngram_max = 0 (character n-grams make each fit ~4x dearer)",
+                        s.budget_seconds, self.n_train_, per_fold, s.budget_seconds - remaining)
+        else:
+            log.info("%d-fold thresholds instead of %d: the default models' fits at %d folds (~%.0f s) would not "
+                     "fit the %.0f s left", folds, s.cv_folds, s.cv_folds, least, remaining)
+        return folds, [c.scaled((folds - 1) / (s.cv_folds - 1)) for c in costs]
 
     def _fit_level(self, facet, level, codes, truth, trainable, X, hits, run: SearchRun, searched=None):
         s = self.settings
@@ -205,7 +232,7 @@ class PreAnnotator:
                  report.seconds, report.evaluations, "; ".join(report.members),
                  f" ({report.fallback})" if report.fallback else "")
         folds_started = time.monotonic()
-        proba, model.ensemble, kept = _fit_with_folds(ensemble, X, Y, s.cv_folds, s.seed, s.jobs,
+        proba, model.ensemble, kept = _fit_with_folds(ensemble, X, Y, self.cv_folds_, s.seed, s.jobs,
                                                       run.fits_until, report.member_seconds)
         model.other_seconds = time.monotonic() - folds_started
         if kept < len(ensemble.members):
@@ -377,6 +404,7 @@ class PreAnnotator:
             "n_terms": self.features_.n_terms,
             "n_char_terms": self.features_.n_char_terms,
             "fit_seconds": round(self.fit_seconds_, 1),
+            "cv_folds": getattr(self, "cv_folds_", self.settings.cv_folds),
             "single_choice": sorted(getattr(self, "single_choice_", ())),
             "levels": [
                 {
@@ -409,37 +437,75 @@ def _how(refit: bool, share: int) -> str:
 def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed: int, jobs: int,
                     until: float = math.inf, member_seconds: Sequence[float | None] = ()
                     ) -> tuple[np.ndarray, WeightedEnsemble, int]:
-    """Probabilities for every training text from ensembles that did not see it, and the ensemble fitted on all of
-    them, with the number of members fitted. Member by member (best first), each member's folds' fits and final one
-    `jobs` at a time (threads: liblinear releases the GIL). A member whose fits would end after `until` is left out,
-    the first never: judged before it starts (what the last member took, scaled by the two members' times in the
-    search) and again after its first `jobs` fits (those, times the rounds still to come)."""
+    """Probabilities for every training text from ensembles that did not see it, and the ensemble for new texts,
+    with the number of members fitted. Member by member (best first), its fold fits run `jobs` at a time (threads:
+    liblinear releases the GIL), each fold's labels split among them (one-vs-rest: a label's model is the same
+    whatever is fitted beside it), so that every core is busy to the end. A member's model for new texts is the mean
+    of its fold models' scores: each saw (k-1)/k of the texts and together all of them, and on UK-CAT it scores as a
+    fit on all of them does (benchmarks/model_ukcat.py), one fit fewer; a member whose fold models are not linear is
+    fitted on all the texts instead. A member whose fits would end after `until` is left out, the first never:
+    judged before it starts (what the last member took, scaled by the two members' times in the search) and again
+    after its first `jobs` fits (those, times the fits still to come)."""
     folds = max(2, min(folds, len(Y) // 2))
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(X))
-    rows = [train for train, _ in splits] + [np.arange(len(Y))]
-    rounds = [rows[i:i + jobs] for i in range(0, len(rows), jobs)]
+    columns = _label_columns(Y.shape[1], jobs)
+    tasks = [(train, cols) for train, _ in splits for cols in columns]
     parts: list[list[WeightedEnsemble]] = []
     took, searched = 0.0, list(member_seconds) + [None] * len(ensemble.members)
     for k, member in enumerate(ensemble.members):
         if k and time.monotonic() + took * _ratio(searched[k], searched[k - 1]) > until:
             break
-        started, fitted = time.monotonic(), []
-        for r, chunk in enumerate(rounds):
-            if k and r == 1 and time.monotonic() + (time.monotonic() - started) * (len(rounds) - 1) > until:
-                break
-            with warnings.catch_warnings():  # once, here: catch_warnings is not thread-safe
-                warnings.simplefilter("ignore")
-                fitted += Parallel(n_jobs=len(chunk), prefer="threads")(
-                    delayed(WeightedEnsemble([member]).fit_quietly)(X[i], Y[i]) for i in chunk)
-        if len(fitted) < len(rows):
+        started = time.monotonic()
+        fitted = _fit_tasks(member, X, Y, tasks[:jobs], jobs)
+        if k and time.monotonic() + (time.monotonic() - started) * (len(tasks) - jobs) / jobs > until:
             break
-        parts.append(fitted)
+        fitted += _fit_tasks(member, X, Y, tasks[jobs:], jobs)
+        by_fold = [_labels_joined(member, fitted[i:i + len(columns)], columns, X[train], Y[train])
+                   for i, (train, _) in zip(range(0, len(tasks), len(columns)), splits)]
+        parts.append(by_fold + [_fold_mean(member, by_fold, X, Y)])
         took = time.monotonic() - started
-    fitted = [WeightedEnsemble.joined([member[i] for member in parts]) for i in range(len(rows))]
+    fitted = [WeightedEnsemble.joined([member[i] for member in parts]) for i in range(folds + 1)]
     proba = np.zeros(Y.shape)
     for (_, held), fold in zip(splits, fitted):
         proba[held] = fold.predict_proba(X[held])
     return proba, fitted[-1], len(parts)
+
+
+def _label_columns(n_labels: int, jobs: int) -> list[np.ndarray]:
+    """A level's labels dealt among `jobs` fits (two labels each at least), interleaved: neighbouring codes are
+    often alike in cost."""
+    parts = max(1, min(jobs, n_labels // 2))
+    return [np.arange(c, n_labels, parts) for c in range(parts)]
+
+
+def _fit_tasks(member, X, Y: np.ndarray, tasks: Sequence[tuple[np.ndarray, np.ndarray]], jobs: int
+               ) -> list[WeightedEnsemble]:
+    if not tasks:
+        return []
+    with warnings.catch_warnings():  # once, here: catch_warnings is not thread-safe
+        warnings.simplefilter("ignore")
+        return Parallel(n_jobs=min(jobs, len(tasks)), prefer="threads")(
+            delayed(WeightedEnsemble([member]).fit_quietly)(X[rows], Y[rows][:, cols]) for rows, cols in tasks)
+
+
+def _labels_joined(member, parts: list[WeightedEnsemble], columns: list[np.ndarray], X, Y: np.ndarray
+                   ) -> WeightedEnsemble:
+    """One fold's member from the fits of its labels' parts; fitted whole again where a part did not reduce to
+    weights (a label constant in the fold, say)."""
+    if len(parts) == 1:
+        return parts[0]
+    models = [p.members_[0][1] for p in parts]
+    if all(isinstance(m, LinearScores) for m in models):
+        return WeightedEnsemble.of_fitted(member, LinearScores.of_labels(models, columns), Y.shape[1])
+    return WeightedEnsemble([member]).fit(X, Y)
+
+
+def _fold_mean(member, by_fold: list[WeightedEnsemble], X, Y: np.ndarray) -> WeightedEnsemble:
+    """The member for new texts: the mean of its linear fold models, or else fitted on all the texts."""
+    models = [f.members_[0][1] for f in by_fold]
+    if all(isinstance(m, LinearScores) for m in models):
+        return WeightedEnsemble.of_fitted(member, LinearScores.mean(models), Y.shape[1])
+    return WeightedEnsemble([member]).fit(X, Y)
 
 
 def _ratio(this: float | None, last: float | None) -> float:

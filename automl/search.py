@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +121,13 @@ class WeightedEnsemble:
         return self
 
     @classmethod
+    def of_fitted(cls, member: tuple[float, object], fitted, n_labels: int) -> WeightedEnsemble:
+        """The ensemble of one member, given it fitted."""
+        ensemble = cls([member])
+        ensemble.members_, ensemble.n_labels_ = [(member[0], fitted)], n_labels
+        return ensemble
+
+    @classmethod
     def joined(cls, parts: list[WeightedEnsemble]) -> WeightedEnsemble:
         """One fitted ensemble of the members of fitted ensembles (fitted on the same rows)."""
         ensemble = cls([m for part in parts for m in part.members])
@@ -154,6 +162,31 @@ class LinearScores:
 
     def predict_proba(self, X) -> np.ndarray:
         return sigmoid(np.asarray(X @ self.weights_t, dtype=float) + self.intercepts)
+
+    @classmethod
+    def _of(cls, weights_t: np.ndarray, intercepts: np.ndarray) -> LinearScores:
+        scores = cls.__new__(cls)
+        scores.weights_t, scores.intercepts = np.ascontiguousarray(weights_t, dtype=np.float32), intercepts
+        return scores
+
+    @classmethod
+    def of_labels(cls, parts: Sequence[LinearScores], columns: Sequence[np.ndarray]) -> LinearScores:
+        """One model of the labels of models fitted on the same rows: part i's labels are the columns `columns[i]`
+        (one-vs-rest, so a label's model does not depend on the others fitted beside it)."""
+        n = sum(len(c) for c in columns)
+        weights_t = np.empty((parts[0].weights_t.shape[0], n), dtype=np.float32)
+        intercepts = np.empty(n)
+        for part, cols in zip(parts, columns):
+            weights_t[:, cols], intercepts[cols] = part.weights_t, part.intercepts
+        return cls._of(weights_t, intercepts)
+
+    @classmethod
+    def mean(cls, parts: Sequence[LinearScores]) -> LinearScores:
+        """The model whose scores are the mean of the parts' scores (of the same labels)."""
+        weights_t = parts[0].weights_t.astype(np.float32, copy=True)
+        for part in parts[1:]:
+            weights_t += part.weights_t
+        return cls._of(weights_t / len(parts), np.mean([p.intercepts for p in parts], axis=0))
 
 
 def _compact(fitted):
