@@ -113,7 +113,7 @@ class PreAnnotator:
 
         refits = [getattr(searched.get((facet, level)), "ensemble", None) for facet, level, *_ in plan]
         costs = [self._level_cost(X, t[:, ok], r is not None) for (*_, t, ok), r in zip(plan, refits)]
-        self.cv_folds_, costs = self._folds_within(deadline - time.monotonic(), costs)
+        self.cv_folds_, self.fold_mean_, costs = self._folds_within(deadline - time.monotonic(), costs)
 
         self.levels_: list[LevelModel] = []
         oof: dict[str, dict[int, Decisions]] = {}
@@ -157,10 +157,10 @@ class PreAnnotator:
         return plan
 
     def _level_cost(self, X, Y: np.ndarray, refit: bool) -> LevelCost:
-        """What a level needs besides its search: its folds' fits of up to `max_members` pipelines (one, the
-        default, if it is not searched), `jobs` at a time, estimated from a timed fit of the default linear model on
-        a sample of its labels (one-vs-rest: the time is the labels'; the search space's members fit in similar
-        time)."""
+        """What a level needs besides its search: its folds' fits and the one on all texts of up to `max_members`
+        pipelines (one, the default, if it is not searched), `jobs` at a time, estimated from a timed fit of the
+        default linear model on a sample of its labels (one-vs-rest: the time is the labels'; the search space's
+        members fit in similar time)."""
         s = self.settings
         if not Y.shape[1]:
             return LevelCost(0, 0.0)
@@ -168,28 +168,31 @@ class PreAnnotator:
         started = time.monotonic()
         WeightedEnsemble(default_members(s.seed)).fit(X, Y[:, np.sort(sample)])
         every = (time.monotonic() - started) * Y.shape[1] / len(sample)  # all labels on all texts, one core
-        one = every * (s.cv_folds - 1) / s.jobs  # k folds of (k-1)/k of the texts each
+        one = every * s.cv_folds / s.jobs  # k folds of (k-1)/k of the texts each, and one on all of them
         return LevelCost(0, one) if refit else LevelCost(Y.shape[1], one * s.max_members, one)
 
-    def _folds_within(self, remaining: float, costs: list[LevelCost]) -> tuple[int, list[LevelCost]]:
-        """The folds the training can afford: `cv_folds`, unless the levels' default models alone would take
-        longer than the time left, then fewer (2 at least; the fits' time is that of k - 1 fits on all texts), with
-        the costs they then have. Logged when even 2 folds will not keep the budget."""
+    def _folds_within(self, remaining: float, costs: list[LevelCost]) -> tuple[int, bool, list[LevelCost]]:
+        """The folds the training can afford, whether the model for new texts is the mean of the fold models (no
+        fit on all texts), and the levels' costs then. `cv_folds` and a fit on all texts, unless the levels'
+        default models alone would take longer than the time left; then the fold models' mean, and if that is
+        not enough fewer folds (2 at least; the fits take the time of k - 1 fits on all texts). Logged; a warning
+        naming the fix when even 2 folds will not keep the budget."""
         s = self.settings
         least = sum(c.other(False) for c in costs)  # no search anywhere
-        if least <= remaining or s.cv_folds <= 2:
-            return s.cv_folds, costs
-        per_fold = least / (s.cv_folds - 1)
-        folds = int(min(s.cv_folds, max(2, remaining // per_fold + 1)))
-        if per_fold > remaining:
+        if least <= remaining:
+            return s.cv_folds, False, costs
+        per_fit = least / s.cv_folds
+        folds = int(min(s.cv_folds, max(2, remaining // per_fit + 1)))
+        if per_fit > remaining:
             log.warning("[model] budget_seconds = %d: %d labelled texts need about %.0f s of model fits at the "
                         "fewest folds (2) after %.0f s of features; the training will take that long. Raise "
                         "budget_seconds, or set char_ngram_max = 0 (character n-grams make each fit ~4x dearer)",
-                        s.budget_seconds, self.n_train_, per_fold, s.budget_seconds - remaining)
+                        s.budget_seconds, self.n_train_, per_fit, s.budget_seconds - remaining)
         else:
-            log.info("%d-fold thresholds instead of %d: the default models' fits at %d folds (~%.0f s) would not "
-                     "fit the %.0f s left", folds, s.cv_folds, s.cv_folds, least, remaining)
-        return folds, [c.scaled((folds - 1) / (s.cv_folds - 1)) for c in costs]
+            log.info("%d-fold thresholds, the model for new texts the mean of the fold models: the default models' "
+                     "fits at %d folds and on all texts (~%.0f s) would not fit the %.0f s left", folds, s.cv_folds,
+                     least, remaining)
+        return folds, True, [c.scaled((folds - 1) / s.cv_folds) for c in costs]
 
     def _fit_level(self, facet, level, codes, truth, trainable, X, hits, run: SearchRun, searched=None):
         s = self.settings
@@ -233,7 +236,7 @@ class PreAnnotator:
                  f" ({report.fallback})" if report.fallback else "")
         folds_started = time.monotonic()
         proba, model.ensemble, kept = _fit_with_folds(ensemble, X, Y, self.cv_folds_, s.seed, s.jobs,
-                                                      run.fits_until, report.member_seconds)
+                                                      run.fits_until, report.member_seconds, self.fold_mean_)
         model.other_seconds = time.monotonic() - folds_started
         if kept < len(ensemble.members):
             log.info("%s level %s: %d of %d ensemble members fitted (the level's time was up)", model.facet,
@@ -405,6 +408,7 @@ class PreAnnotator:
             "n_char_terms": self.features_.n_char_terms,
             "fit_seconds": round(self.fit_seconds_, 1),
             "cv_folds": getattr(self, "cv_folds_", self.settings.cv_folds),
+            "fold_mean": getattr(self, "fold_mean_", False),
             "single_choice": sorted(getattr(self, "single_choice_", ())),
             "levels": [
                 {
@@ -435,21 +439,22 @@ def _how(refit: bool, share: int) -> str:
 
 
 def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, seed: int, jobs: int,
-                    until: float = math.inf, member_seconds: Sequence[float | None] = ()
+                    until: float = math.inf, member_seconds: Sequence[float | None] = (), fold_mean: bool = False
                     ) -> tuple[np.ndarray, WeightedEnsemble, int]:
     """Probabilities for every training text from ensembles that did not see it, and the ensemble for new texts,
-    with the number of members fitted. Member by member (best first), its fold fits run `jobs` at a time (threads:
-    liblinear releases the GIL), each fold's labels split among them (one-vs-rest: a label's model is the same
-    whatever is fitted beside it), so that every core is busy to the end. A member's model for new texts is the mean
-    of its fold models' scores: each saw (k-1)/k of the texts and together all of them, and on UK-CAT it scores as a
-    fit on all of them does (benchmarks/model_ukcat.py), one fit fewer; a member whose fold models are not linear is
-    fitted on all the texts instead. A member whose fits would end after `until` is left out, the first never:
-    judged before it starts (what the last member took, scaled by the two members' times in the search) and again
-    after its first `jobs` fits (those, times the fits still to come)."""
+    with the number of members fitted. Member by member (best first), its fits (the folds', then the one on all
+    texts) run `jobs` at a time (threads: liblinear releases the GIL), each fit's labels dealt among them
+    (one-vs-rest: a label's model is the same whatever is fitted beside it), so that every core is busy to the end.
+    With `fold_mean` (when time is short), a member's model for new texts is the mean of its linear fold models'
+    scores instead, one fit fewer: each saw (k-1)/k of the texts, together all of them; on UK-CAT it pre-fills
+    fewer, more precise codes (benchmarks/model_ukcat.py). A member whose fits would end after `until` is left out,
+    the first never: judged before it starts (what the last member took, scaled by the two members' times in the
+    search) and again after its first `jobs` fits (those, times the fits still to come)."""
     folds = max(2, min(folds, len(Y) // 2))
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(X))
+    fits = [train for train, _ in splits] + ([] if fold_mean else [np.arange(len(Y))])
     columns = _label_columns(Y.shape[1], jobs)
-    tasks = [(train, cols) for train, _ in splits for cols in columns]
+    tasks = [(rows, cols) for rows in fits for cols in columns]
     parts: list[list[WeightedEnsemble]] = []
     took, searched = 0.0, list(member_seconds) + [None] * len(ensemble.members)
     for k, member in enumerate(ensemble.members):
@@ -460,9 +465,9 @@ def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, se
         if k and time.monotonic() + (time.monotonic() - started) * (len(tasks) - jobs) / jobs > until:
             break
         fitted += _fit_tasks(member, X, Y, tasks[jobs:], jobs)
-        by_fold = [_labels_joined(member, fitted[i:i + len(columns)], columns, X[train], Y[train])
-                   for i, (train, _) in zip(range(0, len(tasks), len(columns)), splits)]
-        parts.append(by_fold + [_fold_mean(member, by_fold, X, Y)])
+        joined = [_labels_joined(member, fitted[i:i + len(columns)], columns, X[rows], Y[rows])
+                  for i, rows in zip(range(0, len(tasks), len(columns)), fits)]
+        parts.append(joined + [_fold_mean(member, joined, X, Y)] if fold_mean else joined)
         took = time.monotonic() - started
     fitted = [WeightedEnsemble.joined([member[i] for member in parts]) for i in range(folds + 1)]
     proba = np.zeros(Y.shape)

@@ -95,9 +95,8 @@ def test_a_member_whose_first_fits_show_it_would_end_late_is_left_out(monkeypatc
     X = sp.csr_matrix(rng.rand(60, 10))
     Y = (X[:, :2].toarray() > 0.5).astype(int)
     members = [(0.6, SparseLinearSVC(C=0.5, class_weight="none")), (0.4, SparseLinearSVC(C=1.0, class_weight="none"))]
-    # 3 folds, one at a time (the model for new texts is their mean): the first member takes 30 s; until leaves room
-    # for 55 s, and the second member's first fit shows its three need 30.
-    _, ensemble, kept = model_module._fit_with_folds(WeightedEnsemble(members), X, Y, 3, 1, 1, until=1055.0,
+    # 3 folds + the final fit, one at a time: the first member takes 40 s; until leaves room for 60 s.
+    _, ensemble, kept = model_module._fit_with_folds(WeightedEnsemble(members), X, Y, 3, 1, 1, until=1060.0,
                                                      member_seconds=[1.0, 0.2])
     assert kept == 1 and len(ensemble.members_) == 1
 
@@ -145,7 +144,7 @@ def test_fold_fits_shared_by_label_among_jobs_give_the_models_of_one_fit_per_fol
     assert np.allclose(a.intercepts, b.intercepts, atol=1e-4)
 
 
-def test_the_model_for_new_texts_is_the_mean_of_the_fold_models_or_a_fit_on_all_texts_when_not_linear():
+def test_when_time_is_short_the_model_for_new_texts_is_the_fold_models_mean_or_if_not_linear_a_full_fit():
     import numpy as np
     from sklearn.model_selection import KFold
 
@@ -155,14 +154,14 @@ def test_the_model_for_new_texts_is_the_mean_of_the_fold_models_or_a_fit_on_all_
 
     X, Y = _small_level()
     linear = (1.0, SparseLinearSVC(C=0.5, class_weight="none", random_state=1))
-    _, final, _ = _fit_with_folds(WeightedEnsemble([linear]), X, Y, 3, 1, 2)
+    _, final, _ = _fit_with_folds(WeightedEnsemble([linear]), X, Y, 3, 1, 2, fold_mean=True)
     folds = [WeightedEnsemble([linear]).fit(X[train], Y[train]).members_[0][1]
              for train, _ in KFold(3, shuffle=True, random_state=1).split(X)]
     margins = np.mean([X @ f.weights_t + f.intercepts for f in folds], axis=0)
     assert np.allclose(final.predict_proba(X), 1 / (1 + np.exp(-margins)), atol=1e-5)
 
     other = (1.0, _NotLinear())
-    proba, final, kept = _fit_with_folds(WeightedEnsemble([other]), X, Y, 3, 1, 2)
+    proba, final, kept = _fit_with_folds(WeightedEnsemble([other]), X, Y, 3, 1, 2, fold_mean=True)
     assert kept == 1 and not isinstance(final.members_[0][1], LinearScores) and ((proba >= 0) & (proba <= 1)).all()
     assert np.allclose(final.predict_proba(X), WeightedEnsemble([other]).fit(X, Y).predict_proba(X), atol=1e-4)
 
@@ -185,19 +184,21 @@ def test_a_level_s_fits_are_estimated_from_a_sample_of_its_labels(monkeypatch):
                                                                                     max_members=3))
     cost = annotator._level_cost(X, Y, refit=False)
     assert seen == [model_module.COST_SAMPLE_LABELS]
-    # 15 s for all 30 labels on all texts; 5 folds of 4/5 of the texts = 4 such fits, two at a time.
-    assert cost.other(False) == pytest.approx(30.0) and cost.other(True) == pytest.approx(90.0)
+    # 15 s for all 30 labels on all texts; 5 folds of 4/5 of the texts and one on all = 5 such fits, two at a time.
+    assert cost.other(False) == pytest.approx(37.5) and cost.other(True) == pytest.approx(112.5)
 
 
-def test_fewer_folds_when_the_default_models_alone_would_overrun_the_budget(caplog):
+def test_when_the_default_models_alone_would_overrun_the_budget_the_fold_mean_then_fewer_folds(caplog):
     annotator = PreAnnotator(load_taxonomy(EXAMPLE / "taxonomy.csv"), ModelSettings(cv_folds=5, budget_seconds=60))
     annotator.n_train_ = 1000
-    costs = [LevelCost(10, 90.0, 40.0), LevelCost(5, 60.0, 20.0)]  # 60 s unsearched: 15 s per fold beyond the first
-    assert annotator._folds_within(100.0, costs) == (5, costs)
-    folds, scaled = annotator._folds_within(35.0, costs)
-    assert folds == 3 and [c.other(False) for c in scaled] == [20.0, 10.0] and scaled[0].trainable == 10
+    costs = [LevelCost(10, 90.0, 40.0), LevelCost(5, 60.0, 20.0)]  # 60 s unsearched: 12 s per fit on all texts
+    assert annotator._folds_within(100.0, costs) == (5, False, costs)
+    folds, mean, scaled = annotator._folds_within(50.0, costs)  # the 5 folds' fits alone: 48 s
+    assert (folds, mean) == (5, True) and [c.other(False) for c in scaled] == [32.0, 16.0]
+    folds, mean, scaled = annotator._folds_within(35.0, costs)
+    assert (folds, mean) == (3, True) and [c.other(False) for c in scaled] == [16.0, 8.0]
+    assert scaled[0].trainable == 10 and scaled[0].other(True) == 36.0
     assert not any(r.levelname == "WARNING" for r in caplog.records)
-    folds, _ = annotator._folds_within(10.0, costs)
-    assert folds == 2
+    assert annotator._folds_within(10.0, costs)[:2] == (2, True)
     warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "budget_seconds = 60" in warning and "1000 labelled texts" in warning and "Raise" in warning
