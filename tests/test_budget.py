@@ -38,6 +38,17 @@ def test_a_budget_too_small_to_search_fits_the_default_model_on_every_level_and_
     assert model.decide(["a food bank for homeless people"])
 
 
+def test_a_budget_the_default_models_cannot_keep_takes_two_folds_and_their_mean_and_warns(caplog):
+    taxonomy = load_taxonomy(EXAMPLE / "taxonomy.csv", facet_roots={"population": ["BE"]})
+    rows = example_rows("train.csv", 300)
+    model = PreAnnotator(taxonomy, ModelSettings(budget_seconds=1, cv_folds=5)).fit(
+        [t for _, t, _ in rows], [{c for c in ls.split(";") if c in taxonomy} for _, _, ls in rows])
+    summary = model.summary()
+    assert summary["cv_folds"] == 2 and summary["fold_mean"]
+    assert any(r.levelname == "WARNING" and "budget_seconds = 1" in r.getMessage() for r in caplog.records)
+    assert model.decide(["a food bank for homeless people"])
+
+
 def test_ensemble_members_whose_fold_fits_would_end_after_the_level_time_are_left_out():
     import time
 
