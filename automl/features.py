@@ -40,14 +40,49 @@ def _fitted(texts: list[str], tries: Sequence[dict]) -> TfidfVectorizer | None:
     return None
 
 
+def _word_columns(texts: Sequence[str], columns_of_word) -> tuple[np.ndarray, np.ndarray]:
+    """The column indices of every text's character n-grams (with repeats) and where each text's end: what the
+    char_wb analyser does to a text is lower case, split on white space, n-grams of each padded word; each distinct
+    word is looked up once (`columns_of_word`, cached per call)."""
+    cache: dict[str, list[int]] = {}
+    columns: list[int] = []
+    ends = [0]
+    for text in texts:
+        for word in text.lower().split():
+            known = cache.get(word)
+            if known is None:
+                known = cache[word] = columns_of_word(word)
+            columns.extend(known)
+        ends.append(len(columns))
+    return np.asarray(columns, dtype=np.int32), np.asarray(ends, dtype=np.int64)
+
+
+class _WordCachedCounter(CountVectorizer):
+    """scikit-learn's char_wb CountVectorizer whose vocabulary is counted a distinct word at a time (the same
+    vocabulary and counts: df pruning and max_features are its own)."""
+
+    def _count_vocab(self, raw_documents, fixed_vocab):
+        if fixed_vocab:
+            return super()._count_vocab(raw_documents, fixed_vocab)
+        analyse, vocabulary = self.build_analyzer(), {}
+        columns, ends = _word_columns(raw_documents, lambda w: [vocabulary.setdefault(g, len(vocabulary))
+                                                                for g in analyse(w)])
+        if not vocabulary:
+            raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
+        counts = sp.csr_matrix((np.ones(len(columns), dtype=self.dtype), columns, ends),
+                               shape=(len(ends) - 1, len(vocabulary)))
+        counts.sum_duplicates()
+        return vocabulary, counts
+
+
 class CharNgrams:
     """Character n-gram TF-IDF within words (scikit-learn's "char_wb" analyser): the same values as its
     TfidfVectorizer, computed 3-4x faster. A text's n-grams are those of its words, so each distinct word of a
     transform call is analysed once (its columns kept for that call only, so memory does not grow with the pool)."""
 
     def __init__(self, ngram_max: int, min_df: int):
-        self.counter = CountVectorizer(analyzer="char_wb", ngram_range=(2, ngram_max), max_df=CHAR_MAX_DF,
-                                       min_df=min_df, max_features=CHAR_MAX_FEATURES, dtype=np.float32)
+        self.counter = _WordCachedCounter(analyzer="char_wb", ngram_range=(2, ngram_max), max_df=CHAR_MAX_DF,
+                                          min_df=min_df, max_features=CHAR_MAX_FEATURES, dtype=np.float32)
         self.weights = TfidfTransformer(sublinear_tf=True)
 
     def fit(self, texts: list[str]) -> CharNgrams:
@@ -60,19 +95,9 @@ class CharNgrams:
 
     def transform(self, texts: list[str]) -> sp.csr_matrix:
         analyse, vocabulary = self.counter.build_analyzer(), self.vocabulary_
-        columns_of: dict[str, list[int]] = {}
-        columns: list[int] = []
-        ends = [0]
-        for text in texts:
-            # What the analyser does to a text: lower case, split on white space, n-grams of each padded word.
-            for word in text.lower().split():
-                known = columns_of.get(word)
-                if known is None:
-                    known = columns_of[word] = [vocabulary[g] for g in analyse(word) if g in vocabulary]
-                columns.extend(known)
-            ends.append(len(columns))
-        counts = sp.csr_matrix((np.ones(len(columns), dtype=np.float32), np.asarray(columns, dtype=np.int32),
-                                np.asarray(ends, dtype=np.int64)), shape=(len(texts), len(vocabulary)))
+        columns, ends = _word_columns(texts, lambda w: [vocabulary[g] for g in analyse(w) if g in vocabulary])
+        counts = sp.csr_matrix((np.ones(len(columns), dtype=np.float32), columns, ends),
+                               shape=(len(texts), len(vocabulary)))
         counts.sum_duplicates()
         return self.weights.transform(counts)
 

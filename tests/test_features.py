@@ -62,6 +62,21 @@ def test_character_ngrams_are_scikit_learns_char_wb_tfidf():
     assert abs(ours.transform(texts) - reference.transform(texts)).max() < 1e-6
 
 
+def test_character_ngrams_keep_the_same_most_frequent_ones_as_scikit_learn_at_the_cap(monkeypatch):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from automl import features
+
+    monkeypatch.setattr(features, "CHAR_MAX_FEATURES", 40)
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), max_df=features.CHAR_MAX_DF, min_df=1,
+                                max_features=40, sublinear_tf=True, dtype=np.float32).fit(TEXTS)
+    ours = features.CharNgrams(5, min_df=1).fit(TEXTS)
+    assert len(ours.vocabulary_) == 40 and ours.vocabulary_ == reference.vocabulary_
+    assert abs(ours.transform(TEXTS) - reference.transform(TEXTS)).max() < 1e-6
+    with pytest.raises(ValueError):  # as scikit-learn: no text has a word
+        features.CharNgrams(5, min_df=1).fit(["", "   "])
+
+
 def test_featurise_gives_the_vectors_of_the_same_pass(small_taxonomy):
     features = fitted(small_taxonomy)
     X, hits, vectors = features.featurise(TEXTS)
