@@ -50,8 +50,12 @@ log = logging.getLogger(__name__)
 # Labelled texts, every one with one path in a facet, before the facet is taken for single-choice: of a multilabel
 # facet with one text in 20 carrying two paths, 100 texts all have one with a chance under 1%.
 SINGLE_CHOICE_EVIDENCE = 100
-# Labels whose default model is timed to estimate a level's fits (one-vs-rest: the time is per label).
+# What a level's fits are estimated from: its default model timed on this many of its labels (one-vs-rest: the
+# time is per label) and texts, scaled up as n ** COST_ROWS_EXPONENT (liblinear grows a little faster than the texts:
+# UK-CAT resampled, 4,000 to 17,000 texts took 4.5-4.9x the time for 4.25x the texts).
 COST_SAMPLE_LABELS = 12
+COST_SAMPLE_ROWS = 4000
+COST_ROWS_EXPONENT = 1.1
 
 
 @dataclass
@@ -159,15 +163,18 @@ class PreAnnotator:
     def _level_cost(self, X, Y: np.ndarray, refit: bool) -> LevelCost:
         """What a level needs besides its search: its folds' fits and the one on all texts of up to `max_members`
         pipelines (one, the default, if it is not searched), `jobs` at a time, estimated from a timed fit of the
-        default linear model on a sample of its labels (one-vs-rest: the time is the labels'; the search space's
-        members fit in similar time)."""
+        default linear model on a sample of its labels and texts (the search space's members fit in similar
+        time)."""
         s = self.settings
         if not Y.shape[1]:
             return LevelCost(0, 0.0)
-        sample = np.random.RandomState(s.seed).permutation(Y.shape[1])[:COST_SAMPLE_LABELS]
+        rng = np.random.RandomState(s.seed)
+        labels = np.sort(rng.permutation(Y.shape[1])[:COST_SAMPLE_LABELS])
+        rows = np.sort(rng.permutation(len(Y))[:COST_SAMPLE_ROWS])
         started = time.monotonic()
-        WeightedEnsemble(default_members(s.seed)).fit(X, Y[:, np.sort(sample)])
-        every = (time.monotonic() - started) * Y.shape[1] / len(sample)  # all labels on all texts, one core
+        WeightedEnsemble(default_members(s.seed)).fit(X[rows], Y[rows][:, labels])
+        every = ((time.monotonic() - started) * Y.shape[1] / len(labels)  # all labels on all texts, one core
+                 * (len(Y) / len(rows)) ** COST_ROWS_EXPONENT)
         one = every * s.cv_folds / s.jobs  # k folds of (k-1)/k of the texts each, and one on all of them
         return LevelCost(0, one) if refit else LevelCost(Y.shape[1], one * s.max_members, one)
 
@@ -185,8 +192,8 @@ class PreAnnotator:
         folds = int(min(s.cv_folds, max(2, remaining // per_fit + 1)))
         if per_fit > remaining:
             log.warning("[model] budget_seconds = %d: %d labelled texts need about %.0f s of model fits at the "
-                        "fewest folds (2) after %.0f s of features; the training will take that long. Raise "
-                        "budget_seconds, or set char_ngram_max = 0 (character n-grams make each fit ~4x dearer)",
+                        "fewest folds (2) after %.0f s of features and estimates; the training will take that long. "
+                        "Raise budget_seconds, or set char_ngram_max = 0 (character n-grams make each fit ~4x dearer)",
                         s.budget_seconds, self.n_train_, per_fit, s.budget_seconds - remaining)
         else:
             log.info("%d-fold thresholds, the model for new texts the mean of the fold models: the default models' "

@@ -38,14 +38,16 @@ def test_a_budget_too_small_to_search_fits_the_default_model_on_every_level_and_
     assert model.decide(["a food bank for homeless people"])
 
 
-def test_a_budget_the_default_models_cannot_keep_takes_two_folds_and_their_mean_and_warns(caplog):
+def test_a_budget_the_default_models_cannot_keep_takes_two_folds_and_their_mean_and_warns(caplog, monkeypatch):
     taxonomy = load_taxonomy(EXAMPLE / "taxonomy.csv", facet_roots={"population": ["BE"]})
     rows = example_rows("train.csv", 300)
-    model = PreAnnotator(taxonomy, ModelSettings(budget_seconds=1, cv_folds=5)).fit(
+    # Every level's default model estimated at 100 s (as at many texts): more than the budget at any folds.
+    monkeypatch.setattr(PreAnnotator, "_level_cost", lambda self, X, Y, refit: LevelCost(Y.shape[1], 300.0, 100.0))
+    model = PreAnnotator(taxonomy, ModelSettings(budget_seconds=60, cv_folds=5)).fit(
         [t for _, t, _ in rows], [{c for c in ls.split(";") if c in taxonomy} for _, _, ls in rows])
     summary = model.summary()
     assert summary["cv_folds"] == 2 and summary["fold_mean"]
-    assert any(r.levelname == "WARNING" and "budget_seconds = 1" in r.getMessage() for r in caplog.records)
+    assert any(r.levelname == "WARNING" and "budget_seconds = 60" in r.getMessage() for r in caplog.records)
     assert model.decide(["a food bank for homeless people"])
 
 
@@ -185,7 +187,7 @@ def test_a_level_s_fits_are_estimated_from_a_sample_of_its_labels(monkeypatch):
     monkeypatch.setattr(model_module.time, "monotonic", lambda: now[0])
 
     def timed_fit(self, X, Y):
-        seen.append(Y.shape[1])
+        seen.append(Y.shape)
         now[0] += 0.5 * Y.shape[1]  # half a second per label
         return self
 
@@ -194,9 +196,15 @@ def test_a_level_s_fits_are_estimated_from_a_sample_of_its_labels(monkeypatch):
     annotator = PreAnnotator(load_taxonomy(EXAMPLE / "taxonomy.csv"), ModelSettings(cv_folds=5, n_jobs=2,
                                                                                     max_members=3))
     cost = annotator._level_cost(X, Y, refit=False)
-    assert seen == [model_module.COST_SAMPLE_LABELS]
+    assert seen == [(len(Y), model_module.COST_SAMPLE_LABELS)]
     # 15 s for all 30 labels on all texts; 5 folds of 4/5 of the texts and one on all = 5 such fits, two at a time.
     assert cost.other(False) == pytest.approx(37.5) and cost.other(True) == pytest.approx(112.5)
+    # Many texts: a sample of them, its time scaled up a little faster than the texts.
+    monkeypatch.setattr(model_module, "COST_SAMPLE_ROWS", 30)
+    seen.clear()
+    cost = annotator._level_cost(X, Y, refit=False)
+    assert seen == [(30, model_module.COST_SAMPLE_LABELS)]
+    assert cost.other(False) == pytest.approx(37.5 * 3 ** model_module.COST_ROWS_EXPONENT)
 
 
 def test_when_the_default_models_alone_would_overrun_the_budget_the_fold_mean_then_fewer_folds(caplog):
