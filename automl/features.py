@@ -41,7 +41,7 @@ def _fitted(texts: list[str], tries: Sequence[dict]) -> TfidfVectorizer | None:
 
 
 def _word_columns(texts: Sequence[str], columns_of_word) -> tuple[np.ndarray, np.ndarray]:
-    """The column indices of every text's character n-grams (with repeats) and where each text's end: what the
+    """The column indices of every text's character n-grams (with repeats) and where each text ends: what the
     char_wb analyser does to a text is lower case, split on white space, n-grams of each padded word; each distinct
     word is looked up once (`columns_of_word`, cached per call)."""
     cache: dict[str, list[int]] = {}

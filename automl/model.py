@@ -33,10 +33,10 @@ from automl.records import Prediction, Proposal, Source
 from automl.rules import Rule, apply_rule, choose_rule, keyword_precision, logit
 from automl.search import (
     MIN_SEARCH_SECONDS,
+    LinearScores,
     SearchReport,
     SearchRun,
     WeightedEnsemble,
-    LinearScores,
     Workspace,
     default_members,
     describe_members,
@@ -472,9 +472,11 @@ def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, se
         if k and time.monotonic() + (time.monotonic() - started) * (len(tasks) - jobs) / jobs > until:
             break
         fitted += _fit_tasks(member, X, Y, tasks[jobs:], jobs)
-        joined = [_labels_joined(member, fitted[i:i + len(columns)], columns, X[rows], Y[rows])
+        joined = [fitted[i] if len(columns) == 1 else
+                  _combined(member, fitted[i:i + len(columns)], lambda m: LinearScores.of_labels(m, columns), X[rows],
+                            Y[rows])
                   for i, rows in zip(range(0, len(tasks), len(columns)), fits)]
-        parts.append(joined + [_fold_mean(member, joined, X, Y)] if fold_mean else joined)
+        parts.append(joined + [_combined(member, joined, LinearScores.mean, X, Y)] if fold_mean else joined)
         took = time.monotonic() - started
     fitted = [WeightedEnsemble.joined([member[i] for member in parts]) for i in range(folds + 1)]
     proba = np.zeros(Y.shape)
@@ -500,23 +502,13 @@ def _fit_tasks(member, X, Y: np.ndarray, tasks: Sequence[tuple[np.ndarray, np.nd
             delayed(WeightedEnsemble([member]).fit_quietly)(X[rows], Y[rows][:, cols]) for rows, cols in tasks)
 
 
-def _labels_joined(member, parts: list[WeightedEnsemble], columns: list[np.ndarray], X, Y: np.ndarray
-                   ) -> WeightedEnsemble:
-    """One fold's member from the fits of its labels' parts; fitted whole again where a part did not reduce to
-    weights (a label constant in the fold, say)."""
-    if len(parts) == 1:
-        return parts[0]
+def _combined(member, parts: list[WeightedEnsemble], combine: Callable[[list[LinearScores]], LinearScores], X,
+              Y: np.ndarray) -> WeightedEnsemble:
+    """`member` as one model made by `combine` of its fitted `parts` (its labels' parts, or its folds), or, where a
+    part did not reduce to weights (a label constant in a fold, a member that is not linear), fitted on X, Y."""
     models = [p.members_[0][1] for p in parts]
     if all(isinstance(m, LinearScores) for m in models):
-        return WeightedEnsemble.of_fitted(member, LinearScores.of_labels(models, columns), Y.shape[1])
-    return WeightedEnsemble([member]).fit(X, Y)
-
-
-def _fold_mean(member, by_fold: list[WeightedEnsemble], X, Y: np.ndarray) -> WeightedEnsemble:
-    """The member for new texts: the mean of its linear fold models, or else fitted on all the texts."""
-    models = [f.members_[0][1] for f in by_fold]
-    if all(isinstance(m, LinearScores) for m in models):
-        return WeightedEnsemble.of_fitted(member, LinearScores.mean(models), Y.shape[1])
+        return WeightedEnsemble.of_fitted(member, combine(models), Y.shape[1])
     return WeightedEnsemble([member]).fit(X, Y)
 
 
