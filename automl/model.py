@@ -472,9 +472,8 @@ def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, se
         if k and time.monotonic() + (time.monotonic() - started) * (len(tasks) - jobs) / jobs > until:
             break
         fitted += _fit_tasks(member, X, Y, tasks[jobs:], jobs)
-        joined = [fitted[i] if len(columns) == 1 else
-                  _combined(member, fitted[i:i + len(columns)], lambda m: LinearScores.of_labels(m, columns), X[rows],
-                            Y[rows])
+        joined = [_combined(member, fitted[i:i + len(columns)], lambda m: LinearScores.of_labels(m, columns),
+                            X[rows], Y[rows])
                   for i, rows in zip(range(0, len(tasks), len(columns)), fits)]
         parts.append(joined + [_combined(member, joined, LinearScores.mean, X, Y)] if fold_mean else joined)
         took = time.monotonic() - started
@@ -506,6 +505,8 @@ def _combined(member, parts: list[WeightedEnsemble], combine: Callable[[list[Lin
               Y: np.ndarray) -> WeightedEnsemble:
     """`member` as one model made by `combine` of its fitted `parts` (its labels' parts, or its folds), or, where a
     part did not reduce to weights (a label constant in a fold, a member that is not linear), fitted on X, Y."""
+    if len(parts) == 1:
+        return parts[0]
     models = [p.members_[0][1] for p in parts]
     if all(isinstance(m, LinearScores) for m in models):
         return WeightedEnsemble.of_fitted(member, combine(models), Y.shape[1])

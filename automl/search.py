@@ -164,12 +164,6 @@ class LinearScores:
         return sigmoid(np.asarray(X @ self.weights_t, dtype=float) + self.intercepts)
 
     @classmethod
-    def _of(cls, weights_t: np.ndarray, intercepts: np.ndarray) -> LinearScores:
-        scores = cls.__new__(cls)
-        scores.weights_t, scores.intercepts = np.ascontiguousarray(weights_t, dtype=np.float32), intercepts
-        return scores
-
-    @classmethod
     def of_labels(cls, parts: Sequence[LinearScores], columns: Sequence[np.ndarray]) -> LinearScores:
         """One model of the labels of models fitted on the same rows: part i's labels are the columns `columns[i]`
         (one-vs-rest, so a label's model does not depend on the others fitted beside it)."""
@@ -178,7 +172,7 @@ class LinearScores:
         intercepts = np.empty(n)
         for part, cols in zip(parts, columns):
             weights_t[:, cols], intercepts[cols] = part.weights_t, part.intercepts
-        return cls._of(weights_t, intercepts)
+        return cls(weights_t.T, intercepts)
 
     @classmethod
     def mean(cls, parts: Sequence[LinearScores]) -> LinearScores:
@@ -186,7 +180,7 @@ class LinearScores:
         weights_t = parts[0].weights_t.astype(np.float32, copy=True)
         for part in parts[1:]:
             weights_t += part.weights_t
-        return cls._of(weights_t / len(parts), np.mean([p.intercepts for p in parts], axis=0))
+        return cls((weights_t / len(parts)).T, np.mean([p.intercepts for p in parts], axis=0))
 
 
 def _compact(fitted):
