@@ -130,6 +130,10 @@ class TextFeatures:
                 log.warning("character n-grams: none kept (%s)", exc)
         return self
 
+    def drop_characters(self) -> None:
+        """From now on the word terms and keyword hits alone (rows as a words-only fit makes them)."""
+        self.char_vectorizer_ = None
+
     def transform(self, texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
         X, hits, _ = self.featurise(texts)
         return X, hits

@@ -116,8 +116,7 @@ class PreAnnotator:
         self.n_train_ = len(texts)
 
         refits = [getattr(searched.get((facet, level)), "ensemble", None) for facet, level, *_ in plan]
-        costs = [self._level_cost(X, t[:, ok], r is not None) for (*_, t, ok), r in zip(plan, refits)]
-        self.cv_folds_, self.fold_mean_, costs = self._folds_within(deadline - time.monotonic(), costs)
+        X, hits, costs = self._affordable(texts, X, hits, plan, refits, deadline)
 
         self.levels_: list[LevelModel] = []
         oof: dict[str, dict[int, Decisions]] = {}
@@ -188,18 +187,49 @@ class PreAnnotator:
         least = sum(c.other(False) for c in costs)  # no search anywhere
         if least <= remaining:
             return s.cv_folds, False, costs
-        per_fit = least / s.cv_folds
+        per_fit = self._fewest_fits(costs)
         folds = int(min(s.cv_folds, max(2, remaining // per_fit + 1)))
         if per_fit > remaining:
             log.warning("[model] budget_seconds = %d: %d labelled texts need about %.0f s of model fits at the "
                         "fewest folds (2) after %.0f s of features and estimates; the training will take that long. "
-                        "Raise budget_seconds, or set char_ngram_max = 0 (character n-grams make each fit ~4x dearer)",
-                        s.budget_seconds, self.n_train_, per_fit, s.budget_seconds - remaining)
+                        "Raise budget_seconds", s.budget_seconds, self.n_train_, per_fit, s.budget_seconds - remaining)
         else:
             log.info("%d-fold thresholds, the model for new texts the mean of the fold models: the default models' "
                      "fits at %d folds and on all texts (~%.0f s) would not fit the %.0f s left", folds, s.cv_folds,
                      least, remaining)
         return folds, True, [c.scaled((folds - 1) / s.cv_folds) for c in costs]
+
+    def _affordable(self, texts, X, hits, plan, refits, deadline: float):
+        """The features, keyword hits and levels' costs the training can afford, its folds and fold mean set: each
+        level's fits estimated; when even 2 folds of the default models would overrun the budget, the features
+        without their character n-grams (estimated again), then fewer folds."""
+        def estimated(X) -> list[LevelCost]:
+            return [self._level_cost(X, t[:, ok], r is not None) for (*_, t, ok), r in zip(plan, refits)]
+
+        costs = estimated(X)
+        self.char_ngrams_dropped_ = False
+        if self._fewest_fits(costs) > deadline - time.monotonic() and self.features_.n_char_terms:
+            X, hits = self._words_only(texts, costs, deadline - time.monotonic())
+            costs = estimated(X)
+        self.cv_folds_, self.fold_mean_, costs = self._folds_within(deadline - time.monotonic(), costs)
+        return X, hits, costs
+
+    def _fewest_fits(self, costs: list[LevelCost]) -> float:
+        """The levels' default models' fits at the fewest folds (2: one fit's time on all texts)."""
+        return sum(c.other(False) for c in costs) / self.settings.cv_folds
+
+    def _words_only(self, texts: Sequence[str], costs: list[LevelCost], remaining: float
+                    ) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The features without their character n-grams (each fit ~4x cheaper), for a training whose default
+        models cannot keep the budget with them even at the fewest folds; warned, with the fix."""
+        s = self.settings
+        log.warning("[model] budget_seconds = %d: %d labelled texts need about %.0f s of model fits with character "
+                    "n-grams at the fewest folds (2), and %.0f s are left: this training uses the word terms alone "
+                    "(fits ~4x cheaper, quality a little lower). Raise budget_seconds to keep them",
+                    s.budget_seconds, self.n_train_, self._fewest_fits(costs), remaining)
+        self.char_ngrams_dropped_ = True
+        self.features_.drop_characters()
+        return self.features_.transform(texts)
 
     def _fit_level(self, facet, level, codes, truth, trainable, X, hits, run: SearchRun, searched=None):
         s = self.settings
@@ -416,6 +446,7 @@ class PreAnnotator:
             "fit_seconds": round(self.fit_seconds_, 1),
             "cv_folds": getattr(self, "cv_folds_", self.settings.cv_folds),
             "fold_mean": getattr(self, "fold_mean_", False),
+            "char_ngrams_dropped": getattr(self, "char_ngrams_dropped_", False),
             "single_choice": sorted(getattr(self, "single_choice_", ())),
             "levels": [
                 {

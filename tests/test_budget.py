@@ -47,8 +47,42 @@ def test_a_budget_the_default_models_cannot_keep_takes_two_folds_and_their_mean_
         [t for _, t, _ in rows], [{c for c in ls.split(";") if c in taxonomy} for _, _, ls in rows])
     summary = model.summary()
     assert summary["cv_folds"] == 2 and summary["fold_mean"]
-    assert any(r.levelname == "WARNING" and "budget_seconds = 60" in r.getMessage() for r in caplog.records)
+    assert summary["char_ngrams_dropped"] and summary["n_char_terms"] == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and all("budget_seconds = 60" in w and "Raise" in w for w in warnings)
+    assert "word terms alone" in warnings[0]
     assert model.decide(["a food bank for homeless people"])
+
+
+def test_a_budget_character_n_grams_cannot_keep_trains_on_the_words_alone_and_warns(caplog, monkeypatch):
+    taxonomy = load_taxonomy(EXAMPLE / "taxonomy.csv", facet_roots={"population": ["BE"]})
+    rows = example_rows("train.csv", 300)
+    texts, labels = [t for _, t, _ in rows], [{c for c in ls.split(";") if c in taxonomy} for _, _, ls in rows]
+    seen, characters_cost = [], [100.0]
+
+    def cost(self, X, Y, refit):  # a level's default model: 100 s with character n-grams, 2 s with the words alone
+        words_only = X.shape[1] == self.features_.n_terms + len(self.features_.code_index_)
+        seen.append(words_only)
+        unsearched = 2.0 if words_only else characters_cost[0]
+        return LevelCost(Y.shape[1], 60.0, unsearched)  # searched: more than the budget, so never
+
+    monkeypatch.setattr(PreAnnotator, "_level_cost", cost)
+    model = PreAnnotator(taxonomy, ModelSettings(budget_seconds=60, cv_folds=5)).fit(texts, labels)
+    summary = model.summary()
+    assert summary["char_ngrams_dropped"] and summary["n_char_terms"] == 0 and summary["n_terms"] > 0
+    assert summary["cv_folds"] == 5 and not summary["fold_mean"]  # the words alone keep the budget
+    assert seen == [False] * 6 + [True] * 6  # every level estimated again on the words alone
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "word terms alone" in warning and "Raise budget_seconds" in warning
+    # New texts are featurised as the training was: the words alone.
+    X, _ = model.features_.transform(["a food bank for homeless people"])
+    assert X.shape[1] == model.features_.n_terms + len(model.features_.code_index_)
+    assert model.decide(["a food bank for homeless people"])
+    # Character n-grams the budget can afford stay (5 s of fits at 2 folds, 4 s a level at 5).
+    characters_cost[0], seen[:] = 4.0, []
+    kept = PreAnnotator(taxonomy, ModelSettings(budget_seconds=60, cv_folds=5)).fit(texts, labels)
+    assert not kept.summary()["char_ngrams_dropped"] and kept.summary()["n_char_terms"] > 0
+    assert seen == [False] * 6
 
 
 def test_ensemble_members_whose_fold_fits_would_end_after_the_level_time_are_left_out():
