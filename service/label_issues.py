@@ -67,8 +67,10 @@ def flag_labels(model: PreAnnotator, judged: Sequence[Asset], held_out: Sequence
     parts: list[dict[str, Evidence]] = [model.evidence_]
     if held_out:
         parts.append(model.evidence([a.text for a in held_out], [set(a.labels or ()) for a in held_out]))
-    evidence = {facet: Evidence.stacked([p[facet] for p in parts]) for facet in model.evidence_}
     assets = [*judged, *held_out]
+    vectors = model.features_.vectors([a.text for a in assets])
+    evidence = {facet: Evidence.stacked([p[facet] for p in parts]).with_neighbours(vectors)
+                for facet in model.evidence_}
     nodes = model.taxonomy.nodes
     out = []
     for rank, issue in enumerate(find_label_issues(model.taxonomy, evidence), 1):

@@ -165,3 +165,55 @@ def test_each_label_is_judged_by_its_own_models_margins_not_the_levels_shared_ca
     assert low_music < 0.05 < low_theatre
     issues = find_label_issues(TREE, {"subject": judged})
     assert issues and issues[0].code == "A1"
+
+
+def test_neighbours_share_is_the_similarity_weighted_share_of_the_nearest_texts_given_each_code(monkeypatch):
+    import scipy.sparse as sp
+
+    from automl import label_issues
+
+    monkeypatch.setattr(label_issues, "NEIGHBOURS", 2)
+    monkeypatch.setattr(label_issues, "CHUNK_ROWS", 2)  # chunks must not change the answer
+    # Rows 0-2 alike (0 and 1 closest), row 3 apart; rows 0, 1 given A, rows 2, 3 given B.
+    vectors = sp.csr_matrix(np.array([[1, 0, 0], [0.96, 0.28, 0], [0.6, 0.8, 0], [0, 0, 1]], dtype=np.float32))
+    rows = [({"A"}, {}), ({"A"}, {}), ({"B"}, {}), ({"B"}, {})]
+    shares = evidence(rows).with_neighbours(vectors).neighbours
+    a, b = CODES.index("A"), CODES.index("B")
+    # Row 0's nearest: row 1 (0.96, given A) and row 2 (0.6, given B); never itself.
+    assert shares[0, a] == pytest.approx(0.96 / 1.56) and shares[0, b] == pytest.approx(0.6 / 1.56)
+    assert shares[3].sum() == 0  # nothing like it: no neighbour has a say
+    with pytest.raises(ValueError, match="3 text vectors for 4 rows"):
+        evidence(rows).with_neighbours(vectors[:3])
+
+
+def test_a_code_the_nearest_texts_share_is_doubted_less_and_one_they_carry_is_expected_more():
+    import dataclasses
+
+    rows = background() + [({"A", "A1"}, {"A1": 0.01}), ({"B", "B1"}, {"A": 0.97})]
+    alone = find_label_issues(TREE, {"subject": evidence(rows)})
+    shares = np.zeros((len(rows), len(CODES)))
+    shares[40, CODES.index("A1")] = 1.0  # every neighbour of row 40 was given A1 too
+    shares[41, CODES.index("A")] = 1.0  # every neighbour of row 41 was given A
+    near = find_label_issues(TREE, {"subject": dataclasses.replace(evidence(rows), neighbours=shares)})
+    score = {(i.row, i.code): i.score for i in alone}
+    weighed = {(i.row, i.code): i.score for i in near}
+    assert set(score) == set(weighed) == {(40, "A1"), (41, "A")}  # the same flags, weighed otherwise
+
+    def logit(x):
+        return np.log(x / (1 - x))
+
+    assert logit(weighed[40, "A1"]) == pytest.approx(logit(1 - 0.01) - 1.0, abs=1e-3)
+    assert logit(weighed[41, "A"]) == pytest.approx(logit(0.97) + 1.0, abs=1e-3)
+    assert [i.row for i in near] == [41, 40] and [i.row for i in alone] == [40, 41]
+
+
+def test_neighbours_given_the_sibling_instead_make_a_swap_more_likely():
+    import dataclasses
+
+    rows = background() + [({"A", "A1"}, {"A1": 0.01, "A2": 0.96})]
+    shares = np.zeros((len(rows), len(CODES)))
+    shares[40, CODES.index("A2")] = 0.5  # half its neighbours were given the sibling the model expects
+    (issue,) = find_label_issues(TREE, {"subject": dataclasses.replace(evidence(rows), neighbours=shares)})
+    chance = 1 - 0.01 * (1 - 0.96)
+    assert issue.suggestion == "A2"
+    assert np.log(issue.score / (1 - issue.score)) == pytest.approx(np.log(chance / (1 - chance)) + 0.5, abs=1e-2)
