@@ -82,7 +82,8 @@ def main() -> None:
     runs = [run(seed, args) for seed in args.seeds]
     for name in runs[0]:
         values = [r[name] for r in runs]
-        print(f"precision@100 {name:20s} {' / '.join(f'{v:.2f}' for v in values)}  median {statistics.median(values):.2f}")
+        each = " / ".join(f"{v:.2f}" for v in values)
+        print(f"precision@100 {name:20s} {each}  median {statistics.median(values):.2f}")
 
 
 if __name__ == "__main__":
