@@ -5,10 +5,11 @@ gate's slice of 15% kept out and judged by the model's predictions, the rest out
 budget), then precision@100 (flags naming an injected error) of:
 - without neighbours: `find_label_issues` on the stacked evidence alone (the release before);
 - per part: each label's evidence fitted on the out-of-fold rows and on the slice apart, then stacked;
-- neighbours, weight w: the service's list (`Evidence.with_neighbours`: the share of each text's 10 most similar
-  labelled texts, by word TF-IDF cosine, given each code) with NEIGHBOUR_WEIGHT = w (the service's: 1).
+- n neighbours, weight w: the service's list (`Evidence.with_neighbours`: the share of each text's n most similar
+  labelled texts, by word TF-IDF cosine, given each code; the service's n: 10) with NEIGHBOUR_WEIGHT = w (its: 1).
 
     .venv/bin/python benchmarks/label_issues_variants.py [--seeds 1 2 3] [--budget 60] [--folds 5] [--weights 0.5 1 2]
+        [--neighbours 10]
 """
 
 from __future__ import annotations
@@ -64,10 +65,13 @@ def run(seed: int, args) -> dict[str, float]:
     per_part = {f: Evidence.stacked([apart(model.evidence_[f]), apart(held_evidence[f])]) for f in model.evidence_}
     out["per part"] = precision(find_label_issues(taxonomy, per_part), ids, injected)
     vectors = model.features_.vectors([r["text"] for r in fitted + held])
-    near = {f: ev.with_neighbours(vectors) for f, ev in evidence.items()}
-    for weight in args.weights:
-        label_issues.NEIGHBOUR_WEIGHT = weight
-        out[f"neighbours, weight {weight:g}"] = precision(find_label_issues(taxonomy, near), ids, injected)
+    for count in args.neighbours:
+        label_issues.NEIGHBOURS = count
+        near = {f: ev.with_neighbours(vectors) for f, ev in evidence.items()}
+        for weight in args.weights:
+            label_issues.NEIGHBOUR_WEIGHT = weight
+            out[f"{count} neighbours, weight {weight:g}"] = precision(find_label_issues(taxonomy, near), ids,
+                                                                     injected)
     print(seed, out, flush=True)
     return out
 
@@ -78,12 +82,13 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    parser.add_argument("--neighbours", type=int, nargs="+", default=[10], help="how many (the service's: 10)")
     args = parser.parse_args()
     runs = [run(seed, args) for seed in args.seeds]
     for name in runs[0]:
         values = [r[name] for r in runs]
         each = " / ".join(f"{v:.2f}" for v in values)
-        print(f"precision@100 {name:20s} {each}  median {statistics.median(values):.2f}")
+        print(f"precision@100 {name:26s} {each}  median {statistics.median(values):.2f}")
 
 
 if __name__ == "__main__":
