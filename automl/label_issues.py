@@ -72,20 +72,14 @@ class Evidence:
         return Evidence(first.codes, rows("likelihood"), rows("given"), first.judged, rows("margin"),
                         rows("rule_hits"), rows("neighbours"))
 
-    def with_neighbours(self, vectors: sp.csr_matrix) -> Evidence:
-        """This evidence with `neighbours` from the rows' texts as L2-normalised vectors (in the rows' order): per
-        row, the similarity-weighted share of its NEIGHBOURS most similar other rows that were given each code."""
-        if vectors.shape[0] != len(self.given):
-            raise ValueError(f"{vectors.shape[0]} text vectors for {len(self.given)} rows of evidence")
-        given, shares = self.given.astype(np.float32), np.zeros(self.given.shape, dtype=np.float32)
-        k = min(NEIGHBOURS, len(given) - 1)
-        for start in range(0, len(given) if k > 0 else 0, CHUNK_ROWS):
-            similar = (vectors[start:start + CHUNK_ROWS] @ vectors.T).toarray()
-            similar[np.arange(len(similar)), np.arange(start, start + len(similar))] = -1.0  # not itself
-            nearest = np.argpartition(-similar, k - 1, axis=1)[:, :k]
-            weight = np.take_along_axis(similar, nearest, axis=1).clip(0)
-            shares[start:start + len(similar)] = (np.einsum("ik,ikj->ij", weight, given[nearest])
-                                                  / np.maximum(weight.sum(axis=1, keepdims=True), 1e-9))
+    def with_neighbours(self, near: Neighbours) -> Evidence:
+        """This evidence with `neighbours`: per row, the similarity-weighted share of its nearest other rows
+        (`near`, of the same rows in the same order) that were given each code."""
+        if len(near.index) != len(self.given):
+            raise ValueError(f"neighbours of {len(near.index)} rows for {len(self.given)} rows of evidence")
+        given = self.given.astype(np.float32)
+        shares = (np.einsum("ik,ikj->ij", near.weight, given[near.index])
+                  / np.maximum(near.weight.sum(axis=1, keepdims=True), 1e-9))
         return dataclasses.replace(self, neighbours=shares)
 
     def per_label(self) -> np.ndarray:
@@ -104,6 +98,28 @@ class Evidence:
             fit = LogisticRegression(C=100.0).fit(m[:, None], y)
             p[:, j] = fit.predict_proba(m[:, None])[:, 1]
         return p
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Each text's NEIGHBOURS most similar other texts (rows x k indices) and their cosine similarity, at least 0."""
+
+    index: np.ndarray
+    weight: np.ndarray
+
+    @staticmethod
+    def of(vectors: sp.csr_matrix) -> Neighbours:
+        """From the texts as L2-normalised rows, CHUNK_ROWS texts against all at a time."""
+        n = vectors.shape[0]
+        k = max(0, min(NEIGHBOURS, n - 1))
+        index, weight = np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.float32)
+        for start in range(0, n if k else 0, CHUNK_ROWS):
+            similar = (vectors[start:start + CHUNK_ROWS] @ vectors.T).toarray()
+            similar[np.arange(len(similar)), np.arange(start, start + len(similar))] = -1.0  # not itself
+            index[start:start + len(similar)] = np.argpartition(-similar, k - 1, axis=1)[:, :k]
+            weight[start:start + len(similar)] = np.take_along_axis(similar, index[start:start + len(similar)],
+                                                                    axis=1).clip(0)
+        return Neighbours(index, weight)
 
 
 @dataclass(frozen=True)

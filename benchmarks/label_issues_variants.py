@@ -67,7 +67,7 @@ def run(seed: int, args) -> dict[str, float]:
     vectors = model.features_.vectors([r["text"] for r in fitted + held])
     for count in args.neighbours:
         label_issues.NEIGHBOURS = count
-        near = {f: ev.with_neighbours(vectors) for f, ev in evidence.items()}
+        near = {f: ev.with_neighbours(label_issues.Neighbours.of(vectors)) for f, ev in evidence.items()}
         for weight in args.weights:
             label_issues.NEIGHBOUR_WEIGHT = weight
             out[f"{count} neighbours, weight {weight:g}"] = precision(find_label_issues(taxonomy, near), ids,

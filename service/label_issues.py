@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from automl.label_issues import Evidence, find_label_issues
+from automl.label_issues import Evidence, Neighbours, find_label_issues
 from connectors.base import Asset, Connector, LabelFlag
 from service.config import LabelIssueSettings
 from service.registry import ModelRegistry, ModelVersion
@@ -68,9 +68,8 @@ def flag_labels(model: PreAnnotator, judged: Sequence[Asset], held_out: Sequence
     if held_out:
         parts.append(model.evidence([a.text for a in held_out], [set(a.labels or ()) for a in held_out]))
     assets = [*judged, *held_out]
-    vectors = model.features_.vectors([a.text for a in assets])
-    evidence = {facet: Evidence.stacked([p[facet] for p in parts]).with_neighbours(vectors)
-                for facet in model.evidence_}
+    near = Neighbours.of(model.features_.vectors([a.text for a in assets]))
+    evidence = {facet: Evidence.stacked([p[facet] for p in parts]).with_neighbours(near) for facet in model.evidence_}
     nodes = model.taxonomy.nodes
     out = []
     for rank, issue in enumerate(find_label_issues(model.taxonomy, evidence), 1):

@@ -177,13 +177,15 @@ def test_neighbours_share_is_the_similarity_weighted_share_of_the_nearest_texts_
     # Rows 0-2 alike (0 and 1 closest), row 3 apart; rows 0, 1 given A, rows 2, 3 given B.
     vectors = sp.csr_matrix(np.array([[1, 0, 0], [0.96, 0.28, 0], [0.6, 0.8, 0], [0, 0, 1]], dtype=np.float32))
     rows = [({"A"}, {}), ({"A"}, {}), ({"B"}, {}), ({"B"}, {})]
-    shares = evidence(rows).with_neighbours(vectors).neighbours
+    shares = evidence(rows).with_neighbours(label_issues.Neighbours.of(vectors)).neighbours
     a, b = CODES.index("A"), CODES.index("B")
     # Row 0's nearest: row 1 (0.96, given A) and row 2 (0.6, given B); never itself.
     assert shares[0, a] == pytest.approx(0.96 / 1.56) and shares[0, b] == pytest.approx(0.6 / 1.56)
     assert shares[3].sum() == 0  # nothing like it: no neighbour has a say
-    with pytest.raises(ValueError, match="3 text vectors for 4 rows"):
-        evidence(rows).with_neighbours(vectors[:3])
+    with pytest.raises(ValueError, match="neighbours of 3 rows for 4 rows"):
+        evidence(rows).with_neighbours(label_issues.Neighbours.of(vectors[:3]))
+    assert label_issues.Neighbours.of(vectors[:1]).index.shape == (1, 0)  # one text: no neighbour, no say
+    assert evidence(rows[:1]).with_neighbours(label_issues.Neighbours.of(vectors[:1])).neighbours.sum() == 0
 
 
 def test_a_code_the_nearest_texts_share_is_doubted_less_and_one_they_carry_is_expected_more():
