@@ -130,9 +130,12 @@ class TextFeatures:
                 log.warning("character n-grams: none kept (%s)", exc)
         return self
 
-    def drop_characters(self) -> None:
-        """From now on the word terms and keyword hits alone (rows as a words-only fit makes them)."""
+    def drop_characters(self, texts: Sequence[str], hits: np.ndarray) -> sp.csr_matrix:
+        """From now on the word terms and keyword hits alone (rows as a words-only fit makes them); returns the rows
+        of `texts` whose keyword `hits` are known (not matched again)."""
         self.char_vectorizer_ = None
+        texts = cut(texts, self.settings.max_chars)
+        return self._rows(texts, self._words(texts), hits)
 
     def transform(self, texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
         X, hits, _ = self.featurise(texts)
@@ -142,14 +145,18 @@ class TextFeatures:
         """`transform`, and the texts' `vectors` from the same pass."""
         texts = cut(texts, self.settings.max_chars)
         hits = self.matcher_.match(texts)
-        extra = sp.csr_matrix(hits.astype(np.float32) * KEYWORD_FEATURE_WEIGHT)
         words = self._words(texts)
+        return self._rows(texts, words, hits), hits, words
+
+    def _rows(self, texts: list[str], words: sp.csr_matrix, hits: np.ndarray) -> sp.csr_matrix:
+        """The feature rows of cut `texts` from their word rows and keyword hits."""
+        extra = sp.csr_matrix(hits.astype(np.float32) * KEYWORD_FEATURE_WEIGHT)
         if self.vectorizer_ is None:
-            return extra, hits, words
+            return extra
         if self._characters is None:  # words only (trained on unscaled rows)
-            return sp.hstack([words, extra], format="csr"), hits, words
+            return sp.hstack([words, extra], format="csr")
         blocks = [words, self._characters.transform(texts), extra]
-        return normalize(sp.hstack(blocks, format="csr"), copy=False), hits, words
+        return normalize(sp.hstack(blocks, format="csr"), copy=False)
 
     def vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
         """The texts' word TF-IDF rows alone (L2-normalised; no columns when the vocabulary is empty): what the

@@ -40,7 +40,8 @@ from automl.taxonomy import Taxonomy
 GIVEN, MISSING = "given", "missing"
 NEIGHBOURS = 10  # the most similar labelled texts a text is compared with
 NEIGHBOUR_WEIGHT = 1.0  # log-odds by which their full agreement moves the chance that a label is wrong
-CHUNK_ROWS = 500  # texts compared with all the others at a time (memory: this x all rows, dense)
+CHUNK_ROWS = 500  # texts compared with all the others at a time (memory: this x COMPARED, dense)
+COMPARED = 5000  # at most this many labelled texts (a fixed sample) are searched for each text's neighbours
 
 
 @dataclass(frozen=True)
@@ -109,16 +110,22 @@ class Neighbours:
 
     @staticmethod
     def of(vectors: sp.csr_matrix) -> Neighbours:
-        """From the texts as L2-normalised rows, CHUNK_ROWS texts against all at a time."""
+        """From the texts as L2-normalised rows, CHUNK_ROWS texts at a time against all of them, or, past COMPARED
+        texts, against a fixed sample of COMPARED (the time grows with the texts, not their square)."""
         n = vectors.shape[0]
         k = max(0, min(NEIGHBOURS, n - 1))
+        among = np.arange(n) if n <= COMPARED else np.sort(np.random.RandomState(0).choice(n, COMPARED, False))
+        place = np.full(n, -1)
+        place[among] = np.arange(len(among))  # each text's column among those compared, -1 if not compared
         index, weight = np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.float32)
+        transposed = vectors[among].T.tocsr()  # once: a product with a CSC matrix converts it for every chunk
         for start in range(0, n if k else 0, CHUNK_ROWS):
-            similar = (vectors[start:start + CHUNK_ROWS] @ vectors.T).toarray()
-            similar[np.arange(len(similar)), np.arange(start, start + len(similar))] = -1.0  # not itself
-            index[start:start + len(similar)] = np.argpartition(-similar, k - 1, axis=1)[:, :k]
-            weight[start:start + len(similar)] = np.take_along_axis(similar, index[start:start + len(similar)],
-                                                                    axis=1).clip(0)
+            rows = slice(start, min(start + CHUNK_ROWS, n))
+            similar = (vectors[rows] @ transposed).toarray()
+            mine = np.flatnonzero(place[rows] >= 0)
+            similar[mine, place[rows][mine]] = -1.0  # not itself
+            nearest = np.argpartition(-similar, k - 1, axis=1)[:, :k]
+            index[rows], weight[rows] = among[nearest], np.take_along_axis(similar, nearest, axis=1).clip(0)
         return Neighbours(index, weight)
 
 

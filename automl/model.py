@@ -209,7 +209,7 @@ class PreAnnotator:
         costs = estimated(X)
         self.char_ngrams_dropped_ = False
         if self._fewest_fits(costs) > deadline - time.monotonic() and self.features_.n_char_terms:
-            X, hits = self._words_only(texts, costs, deadline - time.monotonic())
+            X = self._words_only(texts, hits, costs, deadline - time.monotonic())
             costs = estimated(X)
         self.cv_folds_, self.fold_mean_, costs = self._folds_within(deadline - time.monotonic(), costs)
         return X, hits, costs
@@ -218,8 +218,8 @@ class PreAnnotator:
         """The levels' default models' fits at the fewest folds (2: one fit's time on all texts)."""
         return sum(c.other(False) for c in costs) / self.settings.cv_folds
 
-    def _words_only(self, texts: Sequence[str], costs: list[LevelCost], remaining: float
-                    ) -> tuple[sp.csr_matrix, np.ndarray]:
+    def _words_only(self, texts: Sequence[str], hits: np.ndarray, costs: list[LevelCost], remaining: float
+                    ) -> sp.csr_matrix:
         """The features without their character n-grams (each fit ~4x cheaper), for a training whose default
         models cannot keep the budget with them even at the fewest folds; warned, with the fix."""
         s = self.settings
@@ -228,8 +228,7 @@ class PreAnnotator:
                     "(fits ~4x cheaper, quality a little lower). Raise budget_seconds to keep them",
                     s.budget_seconds, self.n_train_, self._fewest_fits(costs), remaining)
         self.char_ngrams_dropped_ = True
-        self.features_.drop_characters()
-        return self.features_.transform(texts)
+        return self.features_.drop_characters(texts, hits)
 
     def _fit_level(self, facet, level, codes, truth, trainable, X, hits, run: SearchRun, searched=None):
         s = self.settings

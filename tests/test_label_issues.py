@@ -185,6 +185,11 @@ def test_neighbours_share_is_the_similarity_weighted_share_of_the_nearest_texts_
     with pytest.raises(ValueError, match="neighbours of 3 rows for 4 rows"):
         evidence(rows).with_neighbours(label_issues.Neighbours.of(vectors[:3]))
     assert label_issues.Neighbours.of(vectors[:1]).index.shape == (1, 0)  # one text: no neighbour, no say
+    # Past COMPARED texts, each is compared with a fixed sample of them only, never with itself.
+    monkeypatch.setattr(label_issues, "COMPARED", 3)
+    sampled = label_issues.Neighbours.of(vectors)
+    assert len(set(sampled.index.ravel())) <= 3 and not (sampled.index == np.arange(4)[:, None]).any()
+    assert (label_issues.Neighbours.of(vectors).index == sampled.index).all()  # the same sample every time
     assert evidence(rows[:1]).with_neighbours(label_issues.Neighbours.of(vectors[:1])).neighbours.sum() == 0
 
 
