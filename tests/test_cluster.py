@@ -7,8 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from automl.cluster import connect
+from automl.cluster import connect, predict_chunks
 from automl.errors import ClusterError
 from automl.search import SearchRun, Workspace, search_ensemble
 from automl.settings import ComputeSettings, ModelSettings
@@ -101,3 +102,45 @@ def test_the_pool_is_predicted_on_the_cluster_as_here_and_a_lost_worker_loses_no
     expected, got = _pushed(here), _pushed(there)
     assert len(got) == len({r["asset_id"] for r in got}) == 120  # nothing pushed twice
     assert got == expected
+
+
+def test_a_model_lost_with_its_workers_is_sent_again_and_every_chunk_comes_back(cluster, tmp_path):
+    project = _pool_project(tmp_path)
+    model = project.registry.load(project.train_now())
+    texts = [text for _, text, _ in example_rows("test.csv", 60)]
+    chunks = [texts[start:start + 10] for start in range(0, len(texts), 10)]
+    expected = model.propose_with_vectors(texts)
+    with connect(cluster.address, timeout_seconds=60) as client:
+        scatter, sent = client.scatter, []
+        client.scatter = lambda *args, **kwargs: sent.append(1) or scatter(*args, **kwargs)
+        got, lost = [], []
+        for chunk, predicted, rows in predict_chunks(client, model, chunks, lambda chunk: chunk, in_flight=2):
+            if not lost:  # every worker holding the model dies (a fresh one joins if none is left)
+                lost.extend(_kill_holders(cluster, client, "PreAnnotator-"))
+            got.append((chunk, predicted, rows))
+    try:
+        assert lost and len(sent) >= 2  # the model was lost, and sent again
+        assert [chunk for chunk, _, _ in got] == chunks  # in order, none twice, none missing
+        assert [p for _, predicted, _ in got for p in predicted] == expected[0]
+        np.testing.assert_allclose(sp.vstack([rows for _, _, rows in got]).toarray(), expected[1].toarray())
+    finally:
+        _restore(cluster)
+
+
+def _kill_holders(cluster, client, prefix: str) -> list[str]:
+    names = {address: info["name"] for address, info in client.scheduler_info()["workers"].items()}
+    holders = {names[address] for key, where in client.who_has().items() if key.startswith(prefix) for address in where}
+    if holders >= set(names.values()):
+        cluster.start_worker("worker-spare")
+    for name in holders:
+        cluster.kill(name)
+    return sorted(holders)
+
+
+def _restore(cluster) -> None:
+    if "worker-spare" in cluster.processes:
+        cluster.kill("worker-spare")
+    for name in ("worker-0", "worker-1"):
+        if name not in cluster.processes:
+            cluster.start_worker(name)
+    cluster.wait_for(2)
