@@ -24,6 +24,11 @@ The text's nearest labelled neighbours weigh in (`with_neighbours`): a code that
 too is less likely a slip, one they carry but this text lacks more likely an omission. Their share moves the
 chance that the human is wrong by up to NEIGHBOUR_WEIGHT in log-odds (benchmarks/label_issues_variants.py: the
 injected errors' precision@100 up on 5 seeds of 6).
+
+So does the model's reading of the text's other labels (`AGREEMENT_WEIGHT`): where it gives the asset's other human
+codes high probabilities, it reads this text well, and its doubt about one code is likelier a slip of the human's;
+where it doubts them all, the text (short, generic, about something the scheme codes oddly) is what it cannot read.
+The mean log-probability of the other given codes (outside the flag's own branch) moves the chance in log-odds.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from automl.taxonomy import Taxonomy
 GIVEN, MISSING = "given", "missing"
 NEIGHBOURS = 10  # the most similar labelled texts a text is compared with
 NEIGHBOUR_WEIGHT = 1.0  # log-odds by which their full agreement moves the chance that a label is wrong
+AGREEMENT_WEIGHT = 0.25  # log-odds per unit of the mean log-probability of the text's other given codes
+LEAST_PROBABILITY = 1e-4  # a code's probability floored here before its log: one code cannot outweigh the rest
 CHUNK_ROWS = 500  # texts compared with all the others at a time (memory: this x COMPARED, dense)
 COMPARED = 5000  # at most this many labelled texts (a fixed sample) are searched for each text's neighbours
 
@@ -183,15 +190,31 @@ def _facet_issues(taxonomy: Taxonomy, facet: str, ev: Evidence) -> list[LabelIss
     expected = ~given & usable & (p >= yes) & ~((1.0 - p >= no) & (p < 0.5))
     out = []
     shares = ev.neighbours if ev.neighbours is not None else np.zeros(p.shape)
+    held = given & ev.judged  # the human codes the model has a say on
     for row in np.flatnonzero(doubted.any(axis=1) | expected.any(axis=1)):
-        out.extend(_row_issues(taxonomy, facet, ev.codes, row, p[row], doubted[row], expected[row], shares[row]))
+        out.extend(_row_issues(taxonomy, facet, ev.codes, row, p[row],
+                               _RowFlags(doubted[row], expected[row], shares[row], held[row])))
     return out
 
 
-def _weighed(chance: float, against: float) -> float:
-    """`chance` (that the human is wrong) moved by `against` x NEIGHBOUR_WEIGHT in log-odds."""
+@dataclass(frozen=True)
+class _RowFlags:
+    doubted: np.ndarray  # per code, bool: given, and doubted
+    expected: np.ndarray  # per code, bool: not given, and expected
+    shares: np.ndarray  # per code: share of the row's nearest labelled texts given it
+    held: np.ndarray  # per code, bool: given, and judged by a model
+
+
+def _weighed(chance: float, shift: float) -> float:
+    """`chance` (that the human is wrong) moved by `shift` in log-odds."""
     chance = min(max(chance, 1e-9), 1.0 - 1e-9)
-    return float(1.0 / (1.0 + np.exp(-(np.log(chance / (1.0 - chance)) + NEIGHBOUR_WEIGHT * against))))
+    return float(1.0 / (1.0 + np.exp(-(np.log(chance / (1.0 - chance)) + shift))))
+
+
+def _agreement(p: np.ndarray, held: np.ndarray, branch: set[int]) -> float:
+    """The mean log-probability of the row's judged human codes outside `branch` (0 when there are none)."""
+    others = [j for j in np.flatnonzero(held) if j not in branch]
+    return float(np.log(np.clip(p[others], LEAST_PROBABILITY, 1.0)).mean()) if others else 0.0
 
 
 def _rule_supported(taxonomy: Taxonomy, ev: Evidence) -> np.ndarray:
@@ -205,10 +228,17 @@ def _rule_supported(taxonomy: Taxonomy, ev: Evidence) -> np.ndarray:
     return supported & ev.given
 
 
-def _row_issues(taxonomy: Taxonomy, facet: str, codes: list[str], row: int, p: np.ndarray, doubted: np.ndarray,
-                expected: np.ndarray, shares: np.ndarray) -> list[LabelIssue]:
+def _row_issues(taxonomy: Taxonomy, facet: str, codes: list[str], row: int, p: np.ndarray, flags: _RowFlags
+                ) -> list[LabelIssue]:
     index = {c: j for j, c in enumerate(codes)}
     nodes = taxonomy.nodes
+    shares = flags.shares
+
+    def shift(*branch: str, along: Sequence[str], against: float) -> float:
+        """The neighbours' and the other labels' say, in log-odds, on a flag about `branch` and `along`."""
+        named = {a for code in branch if code for a in (code, *taxonomy.ancestors(code))} | set(along)
+        agreement = _agreement(p, flags.held, {index[c] for c in named if c in index})
+        return NEIGHBOUR_WEIGHT * against + AGREEMENT_WEIGHT * agreement
 
     def topmost(flags: np.ndarray) -> dict[str, list[str]]:
         """Flagged codes with no flagged ancestor, each with its flagged descendants."""
@@ -222,7 +252,7 @@ def _row_issues(taxonomy: Taxonomy, facet: str, codes: list[str], row: int, p: n
                 tops[code] = []
         return tops
 
-    wrong, missing = topmost(doubted), topmost(expected)
+    wrong, missing = topmost(flags.doubted), topmost(flags.expected)
     out = []
     for code, along in wrong.items():
         siblings = [m for m in missing if nodes[m].parent == nodes[code].parent]
@@ -235,8 +265,9 @@ def _row_issues(taxonomy: Taxonomy, facet: str, codes: list[str], row: int, p: n
         against = shares[index[instead]] - shares[index[code]] if instead else -shares[index[code]]
         out.append(LabelIssue(row, facet, nodes[code].level, code, GIVEN, round(float(right), 4), instead,
                               round(float(alternative), 4), tuple(along),
-                              round(_weighed(wrong_chance, against), 6)))
+                              round(_weighed(wrong_chance, shift(code, instead, along=along, against=against)), 6)))
     for code, along in missing.items():
+        moved = shift(code, along=along, against=shares[index[code]])
         out.append(LabelIssue(row, facet, nodes[code].level, code, MISSING, round(float(p[index[code]]), 4),
-                              along=tuple(along), score=round(_weighed(p[index[code]], shares[index[code]]), 6)))
+                              along=tuple(along), score=round(_weighed(p[index[code]], moved), 6)))
     return out

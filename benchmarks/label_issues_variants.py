@@ -3,13 +3,15 @@
 Per seed, the same noisy UK-CAT train split; a model fitted in this process as the service fits it (the promotion
 gate's slice of 15% kept out and judged by the model's predictions, the rest out of fold; default settings but the
 budget), then precision@100 (flags naming an injected error) of:
-- without neighbours: `find_label_issues` on the stacked evidence alone (the release before);
-- per part: each label's evidence fitted on the out-of-fold rows and on the slice apart, then stacked;
-- n neighbours, weight w: the service's list (`Evidence.with_neighbours`: the share of each text's n most similar
-  labelled texts, by word TF-IDF cosine, given each code; the service's n: 10) with NEIGHBOUR_WEIGHT = w (its: 1).
+- without neighbours: `find_label_issues` on the stacked evidence alone (the other labels' agreement as the service
+  weighs it);
+- per part: the same, each label's evidence fitted on the out-of-fold rows and on the slice apart, then stacked;
+- n neighbours, weight w, agreement a: the service's list (`Evidence.with_neighbours`: the share of each text's n
+  most similar labelled texts, by word TF-IDF cosine, given each code; the service's n: 10) with NEIGHBOUR_WEIGHT = w
+  (its: 1) and AGREEMENT_WEIGHT = a (the weight of the model's reading of the text's other labels; its: 0.25).
 
     .venv/bin/python benchmarks/label_issues_variants.py [--seeds 1 2 3] [--budget 60] [--folds 5] [--weights 0.5 1 2]
-        [--neighbours 10]
+        [--neighbours 10] [--agreement 0 0.25]
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from automl.settings import ModelSettings  # noqa: E402
 from automl.taxonomy_file import load_taxonomy  # noqa: E402
 from service.promotion import in_holdout  # noqa: E402
 
-NEIGHBOURS = 10
+SERVICE = (label_issues.NEIGHBOURS, label_issues.NEIGHBOUR_WEIGHT, label_issues.AGREEMENT_WEIGHT)
 
 
 def precision(issues: list[LabelIssue], ids: list[str], injected: dict, k: int = 100) -> float:
@@ -40,6 +42,8 @@ def precision(issues: list[LabelIssue], ids: list[str], injected: dict, k: int =
 
 
 def run(seed: int, args) -> dict[str, float]:
+    # The service's weights again: the last seed's variants changed them.
+    label_issues.NEIGHBOURS, label_issues.NEIGHBOUR_WEIGHT, label_issues.AGREEMENT_WEIGHT = SERVICE
     taxonomy = load_taxonomy(noise.EXAMPLE / "taxonomy.csv", noise.FACETS, "subject")
     rows = noise.read_rows(noise.EXAMPLE / "train.csv")
     first = {r["id"]: noise.split_codes(r["labels"]) for r in rows}
@@ -70,8 +74,10 @@ def run(seed: int, args) -> dict[str, float]:
         near = {f: ev.with_neighbours(label_issues.Neighbours.of(vectors)) for f, ev in evidence.items()}
         for weight in args.weights:
             label_issues.NEIGHBOUR_WEIGHT = weight
-            out[f"{count} neighbours, weight {weight:g}"] = precision(find_label_issues(taxonomy, near), ids,
-                                                                     injected)
+            for agreement in args.agreement:
+                label_issues.AGREEMENT_WEIGHT = agreement
+                out[f"{count} neighbours, weight {weight:g}, agreement {agreement:g}"] = precision(
+                    find_label_issues(taxonomy, near), ids, injected)
     print(seed, out, flush=True)
     return out
 
@@ -83,12 +89,14 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--neighbours", type=int, nargs="+", default=[10], help="how many (the service's: 10)")
+    parser.add_argument("--agreement", type=float, nargs="+", default=[0.0, 0.25],
+                        help="weights of the other labels' agreement (the service's: 0.25)")
     args = parser.parse_args()
     runs = [run(seed, args) for seed in args.seeds]
     for name in runs[0]:
         values = [r[name] for r in runs]
         each = " / ".join(f"{v:.2f}" for v in values)
-        print(f"precision@100 {name:26s} {each}  median {statistics.median(values):.2f}")
+        print(f"precision@100 {name:40s} {each}  median {statistics.median(values):.2f}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ def evidence(rows: list[tuple[set[str], dict[str, float]]], judged: set[str] = s
     return Evidence(CODES, p, given, np.array([c in judged for c in CODES]))
 
 
+def logit(x: float) -> float:
+    return float(np.log(x / (1 - x)))
+
+
 def background(n: int = 40) -> list[tuple[set[str], dict[str, float]]]:
     """Assets whose labels the model agrees with: Music, Theatre and Housing."""
     return [({"A", ("A1", "A2")[i % 4 // 2]}, {}) if i % 4 else ({"B", "B1"}, {}) for i in range(n)]
@@ -50,7 +54,8 @@ def test_a_missing_label_the_model_is_sure_of_is_expected():
     rows = background() + [({"A", "A1"}, {"B": 0.97, "B1": 0.95})]
     issues = find_label_issues(TREE, {"subject": evidence(rows)})
     assert [(i.kind, i.code, i.along) for i in issues] == [(MISSING, "B", ("B1",))]
-    assert issues[0].score == pytest.approx(0.97)
+    # The model reads the text's other labels (A, A1) at 0.9: that moves the chance by 0.25 x log(0.9).
+    assert logit(issues[0].score) == pytest.approx(logit(0.97) + 0.25 * np.log(0.9), abs=1e-4)
 
 
 def test_a_doubted_code_and_the_sibling_the_model_expects_are_one_issue():
@@ -205,12 +210,8 @@ def test_a_code_the_nearest_texts_share_is_doubted_less_and_one_they_carry_is_ex
     score = {(i.row, i.code): i.score for i in alone}
     weighed = {(i.row, i.code): i.score for i in near}
     assert set(score) == set(weighed) == {(40, "A1"), (41, "A")}  # the same flags, weighed otherwise
-
-    def logit(x):
-        return np.log(x / (1 - x))
-
-    assert logit(weighed[40, "A1"]) == pytest.approx(logit(1 - 0.01) - 1.0, abs=1e-3)
-    assert logit(weighed[41, "A"]) == pytest.approx(logit(0.97) + 1.0, abs=1e-3)
+    assert logit(weighed[40, "A1"]) == pytest.approx(logit(1 - 0.01) - 1.0, abs=1e-3)  # no other label: A is A1's
+    assert logit(weighed[41, "A"]) == pytest.approx(logit(0.97) + 1.0 + 0.25 * np.log(0.9), abs=1e-3)
     assert [i.row for i in near] == [41, 40] and [i.row for i in alone] == [40, 41]
 
 
@@ -224,3 +225,24 @@ def test_neighbours_given_the_sibling_instead_make_a_swap_more_likely():
     chance = 1 - 0.01 * (1 - 0.96)
     assert issue.suggestion == "A2"
     assert np.log(issue.score / (1 - issue.score)) == pytest.approx(np.log(chance / (1 - chance)) + 0.5, abs=1e-2)
+
+
+def test_a_flag_on_a_text_whose_other_labels_the_model_reads_well_comes_first():
+    # The same doubted A1 on two texts, both also labelled B > B1: the model reads B1 at 0.95 on one and 0.2 on the
+    # other (not low enough to doubt it), so its doubt about A1 is likelier a slip on the first.
+    rows = background() + [({"A", "A1", "B", "B1"}, {"A1": 0.01, "B": 0.2, "B1": 0.2}),
+                           ({"A", "A1", "B", "B1"}, {"A1": 0.01, "B": 0.95, "B1": 0.95})]
+    issues = find_label_issues(TREE, {"subject": evidence(rows)})
+    assert [(i.row, i.code) for i in issues] == [(41, "A1"), (40, "A1")]  # at the same chance, row order
+    # Only the labels outside the flag's branch count: A (0.9 on both) is A1's own.
+    assert logit(issues[0].score) == pytest.approx(logit(1 - 0.01) + 0.25 * np.log(0.95), abs=1e-3)
+    assert logit(issues[1].score) == pytest.approx(logit(1 - 0.01) + 0.25 * np.log(0.2), abs=1e-3)
+
+
+def test_a_label_the_model_rules_out_entirely_weighs_no_more_than_its_floor():
+    rows = background() + [({"A", "A1", "B", "B1"}, {"A1": 0.01, "B": 1e-9, "B1": 0.9})]
+    issues = {i.code: i for i in find_label_issues(TREE, {"subject": evidence(rows)})}
+    assert set(issues) == {"A1", "B"}  # B is doubted in its own right (B1 comes along only if doubted)
+    # For A1 the other labels are B (floored at 1e-4) and B1 (0.9): one ruled-out code cannot swamp the rest.
+    assert logit(issues["A1"].score) == pytest.approx(
+        logit(1 - 0.01) + 0.25 * (np.log(1e-4) + np.log(0.9)) / 2, abs=1e-3)
