@@ -180,7 +180,7 @@ def find_label_issues(taxonomy: Taxonomy, evidence: Mapping[str, Evidence], top:
 
 
 def _facet_issues(taxonomy: Taxonomy, facet: str, ev: Evidence) -> list[LabelIssue]:
-    ev = Evidence(ev.codes, ev.per_label(), ev.given, ev.judged, rule_hits=ev.rule_hits, neighbours=ev.neighbours)
+    ev = dataclasses.replace(ev, likelihood=ev.per_label(), margin=None)  # each label by its own model
     yes, no = thresholds(ev)
     p, given = ev.likelihood, ev.given
     usable = ev.judged & np.isfinite(yes) & np.isfinite(no)
@@ -240,9 +240,9 @@ def _row_issues(taxonomy: Taxonomy, facet: str, codes: list[str], row: int, p: n
         agreement = _agreement(p, flags.held, {index[c] for c in named if c in index})
         return NEIGHBOUR_WEIGHT * against + AGREEMENT_WEIGHT * agreement
 
-    def topmost(flags: np.ndarray) -> dict[str, list[str]]:
+    def topmost(marked: np.ndarray) -> dict[str, list[str]]:
         """Flagged codes with no flagged ancestor, each with its flagged descendants."""
-        flagged = {codes[j] for j in np.flatnonzero(flags)}
+        flagged = {codes[j] for j in np.flatnonzero(marked)}
         tops: dict[str, list[str]] = {}
         for code in sorted(flagged, key=lambda c: nodes[c].level):
             above = [a for a in taxonomy.ancestors(code) if a in flagged]

@@ -116,7 +116,7 @@ class PreAnnotator:
         self.n_train_ = len(texts)
 
         refits = [getattr(searched.get((facet, level)), "ensemble", None) for facet, level, *_ in plan]
-        X, hits, costs = self._affordable(texts, X, hits, plan, refits, deadline)
+        X, costs = self._affordable(texts, X, hits, plan, refits, deadline)
 
         self.levels_: list[LevelModel] = []
         oof: dict[str, dict[int, Decisions]] = {}
@@ -200,7 +200,7 @@ class PreAnnotator:
         return folds, True, [c.scaled((folds - 1) / s.cv_folds) for c in costs]
 
     def _affordable(self, texts, X, hits, plan, refits, deadline: float):
-        """The features, keyword hits and levels' costs the training can afford, its folds and fold mean set: each
+        """The features and levels' costs the training can afford, its folds and fold mean set: each
         level's fits estimated; when even 2 folds of the default models would overrun the budget, the features
         without their character n-grams (estimated again), then fewer folds."""
         def estimated(X) -> list[LevelCost]:
@@ -212,7 +212,7 @@ class PreAnnotator:
             X = self._words_only(texts, hits, costs, deadline - time.monotonic())
             costs = estimated(X)
         self.cv_folds_, self.fold_mean_, costs = self._folds_within(deadline - time.monotonic(), costs)
-        return X, hits, costs
+        return X, costs
 
     def _fewest_fits(self, costs: list[LevelCost]) -> float:
         """The levels' default models' fits at the fewest folds (2: one fit's time on all texts)."""
