@@ -144,3 +144,41 @@ def _restore(cluster) -> None:
         if name not in cluster.processes:
             cluster.start_worker(name)
     cluster.wait_for(2)
+
+
+class _LosingCluster:
+    """A client whose cluster loses the model every time: every chunk comes back cancelled ("already forgotten")."""
+
+    def __init__(self):
+        self.scattered, self.cancelled = 0, []
+
+    def nthreads(self) -> dict[str, int]:
+        return {"worker": 1}
+
+    def scatter(self, model, **options):
+        self.scattered += 1
+        return f"model-{self.scattered}"
+
+    def submit(self, *args, **options):
+        return _Forgotten()
+
+    def cancel(self, futures) -> None:
+        self.cancelled.extend(futures)
+
+
+class _Forgotten:
+    status = "cancelled"
+
+    def result(self):
+        from concurrent.futures import CancelledError
+
+        raise CancelledError("already forgotten")
+
+
+def test_a_model_lost_again_and_again_is_a_clear_error_not_a_loop():
+    client = _LosingCluster()
+    with pytest.raises(ClusterError, match=r"lost the model 4 times.*workers' logs.*nothing was pushed"):
+        list(predict_chunks(client, None, [["a"], ["b"]], lambda chunk: chunk))
+    assert client.scattered == 4  # sent once, and again 3 times
+    assert {"model-1", "model-2", "model-3", "model-4"} <= set(client.cancelled)  # none left on the cluster
+    assert sum(isinstance(f, _Forgotten) for f in client.cancelled) == 2  # nor the chunks still out
