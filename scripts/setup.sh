@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the project's own virtual environment with the verified package set.
-# auto-sklearn 0.15 cannot be installed on Python 3.11 with a plain `pip install`: scikit-learn 0.24.2 has no
+# pip alone cannot install auto-sklearn 0.15 on Python 3.11: scikit-learn 0.24.2 has no
 # wheel for 3.11 and must be compiled against old numpy/Cython without build isolation (see README, "Install").
 # The Docker image is built by this same script (docker/Dockerfile):
 #   --deps-only          everything but the project itself (an image layer that survives code changes)
@@ -13,8 +13,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CLASSIE_VENV:-$root/.venv}"
 python="${PYTHON:-$(command -v python3.11 || command -v python3 || echo python3.11)}"
 constraints="$root/constraints.txt"
+# The build tools of the isolated builds pip still makes (cuid, the project itself): pinned like everything else.
+build_constraints="$root/locks/build.txt"
 stamp="$venv/.classie-installed"
-wanted="$( (cat "$constraints" "$root/pyproject.toml" "${BASH_SOURCE[0]}"; echo "extras=$extras") |
+wanted="$( (cat "$constraints" "$build_constraints" "$root/pyproject.toml" "${BASH_SOURCE[0]}"; echo "extras=$extras") |
            sha256sum | cut -d' ' -f1)"
 
 if [ "$deps_only" = false ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
@@ -58,11 +60,13 @@ for extra in filter(None, sys.argv[2].split(",")):
     wanted += project["optional-dependencies"][extra]
 print("\n".join(wanted))
 PY
-step "the project's dependencies" "${pip[@]}" install -c "$constraints" -r "$requirements"
+step "the project's dependencies" \
+  "${pip[@]}" install -c "$constraints" --build-constraint "$build_constraints" -r "$requirements"
 if [ "$deps_only" = true ]; then
   echo "setup: dependencies ready ($venv); the project itself is installed by the next run" >&2
   exit 0
 fi
-step "classie-automl${extras:+ [$extras]}" "${pip[@]}" install -c "$constraints" -e "$root${extras:+[$extras]}"
+step "classie-automl${extras:+ [$extras]}" \
+  "${pip[@]}" install -c "$constraints" --build-constraint "$build_constraints" -e "$root${extras:+[$extras]}"
 echo "$wanted" > "$stamp"
 echo "setup: ready ($venv)" >&2

@@ -1,7 +1,8 @@
 """Install, start and drive a real Label Studio server for the tests.
 
 Label Studio needs numpy>=2.2, the project pins numpy 1.23.5: it lives in its own virtual environment
-(`<repo>/.ls-venv`, or `$CLASSIE_LS_VENV`), installed on first use and reused afterwards.
+(`<repo>/.ls-venv`, or `$CLASSIE_LS_VENV`), installed on first use from its lock (scripts/setup-label-studio.sh,
+locks/label-studio.txt) and reused afterwards while the lock is the same.
 
     from label_studio_server import label_studio  # noqa: F401  (session fixture: a running server)
 
@@ -33,15 +34,28 @@ from typing import Any
 import pytest
 import requests
 
-LABEL_STUDIO_VERSION = "1.23.2"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCK_INPUTS = REPO_ROOT / "locks" / "label-studio.in"
+SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup-label-studio.sh"
 DEFAULT_VENV = REPO_ROOT / ".ls-venv"
-STAMP_NAME = ".classie-ls-stamp.json"
+STAMP_NAME = ".classie-ls-lock"  # written by SETUP_SCRIPT: the hash of the lock the venv was built from
 LOCK_NAME = ".classie-ls-install.lock"
-PIP_LOG_NAME = "pip-install.log"
 TEMPLATE_DIR = "db-template"
 TEMPLATE_DB = "label_studio.sqlite3"
 TEMPLATE_LOG_NAME = "db-template.log"
+TEMPLATE_ERROR_NAME = "db-template.error"
+
+
+def locked_version(inputs: Path = LOCK_INPUTS) -> str:
+    """The Label Studio version the lock's inputs name: the one place that says which Label Studio the project runs."""
+    for line in inputs.read_text(encoding="utf-8").splitlines():
+        found = re.fullmatch(r"label-studio==(\S+)", line.strip())
+        if found:
+            return found.group(1)
+    raise RuntimeError(f"{inputs} names no 'label-studio==VERSION' line: put one back, then run scripts/lock.sh")
+
+
+LABEL_STUDIO_VERSION = locked_version()
 
 
 def _tail(path: Path, lines: int = 60) -> str:
@@ -81,31 +95,23 @@ def _base_python() -> str:
     raise RuntimeError(f"no Python able to create a venv among {candidates}")
 
 
-def _read_stamp(venv: Path) -> dict:
-    try:
-        return json.loads((venv / STAMP_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_stamp(venv: Path, stamp: dict) -> None:
-    tmp = venv / f"{STAMP_NAME}.{os.getpid()}"
-    tmp.write_text(json.dumps(stamp) + "\n", encoding="utf-8")
-    os.replace(tmp, venv / STAMP_NAME)
-
-
 def template_db(venv: Path) -> Path:
     """A database with every migration applied and no user: copied into new data dirs, it saves the ~45 s
     of migrations a fresh Label Studio spends before it answers."""
     return venv / TEMPLATE_DIR / TEMPLATE_DB
 
 
+def _setup(venv: Path, *flags: str, **run: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SETUP_SCRIPT), *flags, str(venv)], env=_clean_env(), **run)
+
+
 def _installed(venv: Path) -> bool:
-    return _read_stamp(venv).get("label-studio") == LABEL_STUDIO_VERSION and (venv / "bin" / "label-studio").exists()
+    """Built from the current lock (the setup script compares its stamp with the lock's hash)."""
+    return _setup(venv, "--check", capture_output=True).returncode == 0
 
 
 def _is_ready(venv: Path) -> bool:
-    return _installed(venv) and (template_db(venv).exists() or "template_error" in _read_stamp(venv))
+    return _installed(venv) and (template_db(venv).exists() or (venv / TEMPLATE_ERROR_NAME).exists())
 
 
 def default_venv() -> Path:
@@ -113,10 +119,10 @@ def default_venv() -> Path:
 
 
 def ensure_label_studio(venv: Path | None = None) -> Path:
-    """Create (or reuse) Label Studio's own venv; return the path of its `label-studio` executable.
+    """Create (or reuse) Label Studio's own venv from its lock; return the path of its `label-studio` executable.
 
-    Safe to call from several processes at once: the install runs under an exclusive lock and the
-    others wait for it, then find the stamp and return.
+    A venv built from another lock is built again. Safe to call from several processes at once: the install runs
+    under an exclusive lock and the others wait for it, then find the stamp and return.
     """
     venv = Path(venv).absolute() if venv is not None else default_venv().absolute()
     exe = venv / "bin" / "label-studio"
@@ -136,42 +142,18 @@ def ensure_label_studio(venv: Path | None = None) -> Path:
 
 
 def _install(venv: Path) -> None:
-    exe = venv / "bin" / "label-studio"
-    (venv / STAMP_NAME).unlink(missing_ok=True)
-    (venv / ".gitignore").write_text("*\n", encoding="utf-8")
-    log_path = venv / PIP_LOG_NAME
-    started = time.monotonic()
-    with open(log_path, "w", encoding="utf-8") as log:
-        steps = []
-        if not (venv / "bin" / "python").exists():
-            steps.append([_base_python(), "-m", "venv", str(venv)])
-        steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", f"label-studio=={LABEL_STUDIO_VERSION}"])
-        for cmd in steps:
-            log.write(f"$ {' '.join(cmd)}\n")
-            log.flush()
-            result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_clean_env(), timeout=1800)
-            if result.returncode != 0:
-                log.flush()
-                raise RuntimeError(
-                    f"installing Label Studio into {venv} failed ({' '.join(cmd[:4])}... exit "
-                    f"{result.returncode}); last lines of {log_path}:\n{_tail(log_path)}"
-                )
-    if not exe.exists():
-        raise RuntimeError(f"pip succeeded but {exe} is missing; see {log_path}:\n{_tail(log_path)}")
-    _write_stamp(
-        venv,
-        {
-            "label-studio": LABEL_STUDIO_VERSION,
-            "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "install_seconds": round(time.monotonic() - started, 1),
-        },
-    )
+    """scripts/setup-label-studio.sh: every package from locks/label-studio.txt, checked against its hash."""
+    done = subprocess.run(
+        ["bash", str(SETUP_SCRIPT), str(venv)], capture_output=True, text=True, timeout=1800,
+        env=_clean_env({"PYTHON": _base_python()}),
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"installing Label Studio into {venv} failed (exit {done.returncode}):\n{done.stderr[-6000:]}")
 
 
 def _build_template(venv: Path) -> None:
     """Apply the migrations once (`label-studio version` does, and creates no user). Best effort: on
-    failure the stamp records why and servers migrate their own database."""
-    started = time.monotonic()
+    failure TEMPLATE_ERROR_NAME records why and servers migrate their own database."""
     work = venv / f"{TEMPLATE_DIR}.tmp-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     (work / "home").mkdir(parents=True)
@@ -185,7 +167,6 @@ def _build_template(venv: Path) -> None:
             "COLLECT_ANALYTICS": "false",
         }
     )
-    stamp = _read_stamp(venv)
     try:
         with open(log_path, "w", encoding="utf-8") as log:
             result = subprocess.run(
@@ -197,13 +178,11 @@ def _build_template(venv: Path) -> None:
             raise RuntimeError(f"exit {result.returncode}, see {log_path}")
         template_db(venv).parent.mkdir(exist_ok=True)
         os.replace(db, template_db(venv))
-        stamp["template_seconds"] = round(time.monotonic() - started, 1)
-        stamp.pop("template_error", None)
+        (venv / TEMPLATE_ERROR_NAME).unlink(missing_ok=True)
     except Exception as exc:  # noqa: BLE001 - the template only saves time
-        stamp["template_error"] = str(exc)
+        (venv / TEMPLATE_ERROR_NAME).write_text(f"{exc}\n", encoding="utf-8")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _write_stamp(venv, stamp)
 
 
 # ---------------------------------------------------------------------------------------------- server
@@ -644,6 +623,21 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         yield server
 
 
-if __name__ == "__main__":  # python tests/label_studio_server.py: install only, print the executable
+def _main(argv: list[str]) -> int:
+    """python tests/label_studio_server.py [--check] [VENV]: install (or reuse) Label Studio and print its executable;
+    with --check, also start a server on a throwaway data dir and stop it (scripts/lock.sh checks a new lock so)."""
+    check = "--check" in argv
+    args = [a for a in argv if a != "--check"]
     t0 = time.monotonic()
-    print(ensure_label_studio(), f"{time.monotonic() - t0:.1f} s")
+    executable = ensure_label_studio(Path(args[0]) if args else None)
+    print(executable, f"{time.monotonic() - t0:.1f} s")
+    if check:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as data, LabelStudioServer(Path(data), executable=executable) as server:
+            print(f"Label Studio {LABEL_STUDIO_VERSION} answered at {server.url} after {server.startup_seconds} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 import requests
 
 import label_studio_server
+from conftest import ROOT
 from label_studio_server import (
     LABEL_STUDIO_VERSION,
     LOCK_NAME,
@@ -300,9 +303,13 @@ def test_ensure_label_studio_reuses_the_install(label_studio: LabelStudioServer)
     executable = ensure_label_studio()
     assert time.monotonic() - started < 5
     assert executable == label_studio.executable and executable.exists()
-    stamp = json.loads((executable.parents[1] / STAMP_NAME).read_text())
-    assert stamp["label-studio"] == LABEL_STUDIO_VERSION
-    assert template_db(executable.parents[1]).exists()
+    venv = executable.parents[1]
+    assert (venv / STAMP_NAME).read_text().strip() == _setup_script("--stamp").stdout.strip()
+    installed = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib.metadata as m; "
+                                "print(m.version('label-studio'), m.version('sentry-sdk'))"],
+                               capture_output=True, text=True, check=True).stdout.split()
+    assert installed == [LABEL_STUDIO_VERSION, _locked(ROOT / "locks" / "label-studio.txt", "sentry-sdk")]
+    assert template_db(venv).exists()
 
 
 def test_a_second_caller_waits_for_the_install_then_reuses_it(tmp_path: Path) -> None:
@@ -326,12 +333,69 @@ def test_a_second_caller_waits_for_the_install_then_reuses_it(tmp_path: Path) ->
         (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
         template_db(venv).parent.mkdir()
         template_db(venv).write_bytes(b"")
-        (venv / STAMP_NAME).write_text(json.dumps({"label-studio": LABEL_STUDIO_VERSION}))
+        (venv / STAMP_NAME).write_text(_setup_script("--stamp").stdout)
         fcntl.flock(lock, fcntl.LOCK_UN)
     out, err = waiting.communicate(timeout=30)
     assert waiting.returncode == 0, err
     assert out.strip() == str(venv / "bin" / "label-studio")
     assert not (venv / "pyvenv.cfg").exists()  # it found the stamp and installed nothing
+
+
+def _setup_script(*args: str, root: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(root / "scripts" / "setup-label-studio.sh"), *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def _locked(lock: Path, name: str) -> str:
+    return re.search(rf"^{re.escape(name)}==(\S+)", lock.read_text(encoding="utf-8"), re.MULTILINE).group(1)
+
+
+def _lock_block(lock: Path, name: str) -> str:
+    """One package's lines of a lock: its pin and its hashes."""
+    return re.search(rf"^{re.escape(name)}==.*?(?=^\S|\Z)", lock.read_text(encoding="utf-8"), re.M | re.S).group(0)
+
+
+def test_an_environment_built_from_another_lock_is_built_again(tmp_path: Path) -> None:
+    """The setup script on a copy of the project whose Label Studio lock is one small package, then another: the
+    venv built from the first is emptied and built from the second, not reused or updated in place."""
+    root = tmp_path / "project"
+    (root / "scripts").mkdir(parents=True)
+    (root / "locks").mkdir()
+    shutil.copy(ROOT / "scripts" / "setup-label-studio.sh", root / "scripts")
+    shutil.copy(ROOT / "locks" / "build.txt", root / "locks")
+    lock = root / "locks" / "label-studio.txt"
+    venv = tmp_path / "ls-venv"
+
+    def packages() -> set[str]:
+        listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+                                capture_output=True, text=True, check=True).stdout
+        return {line.split("==")[0].lower() for line in listed.split()}
+
+    lock.write_text(_lock_block(ROOT / "locks" / "label-studio.txt", "six"))
+    first = _setup_script(str(venv), root=root)
+    assert first.returncode == 0, first.stderr
+    assert _setup_script("--check", str(venv), root=root).returncode == 0
+    assert "six" in packages()
+    (venv / "left-behind").write_text("from the first build")
+
+    lock.write_text(_lock_block(ROOT / "locks" / "label-studio.txt", "idna"))
+    assert _setup_script("--check", str(venv), root=root).returncode == 1  # stale: the lock moved on
+    second = _setup_script(str(venv), root=root)
+    assert second.returncode == 0, second.stderr
+    assert "built from another lock; building it again" in second.stderr
+    assert "idna" in packages() and "six" not in packages()
+    assert not (venv / "left-behind").exists()
+    assert (venv / STAMP_NAME).read_text().strip() == _setup_script("--stamp", root=root).stdout.strip()
+    again = _setup_script(str(venv), root=root)  # now current: reused at once
+    assert again.returncode == 0 and again.stderr == ""
+
+
+def test_a_folder_that_is_not_an_environment_is_refused_not_emptied(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("someone's files")
+    done = _setup_script(str(tmp_path))
+    assert done.returncode == 1
+    assert "holds files but no virtual environment" in done.stderr
+    assert (tmp_path / "notes.txt").read_text() == "someone's files"
 
 
 def test_a_busy_port_makes_the_harness_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
