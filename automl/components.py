@@ -10,14 +10,13 @@ auto-sklearn's registry (idempotent); the classes live here so that saved models
 from __future__ import annotations
 
 import numpy as np
-from ConfigSpace.configuration_space import ConfigurationSpace
-from ConfigSpace.hyperparameters import CategoricalHyperparameter, UniformFloatHyperparameter
-
 from autosklearn.pipeline.components.base import (
     AutoSklearnClassificationAlgorithm,
     AutoSklearnPreprocessingAlgorithm,
 )
 from autosklearn.pipeline.constants import DENSE, INPUT, PREDICTIONS, SPARSE, UNSIGNED_DATA
+from ConfigSpace.configuration_space import ConfigurationSpace
+from ConfigSpace.hyperparameters import CategoricalHyperparameter, UniformFloatHyperparameter
 
 CLASSIFIERS = ("SparseLinearSVC", "SparseLogisticRegression")
 BUILTIN_CLASSIFIERS = ("multinomial_nb",)

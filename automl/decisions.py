@@ -35,7 +35,8 @@ def _joined(levels: Mapping[int, Decisions]) -> Decisions:
                             for lv in order])
     margins = [levels[lv].margin for lv in order]
     margin = (np.hstack([m if m is not None else np.full(levels[lv].chosen.shape, np.nan)
-                         for m, lv in zip(margins, order)]) if any(m is not None for m in margins) else None)
+                         for m, lv in zip(margins, order, strict=True)])
+              if any(m is not None for m in margins) else None)
     return Decisions([c for lv in order for c in levels[lv].codes],
                      np.hstack([levels[lv].chosen for lv in order]).copy(),
                      np.hstack([levels[lv].confidence for lv in order]).copy(),

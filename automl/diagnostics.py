@@ -125,7 +125,7 @@ def reliability(d: Decisions, truth: np.ndarray, bins: int = 10) -> list[Reliabi
     confidence, correct = d.confidence[chosen], truth[chosen].astype(bool)
     out = []
     edges = np.linspace(0.0, 1.0, bins + 1)
-    for low, high in zip(edges[:-1], edges[1:]):
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
         inside = (confidence >= low) & ((confidence < high) | (high == 1.0))
         if inside.any():
             out.append(ReliabilityBin(float(low), float(high), int(inside.sum()), float(confidence[inside].mean()),

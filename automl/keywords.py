@@ -1,4 +1,4 @@
-"""Keyword rules: a node matches a text when one of its keywords or its include pattern does, and its exclude
+r"""Keyword rules: a node matches a text when one of its keywords or its include pattern does, and its exclude
 pattern does not.
 
 Python's `re` tries each rule's pattern on each text (UK-CAT's 240 rules: ~9 ms a text). An RE2 set reads a text once

@@ -10,6 +10,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +18,7 @@ from joblib import Parallel, delayed
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import KFold
 
-from automl.budget import LevelCost, search_shares
+from automl.budget import LevelPlan, TrainingBudget, plan_training, search_shares
 from automl.decisions import (
     Decisions,
     calibrate,
@@ -50,12 +51,6 @@ log = logging.getLogger(__name__)
 # Labelled texts, every one with one path in a facet, before the facet is taken for single-choice: of a multilabel
 # facet with one text in 20 carrying two paths, 100 texts all have one with a chance under 1%.
 SINGLE_CHOICE_EVIDENCE = 100
-# What a level's fits are estimated from: its default model timed on this many of its labels (one-vs-rest: the
-# time is per label) and texts, scaled up as n ** COST_ROWS_EXPONENT (liblinear grows a little faster than the texts:
-# UK-CAT resampled, 4,000 to 17,000 texts took 4.5-4.9x the time for 4.25x the texts).
-COST_SAMPLE_LABELS = 12
-COST_SAMPLE_ROWS = 4000
-COST_ROWS_EXPONENT = 1.1
 
 
 @dataclass
@@ -78,9 +73,31 @@ class LevelModel:
     other_seconds: float = 0.0
 
 
+class _FittedLevels(NamedTuple):
+    models: list[LevelModel]
+    out_of_fold: dict[str, dict[int, Decisions]]  # per facet and level: the decisions on the training texts
+
+
+class _OutOfFold(NamedTuple):
+    calibrators: dict[str, dict]  # per facet, fit_prefill_calibration's
+    evidence: dict[str, Evidence]
+    heldout: Scores
+
+
 class PreAnnotator:
     """Learns from labelled texts and proposes labels, with confidence and source, for every facet of a taxonomy.
-    `workspace` says where the searches may write (their scratch folders and auto-sklearn's log)."""
+    `workspace` says where the searches may write (their scratch folders and auto-sklearn's log).
+
+    What `fit` learns (a model saved by an earlier release may lack the last three; `summary` says so):
+    - `features_`: the texts' features (TF-IDF words and character n-grams, keyword hits);
+    - `levels_`: one `LevelModel` per facet and level, in the taxonomy's order;
+    - `calibrators_`: per facet, the calibration of the pre-filled confidences;
+    - `heldout_`: the out-of-fold quality (Scores); `evidence_`: per facet, the training texts' out-of-fold evidence
+      on their labels, for label issues (not saved with the model);
+    - `n_train_`, `fit_seconds_`: how many texts it learned from, and in how long;
+    - `single_choice_`: the facets decoded as one path per text;
+    - `cv_folds_`, `fold_mean_`, `char_ngrams_dropped_`: what the budget afforded (automl.budget.TrainingBudget).
+    """
 
     def __init__(self, taxonomy: Taxonomy, settings: ModelSettings | None = None,
                  workspace: Workspace | None = None):
@@ -104,161 +121,104 @@ class PreAnnotator:
         started = time.monotonic()
         s = self.settings
         deadline = started + s.budget_seconds
-        searched = {(m.facet, m.level): m for m in pipelines_from.levels_} if pipelines_from else {}
-        warm = _ensemble_configs(warm_from) if warm_from is not None else {}
-        say = progress or (lambda _msg: None)
         labels = [self.taxonomy.with_ancestors(ls) for ls in labels]
+        plan = self._plan(labels, pipelines_from)
         self.single_choice_ = self._single_choice(labels)
-        plan = self._plan(labels)
         # Character n-grams only serve a model: keyword rules alone (no label with enough examples) need none.
-        self.features_ = TextFeatures(self.taxonomy, s).fit(texts, characters=any(t.any() for *_, t in plan))
+        self.features_ = TextFeatures(self.taxonomy, s).fit(texts, characters=any(p.trainable.any() for p in plan))
         X, hits = self.features_.transform(texts)
         self.n_train_ = len(texts)
-
-        refits = [getattr(searched.get((facet, level)), "ensemble", None) for facet, level, *_ in plan]
-        X, costs = self._affordable(texts, X, hits, plan, refits, deadline)
-
-        self.levels_: list[LevelModel] = []
-        oof: dict[str, dict[int, Decisions]] = {}
-        for k, (facet, level, codes, truth, trainable) in enumerate(plan):
-            n = int(trainable.sum())
-            # Shared again before every level: what the levels before took, over or under their share, is known.
-            shares = search_shares(deadline - time.monotonic(), costs[k:], MIN_SEARCH_SECONDS)
-            share, later = int(shares[0]), sum(c.other(bool(x)) for c, x in zip(costs[k + 1:], shares[1:]))
-            run = SearchRun(share, s.seed + level, self.workspace, initial_configs=warm.get((facet, level), ()),
-                            fits_until=deadline - later)
-            say(f"{facet} level {level}: {n} of {len(codes)} labels have {s.min_examples}+ examples"
-                + (f"; {_how(refits[k] is not None, share)}, then {self.cv_folds_}-fold thresholds" if n
-                   else "; keyword rules only"))
-            model, oof.setdefault(facet, {})[level] = self._fit_level(facet, level, codes, truth, trainable, X, hits,
-                                                                      run, refits[k])
-            model.share_seconds, model.estimated_other_seconds = share, costs[k].other(share > 0)
-            self.levels_.append(model)
-
-        # Out-of-fold decisions, made hierarchy-consistent exactly as predictions are, calibrate the pre-filled
-        # confidences and give the held-out quality (calibrated across halves, as new texts would be).
-        self.calibrators_, self.evidence_, merged = {}, {}, {}  # evidence_: out of fold, for label issues
-        for facet, levels in oof.items():
-            raw = self._consistent(facet, levels)
-            truth = indicator(labels, raw.codes)
-            self.calibrators_[facet] = fit_prefill_calibration(raw, truth, self._level_of)
-            merged[facet] = cross_calibrated(raw, truth, self._level_of, s.seed)
-            self.evidence_[facet] = self._evidence(raw, truth, hits)
-        self.heldout_: Scores = self.score_decisions(merged, labels)
+        budget = plan_training(plan, self.features_, texts, X, hits, s, deadline)
+        self.cv_folds_, self.fold_mean_ = budget.cv_folds, budget.fold_mean
+        self.char_ngrams_dropped_ = budget.char_ngrams_dropped
+        warm = _ensemble_configs(warm_from) if warm_from is not None else {}
+        self.levels_, out_of_fold = self._fit_levels(plan, budget, hits, deadline, warm, progress)
+        self.calibrators_, self.evidence_, self.heldout_ = self._judged_out_of_fold(out_of_fold, labels, hits)
         self.fit_seconds_ = time.monotonic() - started
         return self
 
-    def _plan(self, labels: Sequence[set[str]]) -> list[tuple[str, int, list[str], np.ndarray, np.ndarray]]:
-        """Per facet and level: its codes, their indicator matrix, and which have enough examples to learn."""
+    def _plan(self, labels: Sequence[set[str]], pipelines_from: PreAnnotator | None) -> list[LevelPlan]:
+        """Per facet and level: its codes, their indicator matrix, which have enough examples to learn, and the
+        pipelines `pipelines_from` found there (refitted instead of searched)."""
         plan, least = [], self.settings.min_examples
+        searched = {(m.facet, m.level): m.ensemble for m in pipelines_from.levels_} if pipelines_from else {}
         for facet in self.taxonomy.facets:
             for level in self.taxonomy.levels(facet):
                 codes = self.taxonomy.codes_at(facet, level)
                 truth = indicator(labels, codes)
                 positives = truth.sum(axis=0)
-                plan.append((facet, level, codes, truth, (positives >= least) & (len(labels) - positives >= least)))
+                trainable = (positives >= least) & (len(labels) - positives >= least)
+                plan.append(LevelPlan(facet, level, codes, truth, trainable, searched.get((facet, level))))
         return plan
 
-    def _level_cost(self, X, Y: np.ndarray, refit: bool) -> LevelCost:
-        """What a level needs besides its search: its folds' fits and the one on all texts of up to `max_members`
-        pipelines (one, the default, if it is not searched), `jobs` at a time, estimated from a timed fit of the
-        default linear model on a sample of its labels and texts (the search space's members fit in similar
-        time)."""
+    def _fit_levels(self, plan: Sequence[LevelPlan], budget: TrainingBudget, hits: np.ndarray, deadline: float,
+                    warm: dict[tuple[str, int], tuple[dict, ...]], progress: Callable[[str], None] | None
+                    ) -> _FittedLevels:
+        """Each level in turn, its search time shared out again before it (what the levels before took, over or
+        under their share, is known by then)."""
+        s, say = self.settings, progress or (lambda _msg: None)
+        fitted = _FittedLevels([], {})
+        for k, level in enumerate(plan):
+            n = int(level.trainable.sum())
+            shares = search_shares(deadline - time.monotonic(), budget.costs[k:], MIN_SEARCH_SECONDS)
+            share = int(shares[0])
+            later = sum(c.other(bool(x)) for c, x in zip(budget.costs[k + 1:], shares[1:], strict=True))
+            run = SearchRun(share, s.seed + level.level, self.workspace,
+                            initial_configs=warm.get((level.facet, level.level), ()), fits_until=deadline - later)
+            say(f"{level.facet} level {level.level}: {n} of {len(level.codes)} labels have {s.min_examples}+ examples"
+                + (f"; {_how(level.refit is not None, share)}, then {self.cv_folds_}-fold thresholds" if n
+                   else "; keyword rules only"))
+            model, decisions = self._fit_level(level, budget.X, hits, run)
+            model.share_seconds, model.estimated_other_seconds = share, budget.costs[k].other(share > 0)
+            fitted.models.append(model)
+            fitted.out_of_fold.setdefault(level.facet, {})[level.level] = decisions
+        return fitted
+
+    def _judged_out_of_fold(self, out_of_fold: dict[str, dict[int, Decisions]], labels: Sequence[set[str]],
+                            hits: np.ndarray) -> _OutOfFold:
+        """Out-of-fold decisions, made hierarchy-consistent exactly as predictions are: they calibrate the pre-filled
+        confidences, give the evidence for label issues and the held-out quality (calibrated across halves, as new
+        texts would be)."""
+        judged = _OutOfFold({}, {}, Scores([], []))
+        merged = {}
+        for facet, levels in out_of_fold.items():
+            raw = self._consistent(facet, levels)
+            truth = indicator(labels, raw.codes)
+            judged.calibrators[facet] = fit_prefill_calibration(raw, truth, self._level_of)
+            merged[facet] = cross_calibrated(raw, truth, self._level_of, self.settings.seed)
+            judged.evidence[facet] = self._evidence(raw, truth, hits)
+        return judged._replace(heldout=self.score_decisions(merged, labels))
+
+    def _fit_level(self, plan: LevelPlan, X: sp.csr_matrix, hits: np.ndarray, run: SearchRun
+                   ) -> tuple[LevelModel, Decisions]:
         s = self.settings
-        if not Y.shape[1]:
-            return LevelCost(0, 0.0)
-        rng = np.random.RandomState(s.seed)
-        labels = np.sort(rng.permutation(Y.shape[1])[:COST_SAMPLE_LABELS])
-        rows = np.sort(rng.permutation(len(Y))[:COST_SAMPLE_ROWS])
-        started = time.monotonic()
-        WeightedEnsemble(default_members(s.seed)).fit(X[rows], Y[rows][:, labels])
-        every = ((time.monotonic() - started) * Y.shape[1] / len(labels)  # all labels on all texts, one core
-                 * (len(Y) / len(rows)) ** COST_ROWS_EXPONENT)
-        one = every * s.cv_folds / s.jobs  # k folds of (k-1)/k of the texts each, and one on all of them
-        return LevelCost(0, one) if refit else LevelCost(Y.shape[1], one * s.max_members, one)
-
-    def _folds_within(self, remaining: float, costs: list[LevelCost]) -> tuple[int, bool, list[LevelCost]]:
-        """The folds the training can afford, whether the model for new texts is the mean of the fold models (no
-        fit on all texts), and the levels' costs then. `cv_folds` and a fit on all texts, unless the levels'
-        default models alone would take longer than the time left; then the fold models' mean, and if that is
-        not enough fewer folds (2 at least; the fits take the time of k - 1 fits on all texts). Logged; a warning
-        naming the fix when even 2 folds will not keep the budget."""
-        s = self.settings
-        least = sum(c.other(False) for c in costs)  # no search anywhere
-        if least <= remaining:
-            return s.cv_folds, False, costs
-        per_fit = self._fewest_fits(costs)
-        folds = int(min(s.cv_folds, max(2, remaining // per_fit + 1)))
-        if per_fit > remaining:
-            log.warning("[model] budget_seconds = %d: %d labelled texts need about %.0f s of model fits at the "
-                        "fewest folds (2) after %.0f s of features and estimates; the training will take that long. "
-                        "Raise budget_seconds", s.budget_seconds, self.n_train_, per_fit, s.budget_seconds - remaining)
-        else:
-            log.info("%d-fold thresholds, the model for new texts the mean of the fold models: the default models' "
-                     "fits at %d folds and on all texts (~%.0f s) would not fit the %.0f s left", folds, s.cv_folds,
-                     least, remaining)
-        return folds, True, [c.scaled((folds - 1) / s.cv_folds) for c in costs]
-
-    def _affordable(self, texts, X, hits, plan, refits, deadline: float):
-        """The features and levels' costs the training can afford, its folds and fold mean set: each
-        level's fits estimated; when even 2 folds of the default models would overrun the budget, the features
-        without their character n-grams (estimated again), then fewer folds."""
-        def estimated(X) -> list[LevelCost]:
-            return [self._level_cost(X, t[:, ok], r is not None) for (*_, t, ok), r in zip(plan, refits)]
-
-        costs = estimated(X)
-        self.char_ngrams_dropped_ = False
-        if self._fewest_fits(costs) > deadline - time.monotonic() and self.features_.n_char_terms:
-            X = self._words_only(texts, hits, costs, deadline - time.monotonic())
-            costs = estimated(X)
-        self.cv_folds_, self.fold_mean_, costs = self._folds_within(deadline - time.monotonic(), costs)
-        return X, costs
-
-    def _fewest_fits(self, costs: list[LevelCost]) -> float:
-        """The levels' default models' fits at the fewest folds (2: one fit's time on all texts)."""
-        return sum(c.other(False) for c in costs) / self.settings.cv_folds
-
-    def _words_only(self, texts: Sequence[str], hits: np.ndarray, costs: list[LevelCost], remaining: float
-                    ) -> sp.csr_matrix:
-        """The features without their character n-grams (each fit ~4x cheaper), for a training whose default
-        models cannot keep the budget with them even at the fewest folds; warned, with the fix."""
-        s = self.settings
-        log.warning("[model] budget_seconds = %d: %d labelled texts need about %.0f s of model fits with character "
-                    "n-grams at the fewest folds (2), and %.0f s are left: this training uses the word terms alone "
-                    "(fits ~4x cheaper, quality a little lower). Raise budget_seconds to keep them",
-                    s.budget_seconds, self.n_train_, self._fewest_fits(costs), remaining)
-        self.char_ngrams_dropped_ = True
-        return self.features_.drop_characters(texts, hits)
-
-    def _fit_level(self, facet, level, codes, truth, trainable, X, hits, run: SearchRun, searched=None):
-        s = self.settings
+        codes, truth = plan.codes, plan.truth
         kw = self.features_.hits_for(hits, codes)
         has_rule = self.features_.matcher_.has_rule()[[self.features_.code_index_[c] for c in codes]]
         precision = keyword_precision(kw, truth)
         # A rule alone pre-fills where it is precise enough: as asked, or enough to save edits.
         alone = has_rule & (precision >= s.target_precision if s.target_precision else precision > self._worth)
         rules = {c: (Rule.KEYWORD if alone[j] else Rule.NONE) for j, c in enumerate(codes)}
-        model = LevelModel(facet, level, codes, rules, dict(zip(codes, precision)),
-                           train_positives={c: int(n) for c, n in zip(codes, truth.sum(axis=0))})
+        model = LevelModel(plan.facet, plan.level, codes, rules, dict(zip(codes, precision, strict=True)),
+                           train_positives={c: int(n) for c, n in zip(codes, truth.sum(axis=0), strict=True)})
         proba = np.zeros((len(truth), 0))
-        if trainable.any():
+        if plan.trainable.any():
             # Under a target precision a rule too loose for it is no option; otherwise the edits decide.
-            proba = self._fit_models(model, trainable, truth, X, kw, alone if s.target_precision else has_rule,
-                                     run, searched)
+            proba = self._fit_models(model, plan, X, kw, alone if s.target_precision else has_rule, run)
         return model, self._level_decisions(model, proba, kw)
 
-    def _fit_models(self, model: LevelModel, trainable, truth, X, kw, usable_rule, run: SearchRun,
-                    searched: WeightedEnsemble | None = None) -> np.ndarray:
-        """Search (or take `searched`'s pipelines) and fit the level's ensemble; choose each trained label's rule and
-        threshold out of fold, and the calibration of the model's margins. Returns the out-of-fold probabilities."""
+    def _fit_models(self, model: LevelModel, plan: LevelPlan, X: sp.csr_matrix, kw: np.ndarray,
+                    usable_rule: np.ndarray, run: SearchRun) -> np.ndarray:
+        """Search (or take the plan's pipelines to refit) and fit the level's ensemble; choose each trained label's
+        rule and threshold out of fold, and the calibration of the model's margins. Returns the out-of-fold
+        probabilities."""
         s = self.settings
-        model_idx = np.flatnonzero(trainable)
+        model_idx = np.flatnonzero(plan.trainable)
         model.model_codes = [model.codes[j] for j in model_idx]
-        Y = truth[:, model_idx]
-        if searched is not None:
-            ensemble = WeightedEnsemble(searched.members)
-            report = SearchReport(0.0, 0, describe_members(searched.members),
-                                  refit=True)
+        Y, truth = plan.learned, plan.truth
+        if plan.refit is not None:
+            ensemble = WeightedEnsemble(plan.refit.members)
+            report = SearchReport(0.0, 0, describe_members(plan.refit.members), refit=True)
         elif run.budget_seconds:
             ensemble, report = search_ensemble(X, Y, s, run)
         else:
@@ -387,7 +347,7 @@ class PreAnnotator:
             for i in range(n):
                 prefill[i][facet] = _proposals(d, i, d.chosen[i], d.confidence[i], by_model)
                 suggestions[i][facet] = _proposals(d, i, suggested[i], likelihood[i], by_model)
-        return [Prediction(p, g, round(float(e), 4)) for p, g, e in zip(prefill, suggestions, edits)]
+        return [Prediction(p, g, round(float(e), 4)) for p, g, e in zip(prefill, suggestions, edits, strict=True)]
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, list[Proposal]]]:
         """Per text, per facet: the pre-filled codes, most confident first."""
@@ -504,12 +464,12 @@ def _fit_with_folds(ensemble: WeightedEnsemble, X, Y: np.ndarray, folds: int, se
         fitted += _fit_tasks(member, X, Y, tasks[jobs:], jobs)
         joined = [_combined(member, fitted[i:i + len(columns)], lambda m: LinearScores.of_labels(m, columns),
                             X[rows], Y[rows])
-                  for i, rows in zip(range(0, len(tasks), len(columns)), fits)]
+                  for i, rows in zip(range(0, len(tasks), len(columns)), fits, strict=True)]
         parts.append(joined + [_combined(member, joined, LinearScores.mean, X, Y)] if fold_mean else joined)
         took = time.monotonic() - started
     fitted = [WeightedEnsemble.joined([member[i] for member in parts]) for i in range(folds + 1)]
     proba = np.zeros(Y.shape)
-    for (_, held), fold in zip(splits, fitted):
+    for (_, held), fold in zip(splits, fitted[:-1], strict=True):  # the last: the model for new texts
         proba[held] = fold.predict_proba(X[held])
     return proba, fitted[-1], len(parts)
 

@@ -23,8 +23,8 @@ from automl.components import (
     BUILTIN_CLASSIFIERS,
     CLASSIFIERS,
     DATA_PREPROCESSOR,
-    SparseLinearSVC,
     OneVsRestLinear,
+    SparseLinearSVC,
     register_components,
     sigmoid,
 )
@@ -170,7 +170,7 @@ class LinearScores:
         n = sum(len(c) for c in columns)
         weights_t = np.empty((parts[0].weights_t.shape[0], n), dtype=np.float32)
         intercepts = np.empty(n)
-        for part, cols in zip(parts, columns):
+        for part, cols in zip(parts, columns, strict=True):
             weights_t[:, cols], intercepts[cols] = part.weights_t, part.intercepts
         return cls(weights_t.T, intercepts)
 
@@ -273,7 +273,7 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
                 automl.fit_ensemble(_target(Y), ensemble_kwargs={"ensemble_size": settings.ensemble_size})
                 members = _members(automl)
         tried = automl.cv_results_["params"]
-        durations = [(values, float(t)) for values, t in zip(tried, automl.cv_results_["mean_fit_time"])]
+        durations = [(values, float(t)) for values, t in zip(tried, automl.cv_results_["mean_fit_time"], strict=True)]
         report.evaluations = len(tried)
         report.warm_started = sum(1 for values in run.initial_configs if values in tried)
         if report.warm_started < len(run.initial_configs):
@@ -370,8 +370,8 @@ class _WarmSmac:
     configs: tuple[dict, ...]
 
     def __call__(self, **smac_args):
-        from ConfigSpace import Configuration
         from autosklearn.smbo import get_smac_object
+        from ConfigSpace import Configuration
 
         space = smac_args["scenario_dict"]["cs"]
         initial = []

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "service.cli"]  # the code beside this script (a copy of the tree works too)
+CLI = [sys.executable, "-m", "service.app.cli"]  # the code beside this script (a copy of the tree works too)
 CONFIG = ROOT / "examples" / "ukcat" / "config.toml"
 TEST = ROOT / "examples" / "ukcat" / "test.csv"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ukcat"
-CLI = [sys.executable, "-m", "service.cli"]
+CLI = [sys.executable, "-m", "service.app.cli"]
 
 
 def run_once(config: Path) -> str:
@@ -33,7 +33,7 @@ def run_once(config: Path) -> str:
 
 def halve_labels(source: Path, target: Path, fraction: float, seed: int) -> int:
     """Copy of the assets file with the labels of half of the labelled assets outside the slice removed."""
-    from service.promotion import in_holdout
+    from service.quality.promotion import in_holdout
 
     with source.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))

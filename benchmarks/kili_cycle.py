@@ -51,8 +51,8 @@ def config(state: Path, emulator: KiliEmulator, budget: int, keywords_only: bool
 
 
 def in_process(emulator: KiliEmulator, state: Path, keywords_only: bool, budget: int) -> None:
+    from service.app.factory import build_worker
     from service.config import load_settings, read_secrets
-    from service.factory import build_worker
 
     settings = load_settings(config(state, emulator, budget, keywords_only))
     worker = build_worker(settings, read_secrets())

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 import label_issues_ukcat as noise  # noqa: E402
+
 from automl.taxonomy_file import load_taxonomy  # noqa: E402
 
 VERDICTS = ("mistake", "defensible", "unclear")

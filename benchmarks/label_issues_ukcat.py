@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from automl.taxonomy_file import load_taxonomy  # noqa: E402
 
-CLI = [sys.executable, "-m", "service.cli"]
+CLI = [sys.executable, "-m", "service.app.cli"]
 EXAMPLE = ROOT / "examples" / "ukcat"
 FACETS = {"population": ["BE"]}  # as the demo's config
 KINDS = ("swap", "lose", "gain")
@@ -146,13 +146,14 @@ def score(flags: list[dict], injected: dict[str, tuple], n_assets: int, natural:
         named = [hits(f, injected) for f in top]
         out[f"precision@{k}"] = round(sum(1 for n in named if n) / k, 3)
         if natural is not None:
-            also = sum(1 for f, n in zip(top, named) if not n and flag_key(f) in natural)
+            also = sum(1 for f, n in zip(top, named, strict=True) if not n and flag_key(f) in natural)
             out[f"natural_share@{k}"] = round(also / k, 3)
             out[f"precision_without_natural@{k}"] = round(sum(1 for n in named if n) / max(1, k - also), 3)
-        out[f"recall@{k}"] = round(len({f["asset_id"] for f, n in zip(top, named) if n}) / max(1, len(injected)), 3)
+        found_assets = {f["asset_id"] for f, n in zip(top, named, strict=True) if n}
+        out[f"recall@{k}"] = round(len(found_assets) / max(1, len(injected)), 3)
         out[f"asset_precision@{k}"] = round(sum(1 for f in top if f["asset_id"] in injected) / k, 3)
         for kind in KINDS:
-            found = {f["asset_id"] for f, n in zip(top, named) if n == kind}
+            found = {f["asset_id"] for f, n in zip(top, named, strict=True) if n == kind}
             out[f"{kind}_share@{k}"] = round(sum(1 for n in named if n == kind) / k, 3)
             out[f"{kind}_recall@{k}"] = round(len(found) / max(1, per_kind[kind]), 3)
     return out

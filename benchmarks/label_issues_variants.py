@@ -21,17 +21,17 @@ import statistics
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import label_issues_ukcat as noise  # noqa: E402
+
 from automl import label_issues  # noqa: E402
 from automl.label_issues import Evidence, LabelIssue, find_label_issues  # noqa: E402
 from automl.model import PreAnnotator  # noqa: E402
 from automl.settings import ModelSettings  # noqa: E402
 from automl.taxonomy_file import load_taxonomy  # noqa: E402
-from service.promotion import in_holdout  # noqa: E402
+from service.quality.promotion import in_holdout  # noqa: E402
 
 SERVICE = (label_issues.NEIGHBOURS, label_issues.NEIGHBOUR_WEIGHT, label_issues.AGREEMENT_WEIGHT)
 

@@ -40,8 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=3000)
     args = parser.parse_args()
+    from service.app.factory import build_worker
     from service.config import Secrets, load_settings
-    from service.factory import build_worker
 
     tax = ukcat_taxonomy()
     rows = (example_rows("train.csv") + example_rows("test.csv"))[: args.tasks]

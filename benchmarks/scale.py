@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ukcat"
-CLI = [sys.executable, "-m", "service.cli"]
+CLI = [sys.executable, "-m", "service.app.cli"]
 LABELLED_SHARE = 0.05
 
 

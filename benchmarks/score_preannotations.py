@@ -3,7 +3,8 @@
 calibration of the confidences, per facet and level, with ancestors implied (as `evaluate` scores them).
 
     .venv/bin/python benchmarks/score_preannotations.py --pre examples/ukcat/state/preannotations.jsonl \
-        --test examples/ukcat/test.csv --taxonomy examples/ukcat/taxonomy.csv --facet-root population=BE [--min-confidence 0.5]
+        --test examples/ukcat/test.csv --taxonomy examples/ukcat/taxonomy.csv --facet-root population=BE \
+        [--min-confidence 0.5]
 
 Only the latest model version of each asset counts. `--min-confidence` keeps only the pre-fills at least that
 confident (what a stricter cut of the same output would have cost).

@@ -49,7 +49,7 @@ def main() -> None:
         level_codes = taxonomy.codes_at("subject", level)
         y = indicator(labels, level_codes)
         ok = (y.sum(axis=0) >= 10) & (len(y) - y.sum(axis=0) >= 10)
-        codes += [c for c, keep in zip(level_codes, ok) if keep]
+        codes += [c for c, keep in zip(level_codes, ok, strict=True) if keep]
         parts.append(y[:, ok])
         test_parts.append(indicator(test_labels, level_codes)[:, ok])
     Y, Yt = np.hstack(parts), np.hstack(test_parts)

@@ -104,7 +104,7 @@ class SkipLog:
 
 
 @dataclass
-class PushReport:
+class PushResult:
     written: int = 0
     already: int = 0  # same asset, model version and text: nothing to do
 
@@ -141,7 +141,7 @@ class Connector(Protocol):
         """Assets changed since `cursor` (None: a complete pull), paginated and streamed."""
         ...
 
-    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport: ...
+    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushResult: ...
 
     def push_priorities(self, ranking: Sequence[Priority], fresh: Collection[str]) -> int:
         """The platform's labelling order, after a cycle pushed pre-annotations: `ranking` is every unlabelled

@@ -11,16 +11,17 @@ import os
 import re
 import tempfile
 from collections.abc import Collection, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from automl.errors import InputError
 from automl.settings import TaxonomySettings
 from automl.taxonomy import CodeNotFound, Taxonomy
-from connectors.base import Asset, LabelFlag, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache
+from connectors.base import Asset, LabelFlag, PreAnnotation, Priority, Pull, PushResult, SkipLog, TextCache
 from connectors.settings import FilesSettings
 
 log = logging.getLogger(__name__)
+DEFAULT_COLUMNS = FilesSettings()  # the [files] column settings when none are given (frozen: shared safely)
 
 
 class AssetFileError(InputError):
@@ -135,7 +136,7 @@ def read_assets(
     path: Path,
     taxonomy: Taxonomy,
     skipped: SkipLog,
-    columns: FilesSettings = FilesSettings(),
+    columns: FilesSettings = DEFAULT_COLUMNS,
     require_labels: bool = False,
 ) -> Iterator[Asset]:
     """Read assets with the [files] column settings; every record that cannot be used is skipped with its place and
@@ -180,7 +181,7 @@ def read_assets(
         yield Asset(asset_id, text, labels)
 
 
-def load_assets(path: Path, taxonomy: Taxonomy, columns: FilesSettings = FilesSettings(),
+def load_assets(path: Path, taxonomy: Taxonomy, columns: FilesSettings = DEFAULT_COLUMNS,
                 require_labels: bool = False, skipped: SkipLog | None = None) -> list[Asset]:
     """Every usable asset of a file at once; the records skipped are counted in `skipped` and logged with their
     places and reasons."""
@@ -349,14 +350,14 @@ class FilesConnector:
         yield from read_assets(self.settings.assets, self.pull_taxonomy(), self.skipped, self.settings)
         self.skipped.report(str(self.settings.assets))
 
-    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:
+    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushResult:
         taxonomy = self.pull_taxonomy()
         keys = self.output.keys()
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        records, report = [], PushReport()
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        records, result = [], PushResult()
         for item in items:
             if (item.asset_id, model_version, item.text_hash) in keys:
-                report.already += 1
+                result.already += 1
                 continue
             record = {"asset_id": item.asset_id, "model_version": model_version, "created_at": now,
                       "text_sha256": item.text_hash, "facets": _listed(taxonomy, item.proposals)}
@@ -366,8 +367,8 @@ class FilesConnector:
             records.append(record)
         if records:
             self.output.append(records)
-        report.written = len(records)
-        return report
+        result.written = len(records)
+        return result
 
     @property
     def issues_path(self) -> Path:
@@ -380,7 +381,7 @@ class FilesConnector:
         path, taxonomy = self.issues_path, self.pull_taxonomy()
         if path.exists():
             cut_partial_line(path)
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         buffer = io.StringIO()
         out = csv.writer(buffer, lineterminator="\n")
         if not path.exists() or path.stat().st_size == 0:

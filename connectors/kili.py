@@ -16,8 +16,18 @@ from pydantic import SecretStr
 
 from automl.records import flatten
 from automl.taxonomy import Taxonomy
-from connectors.base import Asset, LabelFlag, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache
-from connectors.base import text_hash, with_rules_file
+from connectors.base import (
+    Asset,
+    LabelFlag,
+    PreAnnotation,
+    Priority,
+    Pull,
+    PushResult,
+    SkipLog,
+    TextCache,
+    text_hash,
+    with_rules_file,
+)
 from connectors.content import ContentPolicy, fetch_or_skip
 from connectors.errors import PlatformError
 from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
@@ -182,19 +192,19 @@ class KiliConnector:
         return fetch_or_skip(content, self.kili.http_client, self.content, self.skipped, place, self.where)
 
     # ---- push -------------------------------------------------------------------------------------------------
-    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:
+    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushResult:
         with self._final_errors("pushing predictions"):
             return self._push(items, model_name(self.settings.model_name_prefix, model_version))
 
-    def _push(self, items: Sequence[PreAnnotation], name: str) -> PushReport:
-        report = PushReport()
+    def _push(self, items: Sequence[PreAnnotation], name: str) -> PushResult:
+        result = PushResult()
         size = self.settings.push_batch
         for start in range(0, len(items), size):
             send_until_landed(items[start:start + size], lambda batch: self._create(batch, name),
                               lambda batch: self._assets_with_prediction([i.asset_id for i in batch], name),
                               lambda i: i.asset_id, MutationOutcomeUnknownError, f"push of pre-annotations ({name})")
-            report.written += len(items[start:start + size])
-        return report
+            result.written += len(items[start:start + size])
+        return result
 
     def push_priorities(self, ranking: Sequence[Priority], fresh: Collection[str]) -> int:
         """Kili's asset priority (an integer, higher is labelled sooner; 0, the default, is "not ranked") of the

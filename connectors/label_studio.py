@@ -11,8 +11,18 @@ from urllib.parse import urljoin
 
 from automl.records import flatten
 from automl.taxonomy import Taxonomy
-from connectors.base import Asset, LabelFlag, PreAnnotation, Priority, Pull, PushReport, SkipLog, TextCache, text_hash
-from connectors.base import with_rules_file
+from connectors.base import (
+    Asset,
+    LabelFlag,
+    PreAnnotation,
+    Priority,
+    Pull,
+    PushResult,
+    SkipLog,
+    TextCache,
+    text_hash,
+    with_rules_file,
+)
 from connectors.content import ContentPolicy, fetch_or_skip
 from connectors.errors import PlatformUnavailable
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
@@ -119,8 +129,8 @@ class LabelStudioConnector:
         return fetch_or_skip(url, self.client.http, self.content, self.skipped, place, self.client.where), url
 
     # ---- push ---------------------------------------------------------------------------------------------------
-    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushReport:
-        report = PushReport()
+    def push(self, items: Sequence[PreAnnotation], model_version: str) -> PushResult:
+        result = PushResult()
         for start in range(0, len(items), self.settings.push_batch):
             batch = items[start:start + self.settings.push_batch]
             predictions = [{"task": int(item.asset_id), **prediction(
@@ -129,11 +139,11 @@ class LabelStudioConnector:
             if self.settings.earlier_versions == "remove":
                 self._remove_other_versions({p["task"] for p in predictions}, model_version)
             self._import(predictions, model_version)
-            report.written += len(predictions)
+            result.written += len(predictions)
         if items:
             self.client.call("PATCH", f"/api/projects/{self.project}", "set the project's model version",
                              json={"model_version": model_version})
-        return report
+        return result
 
     def _import(self, predictions: list[dict], model_version: str) -> None:
         """One batch, never sent blindly again: an attempt without an answer (a dropped connection, a 502 from a

@@ -10,8 +10,14 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import requests
-from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt, stop_after_delay, \
-    wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from connectors.errors import PlatformUnavailable
 

@@ -33,7 +33,7 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         self._thread.start()
         return self
 
@@ -49,9 +49,10 @@ class FaultProxy:
 
     def fault_for(self, method: str, path: str) -> str | None:
         with self._lock:
-            for i, (m, part, fault) in enumerate(self._scripted):
+            for i, (m, part, scripted) in enumerate(self._scripted):
                 if m == method and part in path:
                     del self._scripted[i]
+                    fault = scripted
                     break
             else:
                 fault = self._random.choice(FAULTS) if self._random.random() < self.rate else None

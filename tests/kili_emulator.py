@@ -28,7 +28,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -344,14 +344,14 @@ SCHEMA = _build_schema()
 
 def format_timestamp(moment: datetime) -> str:
     """Kili's timestamp format: ISO 8601, UTC, milliseconds, "Z"."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def parse_timestamp(value: str) -> datetime:
     """A Kili timestamp, or a date filter as the SDK documents them ("YYYY-MM-DD"), in UTC."""
     moment = datetime.fromisoformat(value.strip())
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class _Clock:
@@ -362,10 +362,10 @@ class _Clock:
     """
 
     def __init__(self) -> None:
-        self._last = datetime.now(timezone.utc) - timedelta(milliseconds=1)
+        self._last = datetime.now(UTC) - timedelta(milliseconds=1)
 
     def now(self) -> str:
-        moment = datetime.now(timezone.utc)
+        moment = datetime.now(UTC)
         moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
         if moment <= self._last:
             moment = self._last + timedelta(milliseconds=1)
@@ -1165,7 +1165,7 @@ class KiliEmulator:
                                  if label["labelType"] == label_type and (asset_id, label["modelName"]) in replaced])
         created = [
             self._new_label(item["assetID"], label_type, response, item.get("modelName"), None)
-            for item, response in zip(items, responses)
+            for item, response in zip(items, responses, strict=True)
         ]
         for asset_id in dict.fromkeys(item["assetID"] for item in items):
             self.assets[asset_id]["updatedAt"] = self._clock.now()
@@ -1203,7 +1203,7 @@ class KiliEmulator:
             raise ApiError(f"Assets not found in the project: {', '.join(missing)}", "AssetNotFound", assetIds=missing)
         created = [
             self._new_issue(item["type"], asset_id, item.get("labelID"), item.get("objectMid"), item.get("text"))
-            for item, asset_id in zip(issues, asset_ids)
+            for item, asset_id in zip(issues, asset_ids, strict=True)
         ]
         return [self._issue_view(issue) for issue in created]
 

@@ -148,7 +148,8 @@ def _install(venv: Path) -> None:
         env=_clean_env({"PYTHON": _base_python()}),
     )  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError(f"installing Label Studio into {venv} failed (exit {done.returncode}):\n{done.stderr[-6000:]}")
+        raise RuntimeError(f"installing Label Studio into {venv} failed (exit {done.returncode}):\n"
+                           f"{done.stderr[-6000:]}")
 
 
 def _build_template(venv: Path) -> None:

@@ -14,9 +14,9 @@ import uvicorn
 from automl.model import PreAnnotator
 from automl.settings import ModelSettings
 from automl.taxonomy_file import load_taxonomy
-from service.api import create_app
+from service.app.api import create_app
 from service.config import ApiSettings
-from service.registry import ModelRegistry
+from service.store.registry import ModelRegistry
 
 TOKEN = "s3cret-token"
 
@@ -159,7 +159,7 @@ def test_answers_label_studio_stores_are_recorded_once_and_never_duplicate_the_w
     from fastapi.testclient import TestClient
 
     from connectors.base import text_hash
-    from service.state import StateStore
+    from service.store.state import StateStore
 
     registry = ModelRegistry(tmp_path / "models")
     registry.register(PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings()).fit([], []), "fp", {})
@@ -185,7 +185,7 @@ def test_answers_label_studio_stores_are_recorded_once_and_never_duplicate_the_w
 
 
 def test_report_of_the_current_version(server):
-    from service.report import write_report
+    from service.quality.report import write_report
 
     url, _, registry = server
     missing = requests.get(f"{url}/report", headers=auth())

@@ -22,17 +22,17 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import service.api
+import service.app.api
 from automl.model import PreAnnotator
 from automl.settings import ModelSettings
 from automl.taxonomy_file import load_taxonomy
 from conftest import SMALL_TAXONOMY, write
 from connectors.label_studio_client import TRAINING_EVENTS
-from service.api import create_app
+from service.app.api import create_app
+from service.app.logs import setup_logging
 from service.config import ApiSettings
-from service.logs import setup_logging
-from service.registry import ModelRegistry
-from service.state import StateStore
+from service.store.registry import ModelRegistry
+from service.store.state import StateStore
 
 TOKEN = "s3cret-token"
 PROJECT = 3
@@ -118,7 +118,7 @@ def _client_error_or_json(answer) -> None:
         assert isinstance(content, dict) and content.get("detail"), answer.text
 
 
-# Found by this test (service/api.py), each a 500: a webhook action that is not a string (a list, an object) was
+# Found by this test (service/app/api.py), each a 500: a webhook action that is not a string (a list, an object) was
 # looked up in a set (TypeError: unhashable); an action with a lone surrogate (JSON escapes one) was echoed into an
 # answer that cannot be UTF-8 encoded; a label_config with one made the XML parser raise UnicodeEncodeError.
 @HOSTILE
@@ -132,7 +132,7 @@ def test_generated_bodies_get_an_answer_never_a_server_error(world, request):
                                                                        "application/json"}))
 
 
-# Found by this test (service/api.py): hmac.compare_digest refuses str with non-ASCII characters (TypeError, a
+# Found by this test (service/app/api.py): hmac.compare_digest refuses str with non-ASCII characters (TypeError, a
 # 500) and a Basic password that is not UTF-8 was decoded before it was compared.
 credentials = st.one_of(
     st.binary(max_size=40).map(lambda b: b"Bearer " + b.replace(b"\r", b"").replace(b"\n", b"")),
@@ -173,13 +173,13 @@ def test_nothing_was_scheduled_without_the_token_even_later(locked):
 
 def test_the_token_is_compared_in_constant_time(world, monkeypatch):
     compared = []
-    real = service.api.hmac.compare_digest
+    real = service.app.api.hmac.compare_digest
 
     def spy(a, b):
         compared.append((type(a), type(b)))
         return real(a, b)
 
-    monkeypatch.setattr(service.api.hmac, "compare_digest", spy)
+    monkeypatch.setattr(service.app.api.hmac, "compare_digest", spy)
     assert world.client.post("/setup", headers=auth()).status_code == 200
     assert world.client.post("/setup", headers=auth("wrong")).status_code == 401
     basic = base64.b64encode(f"labelstudio:{TOKEN}".encode()).decode()

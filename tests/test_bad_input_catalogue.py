@@ -198,8 +198,8 @@ def test_kili_labels_that_cannot_be_read_are_skips_not_negatives(tmp_path, monke
     from the interface: each a counted skip naming the asset, and none taught as "nothing applies"."""
     from kili_emulator import KiliEmulator, isolate_kili_sdk
     from kili_project import fill, interface, ukcat_taxonomy
+    from service.app.factory import build_worker
     from service.config import Secrets, load_settings
-    from service.factory import build_worker
 
     isolate_kili_sdk(monkeypatch, tmp_path / "home")
     taxonomy = ukcat_taxonomy()

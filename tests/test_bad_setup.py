@@ -109,9 +109,9 @@ def test_a_new_output_file_gets_every_pre_annotation(tmp_path, small_taxonomy):
 
 
 def test_an_unterminated_quote_is_a_skip_with_its_lines_not_one_long_text(tmp_path, small_taxonomy):
+    from automl.taxonomy_file import load_taxonomy
     from connectors.base import SkipLog
     from connectors.files import read_assets
-    from automl.taxonomy_file import load_taxonomy
 
     rows = "".join(f"{i},text of row {i},\n" for i in range(3, 33))
     write(tmp_path / "q.csv", 'id,text,labels\n1,a fine row,AN\n2,"a quote left open,\n' + rows)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from service.batching import Batcher
+from service.app.batching import Batcher
 
 
 class SlowModel:
@@ -70,9 +70,9 @@ def served(tmp_path, small_taxonomy):
     from automl.model import PreAnnotator
     from automl.settings import ModelSettings
     from automl.taxonomy_file import load_taxonomy
-    from service.api import create_app
+    from service.app.api import create_app
     from service.config import ApiSettings
-    from service.registry import ModelRegistry
+    from service.store.registry import ModelRegistry
 
     registry = ModelRegistry(tmp_path / "models")
     registry.register(PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings()).fit([], []), "fp", {})

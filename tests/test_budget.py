@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from automl.budget import LevelCost, search_shares
+from automl import budget
+from automl.budget import LevelCost, folds_within, search_shares
 from automl.model import PreAnnotator
 from automl.settings import ModelSettings
 from automl.taxonomy_file import load_taxonomy
@@ -42,7 +43,7 @@ def test_a_budget_the_default_models_cannot_keep_takes_two_folds_and_their_mean_
     taxonomy = load_taxonomy(EXAMPLE / "taxonomy.csv", facet_roots={"population": ["BE"]})
     rows = example_rows("train.csv", 300)
     # Every level's default model estimated at 100 s (as at many texts): more than the budget at any folds.
-    monkeypatch.setattr(PreAnnotator, "_level_cost", lambda self, X, Y, refit: LevelCost(Y.shape[1], 300.0, 100.0))
+    monkeypatch.setattr(budget, "level_cost", lambda X, Y, refit, settings: LevelCost(Y.shape[1], 300.0, 100.0))
     model = PreAnnotator(taxonomy, ModelSettings(budget_seconds=60, cv_folds=5)).fit(
         [t for _, t, _ in rows], [{c for c in ls.split(";") if c in taxonomy} for _, _, ls in rows])
     summary = model.summary()
@@ -58,16 +59,18 @@ def test_a_budget_character_n_grams_cannot_keep_trains_on_the_words_alone_and_wa
     taxonomy = load_taxonomy(EXAMPLE / "taxonomy.csv", facet_roots={"population": ["BE"]})
     rows = example_rows("train.csv", 300)
     texts, labels = [t for _, t, _ in rows], [{c for c in ls.split(";") if c in taxonomy} for _, _, ls in rows]
-    seen, characters_cost = [], [100.0]
+    seen, characters_cost, fitting = [], [100.0], []
 
-    def cost(self, X, Y, refit):  # a level's default model: 100 s with character n-grams, 2 s with the words alone
-        words_only = X.shape[1] == self.features_.n_terms + len(self.features_.code_index_)
+    def cost(X, Y, refit, settings):  # a level's default model: 100 s with character n-grams, 2 s with the words alone
+        features = fitting[-1].features_
+        words_only = X.shape[1] == features.n_terms + len(features.code_index_)
         seen.append(words_only)
         unsearched = 2.0 if words_only else characters_cost[0]
         return LevelCost(Y.shape[1], 60.0, unsearched)  # searched: more than the budget, so never
 
-    monkeypatch.setattr(PreAnnotator, "_level_cost", cost)
-    model = PreAnnotator(taxonomy, ModelSettings(budget_seconds=60, cv_folds=5)).fit(texts, labels)
+    monkeypatch.setattr(budget, "level_cost", cost)
+    fitting.append(PreAnnotator(taxonomy, ModelSettings(budget_seconds=60, cv_folds=5)))
+    model = fitting[-1].fit(texts, labels)
     summary = model.summary()
     assert summary["char_ngrams_dropped"] and summary["n_char_terms"] == 0 and summary["n_terms"] > 0
     assert summary["cv_folds"] == 5 and not summary["fold_mean"]  # the words alone keep the budget
@@ -80,7 +83,8 @@ def test_a_budget_character_n_grams_cannot_keep_trains_on_the_words_alone_and_wa
     assert model.decide(["a food bank for homeless people"])
     # Character n-grams the budget can afford stay (5 s of fits at 2 folds, 4 s a level at 5).
     characters_cost[0], seen[:] = 4.0, []
-    kept = PreAnnotator(taxonomy, ModelSettings(budget_seconds=60, cv_folds=5)).fit(texts, labels)
+    fitting.append(PreAnnotator(taxonomy, ModelSettings(budget_seconds=60, cv_folds=5)))
+    kept = fitting[-1].fit(texts, labels)
     assert not kept.summary()["char_ngrams_dropped"] and kept.summary()["n_char_terms"] > 0
     assert seen == [False] * 6
 
@@ -214,11 +218,10 @@ def test_when_time_is_short_the_model_for_new_texts_is_the_fold_models_mean_or_i
 
 
 def test_a_level_s_fits_are_estimated_from_a_sample_of_its_labels(monkeypatch):
-    from automl import model as model_module
     from automl.search import WeightedEnsemble
 
     now, seen = [0.0], []
-    monkeypatch.setattr(model_module.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(budget.time, "monotonic", lambda: now[0])
 
     def timed_fit(self, X, Y):
         seen.append(Y.shape)
@@ -229,29 +232,28 @@ def test_a_level_s_fits_are_estimated_from_a_sample_of_its_labels(monkeypatch):
     X, Y = _small_level(labels=30)
     annotator = PreAnnotator(load_taxonomy(EXAMPLE / "taxonomy.csv"), ModelSettings(cv_folds=5, n_jobs=2,
                                                                                     max_members=3))
-    cost = annotator._level_cost(X, Y, refit=False)
-    assert seen == [(len(Y), model_module.COST_SAMPLE_LABELS)]
+    cost = budget.level_cost(X, Y, refit=False, settings=annotator.settings)
+    assert seen == [(len(Y), budget.COST_SAMPLE_LABELS)]
     # 15 s for all 30 labels on all texts; 5 folds of 4/5 of the texts and one on all = 5 such fits, two at a time.
     assert cost.other(False) == pytest.approx(37.5) and cost.other(True) == pytest.approx(112.5)
     # Many texts: a sample of them, its time scaled up a little faster than the texts.
-    monkeypatch.setattr(model_module, "COST_SAMPLE_ROWS", 30)
+    monkeypatch.setattr(budget, "COST_SAMPLE_ROWS", 30)
     seen.clear()
-    cost = annotator._level_cost(X, Y, refit=False)
-    assert seen == [(30, model_module.COST_SAMPLE_LABELS)]
-    assert cost.other(False) == pytest.approx(37.5 * 3 ** model_module.COST_ROWS_EXPONENT)
+    cost = budget.level_cost(X, Y, refit=False, settings=annotator.settings)
+    assert seen == [(30, budget.COST_SAMPLE_LABELS)]
+    assert cost.other(False) == pytest.approx(37.5 * 3 ** budget.COST_ROWS_EXPONENT)
 
 
 def test_when_the_default_models_alone_would_overrun_the_budget_the_fold_mean_then_fewer_folds(caplog):
-    annotator = PreAnnotator(load_taxonomy(EXAMPLE / "taxonomy.csv"), ModelSettings(cv_folds=5, budget_seconds=60))
-    annotator.n_train_ = 1000
+    settings = ModelSettings(cv_folds=5, budget_seconds=60)
     costs = [LevelCost(10, 90.0, 40.0), LevelCost(5, 60.0, 20.0)]  # 60 s unsearched: 12 s per fit on all texts
-    assert annotator._folds_within(100.0, costs) == (5, False, costs)
-    folds, mean, scaled = annotator._folds_within(50.0, costs)  # the 5 folds' fits alone: 48 s
+    assert folds_within(100.0, costs, settings, 1000) == (5, False, costs)
+    folds, mean, scaled = folds_within(50.0, costs, settings, 1000)  # the 5 folds' fits alone: 48 s
     assert (folds, mean) == (5, True) and [c.other(False) for c in scaled] == [32.0, 16.0]
-    folds, mean, scaled = annotator._folds_within(35.0, costs)
+    folds, mean, scaled = folds_within(35.0, costs, settings, 1000)
     assert (folds, mean) == (3, True) and [c.other(False) for c in scaled] == [16.0, 8.0]
     assert scaled[0].trainable == 10 and scaled[0].other(True) == 36.0
     assert not any(r.levelname == "WARNING" for r in caplog.records)
-    assert annotator._folds_within(10.0, costs)[:2] == (2, True)
+    assert folds_within(10.0, costs, settings, 1000)[:2] == (2, True)
     warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "budget_seconds = 60" in warning and "1000 labelled texts" in warning and "Raise" in warning

@@ -124,3 +124,35 @@ def test_an_unreachable_platform_ends_with_exit_code_3_and_a_message(tmp_path):
     assert done.returncode == 3, done.stderr[-2000:]
     assert "error: Label Studio at http://127.0.0.1:9 is unavailable" in done.stderr and "Fix:" in done.stderr
     assert "Traceback" not in done.stderr and "not-shown-0123" not in done.stderr
+
+
+PROJECT_COMMANDS = ("run", "train", "predict", "evaluate", "serve", "report", "label-issues", "models")
+
+
+def test_every_command_that_reads_a_project_takes_the_project_options():
+    """Declared once (cli.PROJECT_OPTIONS): a command that reads a project and forgot one would refuse a flag that
+    the command before it took."""
+    import typer.main
+
+    from service.app.cli import PROJECT_OPTIONS, app
+
+    commands = typer.main.get_command(app).commands
+    wanted = {name.replace("_", "-") for name in PROJECT_OPTIONS}
+    for name in PROJECT_COMMANDS:
+        taken = {opt.lstrip("-") for param in commands[name].params for opt in param.opts}
+        assert wanted <= taken, f"{name} lacks {sorted(wanted - taken)}"
+    # the others take those that apply to them, from the same declarations
+    assert {"config", "assets", "taxonomy"} <= {o.lstrip("-") for p in commands["simulate"].params for o in p.opts}
+    assert {"config", "state"} <= {o.lstrip("-") for p in commands["health"].params for o in p.opts}
+
+
+def test_the_flags_of_train_work_for_every_command_after_it(tmp_path, small_taxonomy):
+    """As a new user would: the same flags, command after command."""
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats and dogs", ""), ("2", "mental health support", "")])
+    same = flags(tmp_path, small_taxonomy)
+    assert subprocess.run([CLI, "train", *same], capture_output=True, text=True).returncode == 0
+    for command in (["models"], ["report", "--out", str(tmp_path / "r.html")], ["predict"]):
+        done = subprocess.run([CLI, *command, *same], capture_output=True, text=True)
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+    done = subprocess.run([CLI, "label-issues", *same], capture_output=True, text=True)
+    assert "No such option" not in done.stderr, done.stderr  # a keyword-only version has no list: said with the fix

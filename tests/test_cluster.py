@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from automl.cluster import connect, predict_chunks
+from automl.cluster import connect
 from automl.errors import ClusterError
+from automl.pool_prediction import predict_chunks
 from automl.search import SearchRun, Workspace, search_ensemble
 from automl.settings import ComputeSettings, ModelSettings
 from conftest import EXAMPLE, example_rows, write_assets
+from service.app.factory import build_worker
 from service.config import Secrets, load_settings
-from service.factory import build_worker
 from tests.dask_cluster import LocalDaskCluster, tasks_run
 from tests.test_search import data
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, load_settings
 from conftest import write
+from service.config import ConfigError, load_settings
 
 
 def test_file_then_environment_then_flags(tmp_path, monkeypatch):

@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import label_studio_server
 import pytest
 import requests
 from pydantic import SecretStr, ValidationError
 
+import label_studio_server
 from connectors import content, retry
 from connectors.base import SkipLog
 from connectors.content import Address, ContentError, ContentPolicy, address, fetch_or_skip, fetch_text
@@ -26,8 +26,8 @@ from connectors.label_studio import LabelStudioConnector
 from connectors.label_studio_client import LabelStudioClient
 from connectors.label_studio_schema import parse_label_config
 from connectors.settings import KiliSettings, LabelStudioSettings, SecuritySettings
+from service.app.factory import build_connector
 from service.config import ConfigError, Secrets, load_settings
-from service.factory import build_connector
 
 label_studio = label_studio_server.label_studio  # the session fixture: only the last test starts the server
 TOKEN = "s3cret-token"

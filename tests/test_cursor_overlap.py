@@ -10,9 +10,9 @@ import pytest
 
 from kili_emulator import KiliEmulator, format_timestamp, isolate_kili_sdk, parse_timestamp
 from kili_project import fill, interface, ukcat_taxonomy
+from service.app.factory import build_worker
 from service.config import Secrets, load_settings
-from service.factory import build_worker
-from service.worker import Worker, later, overlapped
+from service.cycle.worker import Worker, later, overlapped
 
 KEY = "overlap-key"
 
@@ -42,7 +42,7 @@ def test_a_change_stamped_before_the_cursor_is_still_pulled(tmp_path, emulator):
     # long after the first pull depends on the machine, so the late change is stamped from the cursor it settles at).
     settled = worker(tmp_path, emulator, overlap=0)
     assert settled.run_once().written == 0
-    cursor = settled.state.cursor("assets")
+    cursor = settled.state.remembered.pull_marks().cursor
 
     # Committed after that pull, stamped 3 s before its cursor: a pull from the cursor itself misses it...
     late = format_timestamp(parse_timestamp(cursor) - timedelta(seconds=3))
@@ -54,7 +54,7 @@ def test_a_change_stamped_before_the_cursor_is_still_pulled(tmp_path, emulator):
     seen = worker(tmp_path, emulator, overlap=10).run_once()
     assert not seen.complete_pull and seen.unlabelled == 6 and seen.written == 1
     again = worker(tmp_path, emulator, overlap=10)
-    assert again.state.cursor("assets") >= cursor  # the overlap never walks the cursor back
+    assert again.state.remembered.pull_marks().cursor >= cursor  # the overlap never walks the cursor back
     assert again.run_once().written == 0
 
 

@@ -122,7 +122,7 @@ def image_commands() -> list[list[str]]:
     runtime = stage("runtime")
     commands = [exec_form(next(args for kw, args in runtime if kw == "CMD")),
                 exec_form(next(args for kw, args in runtime if kw == "HEALTHCHECK").split(" CMD ", 1)[1])[1:]]
-    for name, service in yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"].items():
+    for service in yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"].values():
         if service.get("image", "").startswith("classie-automl") and "entrypoint" not in service:
             commands.append(service["command"])
     return commands
@@ -267,7 +267,7 @@ def test_the_readme_documents_every_variable_the_service_reads():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     operations = readme[readme.index("## Operations"):]
     code = " ".join(p.read_text(encoding="utf-8") for d in ("service", "connectors", "automl")
-                    for p in (ROOT / d).glob("*.py"))
+                    for p in (ROOT / d).rglob("*.py"))
     read = set(re.findall(r'environ(?:\.get\(|\[)"([A-Z][A-Z0-9_]+)"', code))
     read |= set(re.findall(r'envvar="([A-Z][A-Z0-9_]+)"', code))
     secrets = re.findall(r'"([A-Z][A-Z0-9_]+)"', code.split("SECRETS = (")[1].split(")")[0])

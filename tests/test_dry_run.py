@@ -10,8 +10,8 @@ from conftest import write_assets
 from kili_emulator import KiliEmulator, isolate_kili_sdk
 from kili_project import answer, fill, interface, ukcat_taxonomy
 from label_studio_server import label_studio  # noqa: F401 - the session fixture
+from service.app.factory import build_worker
 from service.config import Secrets, load_settings
-from service.factory import build_worker
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 ROWS = [("1", "a shelter for cats", "AN1"), ("2", "dogs and walks", "AN2"), ("u1", "our cat rescue", ""),

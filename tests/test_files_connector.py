@@ -6,10 +6,10 @@ import pytest
 
 from automl.records import Proposal
 from automl.settings import TaxonomySettings
+from conftest import write, write_assets
 from connectors.base import LabelFlag, PreAnnotation, text_hash
 from connectors.files import AssetFileError, FilesConnector
 from connectors.settings import FilesSettings
-from conftest import write, write_assets
 
 
 def connector(tmp_path, assets, taxonomy, **kwargs) -> FilesConnector:

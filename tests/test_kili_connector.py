@@ -11,7 +11,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from pydantic import SecretStr
 
 from automl.records import Proposal
@@ -20,9 +19,9 @@ from connectors.kili_schema import parse_interface
 from connectors.settings import KiliSettings
 from kili_emulator import KiliEmulator, isolate_kili_sdk
 from kili_project import answer, fill, interface, ukcat_taxonomy
+from service.app.factory import build_worker
 from service.config import Secrets, load_settings
-from service.factory import build_worker
-from service.worker import Worker
+from service.cycle.worker import Worker
 
 KEY = "test-key-0123"
 CLI = str(Path(sys.executable).parent / "classie-automl")
@@ -258,7 +257,7 @@ def test_label_issues_are_opened_once_on_the_truth_label_never_on_a_fresh_review
         assert issue["labelId"] == asset.label_ref and issue["labelId"] not in reviews
         assert issue["content"].startswith("classie-automl: ")
     # The version's list may flag reviewed labels too; none is shown, as no earlier version learned from them.
-    from service.label_issues import ISSUES_FILE, read_flags
+    from service.quality.label_issues import ISSUES_FILE, read_flags
 
     top = read_flags(w.registry.file_path(w.registry.current(), ISSUES_FILE))[:15]
     assert len(top) == 15 and first.label_issues_shown == sum(not f.reviewed_at for f in top)

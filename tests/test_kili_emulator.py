@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -181,7 +181,7 @@ def test_updated_at_gte_returns_only_what_changed(kili: Kili, emulator: KiliEmul
     assert changed_since(None, asset_id_in=["a2", "a0"]) == ["a0", "a2"]
     stamps = [emulator.assets[f"a{i}"]["updatedAt"] for i in (0, 2, 4, 1, 3)]
     assert stamps == sorted(stamps) and len(set(stamps)) == 5
-    assert datetime.strptime(stamps[0], "%Y-%m-%dT%H:%M:%S.%fZ").year == datetime.now(timezone.utc).year
+    assert datetime.strptime(stamps[0], "%Y-%m-%dT%H:%M:%S.%fZ").year == datetime.now(UTC).year
 
 
 def test_labels_of_every_type_come_back_parsed(kili: Kili, emulator: KiliEmulator) -> None:
@@ -368,7 +368,7 @@ def test_a_failing_content_get_is_left_to_the_caller(kili: Kili, emulator: KiliE
 
 
 def test_timestamps_are_kili_shaped() -> None:
-    moment = datetime(2026, 11, 21, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 21, 10, 0, 0, 123456, tzinfo=UTC)
     assert format_timestamp(moment) == "2026-11-21T10:00:00.123Z"
     emulator = KiliEmulator()
     try:

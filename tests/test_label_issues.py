@@ -16,7 +16,7 @@ TREE = Taxonomy({n.code: n for n in [
 CODES = ["A", "B", "A1", "A2", "B1"]
 
 
-def evidence(rows: list[tuple[set[str], dict[str, float]]], judged: set[str] = set(CODES)) -> Evidence:
+def evidence(rows: list[tuple[set[str], dict[str, float]]], judged: frozenset[str] = frozenset(CODES)) -> Evidence:
     """Rows of (human codes with ancestors, model probabilities; unnamed codes: 0.02 when not given, 0.9 when
     given)."""
     given = np.array([[c in codes for c in CODES] for codes, _ in rows])
@@ -111,14 +111,14 @@ def test_evidence_of_several_batches_stacks_in_order():
 # ---- which of a version's flags are shown on the platform -------------------------------------------------------
 
 def flagged(asset_id: str, code: str = "A", kind: str = GIVEN, digest: str = "d1", reviewed_at: str = ""):
-    from service.label_issues import FlaggedLabel
+    from service.quality.label_issues import FlaggedLabel
 
     return FlaggedLabel(1, asset_id, "subject", 1, kind, code, "Arts", 0.01, "", 0.0, "", 0.99, "remove A", digest,
                         f"label-{asset_id}", reviewed_at, "text")
 
 
 def test_shown_once_per_label_and_never_on_a_label_changed_since_training():
-    from service.label_issues import select
+    from service.quality.label_issues import select
 
     flags = [flagged("a1"), flagged("a2"), flagged("a3"), flagged("a4")]
     now = {"a1": "d1", "a2": "d2", "a3": "d1", "a4": "d1"}  # a2's label changed since the training
@@ -131,7 +131,7 @@ def test_shown_once_per_label_and_never_on_a_label_changed_since_training():
 def test_a_reviewed_label_only_when_the_model_changed_its_mind_since(earlier, shown):
     """None: no earlier version learned from the reviewed label; True: one did and flagged it too (the reviewer
     kept the label against it, or it was never shown); False: one did and agreed with the reviewer."""
-    from service.label_issues import select
+    from service.quality.label_issues import select
 
     chosen = select([flagged("a1", reviewed_at="2026-11-30T10:00:00.000Z")], 10, {"a1": "d1"}, set(),
                     lambda f: earlier)
@@ -139,7 +139,7 @@ def test_a_reviewed_label_only_when_the_model_changed_its_mind_since(earlier, sh
 
 
 def test_a_version_list_round_trips_and_a_damaged_row_is_left_out_with_a_warning(tmp_path, caplog):
-    from service.label_issues import read_flags, to_csv
+    from service.quality.label_issues import read_flags, to_csv
 
     flags = [flagged("a1"), flagged("a2", code="B", kind=MISSING)]
     path = tmp_path / "label_issues.csv"

@@ -15,14 +15,14 @@ import pytest
 import requests
 
 from conftest import example_rows
-from kili_project import ukcat_taxonomy
-from label_studio_server import label_studio  # noqa: F401 - the session fixture
 from connectors.label_studio import LabelStudioConnector
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
 from connectors.settings import LabelStudioSettings
+from kili_project import ukcat_taxonomy
+from label_studio_server import label_studio  # noqa: F401 - the session fixture
+from service.app.factory import build_worker
 from service.config import Secrets, load_settings
-from service.factory import build_worker
-from service.worker import Worker
+from service.cycle.worker import Worker
 
 ROOTS = ("AN", "ED", "HE", "RL", "AR")
 CLI = str(Path(sys.executable).parent / "classie-automl")

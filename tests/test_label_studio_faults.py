@@ -11,8 +11,8 @@ import pytest
 from conftest import example_rows
 from fault_proxy import FaultProxy
 from label_studio_server import label_studio  # noqa: F401 - the session fixture
+from service.app.factory import build_worker
 from service.config import Secrets, load_settings
-from service.factory import build_worker
 from test_label_studio_connector import annotation, labelled_rows, taxonomy_config
 
 

@@ -14,16 +14,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, write
-from label_studio_server import free_port, label_studio  # noqa: F401 - the session fixture
 
 from automl.taxonomy import Taxonomy
 from automl.taxonomy_file import load_taxonomy
+from conftest import EXAMPLE, write
 from connectors.base import SkipLog
 from connectors.files import read_assets
 from connectors.label_studio import LabelStudioConnector
 from connectors.label_studio_client import LabelStudioClient
-from connectors.settings import LabelStudioSettings
 from connectors.label_studio_schema import parse_label_config
 from connectors.label_studio_setup import (
     LabelStudioSetupError,
@@ -31,6 +29,8 @@ from connectors.label_studio_setup import (
     label_config_from_taxonomy,
     label_studio_code,
 )
+from connectors.settings import LabelStudioSettings
+from label_studio_server import free_port, label_studio  # noqa: F401 - the session fixture
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 FACET_ROOTS = {"population": ["BE"]}  # as in examples/ukcat/config.toml

@@ -8,14 +8,14 @@ import uuid
 import pytest
 
 from automl.taxonomy_file import load_taxonomy
+from browser import chrome, wait_for_text  # noqa: F401 - the module fixture
 from conftest import EXAMPLE, ROOT, example_rows, write_assets
 from connectors.files import load_assets
 from connectors.label_studio_client import LabelStudioClient
 from connectors.label_studio_setup import init_project
-from browser import chrome, wait_for_text  # noqa: F401 - the module fixture
 from label_studio_server import label_studio  # noqa: F401 - the session fixture
+from service.app.factory import build_worker
 from service.config import Secrets, load_settings
-from service.factory import build_worker
 
 FACETS = {"population": ["BE"]}
 pytestmark = pytest.mark.slow  # a real Label Studio and a real browser

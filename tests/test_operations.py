@@ -16,12 +16,13 @@ import pytest
 from filelock import FileLock
 
 from conftest import write_assets
+from service.app.factory import build_worker
+from service.app.health import check_heartbeat
+from service.app.logs import setup_logging
 from service.config import ConfigError, Secrets, load_settings, read_secrets
-from service.health import Heartbeat, check_heartbeat
-from service.logs import setup_logging
-from service.factory import build_worker
+from service.cycle.worker import Worker
 from service.signals import StopRequested
-from service.worker import Worker
+from service.store.heartbeat import Heartbeat
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 
@@ -92,13 +93,14 @@ def test_health_command_exit_codes(tmp_path):
 def test_json_log_lines(capsys):
     setup_logging(environ={"CLASSIE_LOG_FORMAT": "json"})
     try:
-        logging.getLogger("service.worker").info("cycle: pulled %d", 3, extra={"event": "cycle", "cycle": {"n": 3}})
+        logging.getLogger("service.cycle.worker").info("cycle: pulled %d", 3,
+                                                       extra={"event": "cycle", "cycle": {"n": 3}})
         logging.getLogger("x").warning("plain ünïcode")
     finally:
         setup_logging(environ={})
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
     assert lines[0]["message"] == "cycle: pulled 3" and lines[0]["level"] == "INFO"
-    assert lines[0]["logger"] == "service.worker" and lines[0]["cycle"] == {"n": 3} and "time" in lines[0]
+    assert lines[0]["logger"] == "service.cycle.worker" and lines[0]["cycle"] == {"n": 3} and "time" in lines[0]
     assert lines[1]["message"] == "plain ünïcode" and lines[1]["level"] == "WARNING"
 
 
@@ -112,7 +114,7 @@ def test_bad_log_settings_are_named(tmp_path):
 
 def test_a_search_s_local_dask_cluster_logs_at_warning_like_the_other_libraries():
     # distributed sets its own loggers' levels from dask's config when imported, which a search does after set-up.
-    code = ("import logging; from service.logs import setup_logging; setup_logging(); import distributed;"
+    code = ("import logging; from service.app.logs import setup_logging; setup_logging(); import distributed;"
             " print(logging.getLogger('distributed').getEffectiveLevel())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
@@ -208,7 +210,7 @@ def test_one_cycle_at_a_time_per_state_folder(tmp_path, small_taxonomy):
 
 def test_a_stop_after_the_version_is_registered_keeps_it_and_cuts_only_its_report(tmp_path, small_taxonomy,
                                                                                    monkeypatch, caplog):
-    import service.training as training
+    import service.cycle.training as training
 
     # The report (an extra, written after the version is registered) hangs: the stop comes while it is written.
     monkeypatch.setattr(training, "_write_report", lambda *args: time.sleep(60))

@@ -32,7 +32,7 @@ APT_INSTALL = re.compile(r"\bapt(?:-get)?\s+install\b(?P<args>.*)")
 # Debian's archive keeps one version of a package per suite, the newest: a pin there would fail at Debian's next
 # security update instead of protecting against it. These installs take Debian 12's own packages, as they stand.
 UNPINNED_APT = {
-    "scripts/install-browser.sh": "Chromium and ChromeDriver for the browser test: Debian 12's, one source, one version",
+    "scripts/install-browser.sh": "Chromium and ChromeDriver for the browser test: Debian 12's, one source package",
 }
 
 
@@ -193,4 +193,5 @@ def test_label_studio_is_one_version_everywhere():
     assert image.rsplit(":", 1)[1] == LABEL_STUDIO_VERSION, f"compose.yaml runs {image}"
     for path in [ROOT / "README.md", *sorted((ROOT / "docker").iterdir()), *sorted((ROOT / "docs").rglob("*.md"))]:
         others = _label_studio_mentions(path.read_text(encoding="utf-8", errors="replace")) - {LABEL_STUDIO_VERSION}
-        assert not others, f"{path.relative_to(ROOT)} names Label Studio {sorted(others)}, the lock {LABEL_STUDIO_VERSION}"
+        where = path.relative_to(ROOT)
+        assert not others, f"{where} names Label Studio {sorted(others)}; the lock: {LABEL_STUDIO_VERSION}"

@@ -11,8 +11,8 @@ from sklearn.preprocessing import normalize
 
 from automl.priority import rank
 from conftest import write_assets
+from service.app.factory import build_worker
 from service.config import Secrets, load_settings
-from service.factory import build_worker
 
 
 def rows(*vectors) -> sp.csr_matrix:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import example_rows, ukcat_project_config, write_assets
-from service.promotion import SliceFigures, comparable, in_holdout, split_holdout, worse
+from service.quality.promotion import SliceFigures, comparable, in_holdout, split_holdout, worse
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 
@@ -80,7 +80,7 @@ refit_promoted = true
     outside = [row for row in labelled if row[0] not in slice_ids]
     shuffled = [row[2] for row in outside]
     random.Random(3).shuffle(shuffled)
-    relabelled = {row[0]: label for row, label in zip(outside, shuffled)}
+    relabelled = {row[0]: label for row, label in zip(outside, shuffled, strict=True)}
     write_assets(tmp_path / "assets.csv", [(i, t, relabelled.get(i, ls)) for i, t, ls in labelled] + unlabelled)
     second = cli("run", "--once", "--config", str(config))
     assert second.returncode == 0, second.stderr[-3000:]

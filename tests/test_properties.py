@@ -240,7 +240,7 @@ def kili_cases(draw):
     codes = sorted(schema.categories)
     chosen = schema.taxonomy().with_ancestors(draw(st.lists(st.sampled_from(codes), max_size=len(codes))))
     confidences = draw(st.lists(st.floats(0, 1), min_size=len(chosen), max_size=len(chosen)))
-    proposals = [Proposal(code, conf, "model") for code, conf in zip(sorted(chosen), confidences)]
+    proposals = [Proposal(code, conf, "model") for code, conf in zip(sorted(chosen), confidences, strict=True)]
     return taxonomy, schema, kili_code, proposals
 
 
@@ -285,7 +285,7 @@ def label_studio_cases(draw):
     taxonomy = Taxonomy(tree.expected())
     chosen = taxonomy.with_ancestors(draw(st.lists(st.sampled_from(sorted(taxonomy.nodes)), max_size=len(taxonomy))))
     confidences = draw(st.lists(st.floats(0, 1), min_size=len(chosen), max_size=len(chosen)))
-    return taxonomy, dict(zip(sorted(chosen), confidences))
+    return taxonomy, dict(zip(sorted(chosen), confidences, strict=True))
 
 
 @PROPERTY

@@ -5,7 +5,7 @@ import pytest
 from automl.model import PreAnnotator
 from automl.settings import ModelSettings
 from automl.taxonomy_file import load_taxonomy
-from service.registry import ModelRegistry, RegistryError
+from service.store.registry import ModelRegistry, RegistryError
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from connectors.kili_schema import parse_interface
 from connectors.settings import KiliSettings
 from kili_emulator import KiliEmulator, isolate_kili_sdk
 from label_studio_server import label_studio  # noqa: F401 - the session fixture
+from service.app.factory import build_worker
 from service.config import Secrets, load_settings
-from service.factory import build_worker
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 IDS = {"/I", "/V", "X", "/I/A", "/V/I", "/X/V", "/X/A", "A20", "I10", "/I/A/OTHER", "/V/I/OTHER", "V5"}

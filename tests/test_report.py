@@ -17,8 +17,8 @@ from automl.taxonomy_file import load_taxonomy
 from browser import chrome  # noqa: F401 - the module fixture
 from conftest import EXAMPLE, ROOT, example_rows
 from connectors.base import Asset
-from service.registry import ModelRegistry
-from service.report import Evaluation, write_report
+from service.quality.report import HeldOutFit, write_report
+from service.store.registry import ModelRegistry
 
 TREE = """code,name,parent_code
 A,A,
@@ -70,7 +70,7 @@ def report(tmp_path_factory):
     version = registry.register(model, "fp2", {}, promote=False, gate={"promoted": False, "reason": "worse than v1"})
     test = [Asset(i, t, frozenset(c for c in ls.split(";") if c in taxonomy), "")
             for i, t, ls in example_rows("test.csv", 300)]
-    path = write_report(registry, version, Evaluation(model, test, "300 test charities"))
+    path = write_report(registry, version, HeldOutFit(model, test, "300 test charities"))
     return path
 
 

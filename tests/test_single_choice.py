@@ -37,7 +37,7 @@ def test_one_path_per_text_down_the_branch_chosen_above(small_taxonomy):
                  margin=[[-1, -0.5, 2], [np.nan, np.nan, 1], [np.nan] * 3, [np.nan] * 3]),
     }
     d = decode_path(tax, levels)
-    chosen = [sorted(c for c, on in zip(d.codes, row) if on) for row in d.chosen]
+    chosen = [sorted(c for c, on in zip(d.codes, row, strict=True) if on) for row in d.chosen]
     assert chosen[0] == ["AN", "AN2"] and chosen[1] == ["HE", "HE1"] and chosen[3] == ["AN"]
     assert len(chosen[2]) == 1  # no evidence at all: still one answer at the top
     assert d.confidence[0, d.codes.index("AN2")] == pytest.approx(0.3)
@@ -50,7 +50,7 @@ def test_a_tree_that_skips_a_level_still_reaches_its_leaves(tmp_path):
                                                   "B01,B01,B,3\nA11,A11,A1,3\n"))
     levels = {1: level(["A", "B"], [[0.2, 0.9]]), 2: level(["A1"], [[0.8]]), 3: level(["A11", "B01"], [[0.5, 0.4]])}
     d = decode_path(tax, levels)
-    assert [c for c, on in zip(d.codes, d.chosen[0]) if on] == ["B", "B01"]
+    assert [c for c, on in zip(d.codes, d.chosen[0], strict=True) if on] == ["B", "B01"]
 
 
 def test_declared_by_the_setting_by_kili_radio_jobs_and_by_label_studio_single_choices(small_taxonomy):
@@ -105,7 +105,7 @@ def test_a_model_finds_a_one_path_facet_in_its_labels_and_answers_one_path(small
     d = model.decide(new)["subject"]
     if detect:
         for row in d.chosen:  # one code per level: one path, every text
-            chosen = [c for c, on in zip(d.codes, row) if on]
+            chosen = [c for c, on in zip(d.codes, row, strict=True) if on]
             per_level = [tax.nodes[c].level for c in chosen]
             assert chosen and len(per_level) == len(set(per_level))
             assert all(tax.nodes[c].parent is None or tax.nodes[c].parent in chosen for c in chosen)

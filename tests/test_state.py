@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from connectors.base import Asset
-from service.state import StateStore
+from service.store.state import PullMarks, StateStore
 
 
 def a(asset_id: str, text: str = "t", labels=None, version: str = "") -> Asset:
@@ -35,9 +35,9 @@ def test_label_changes_and_cursors(tmp_path):
     assert store.knows_training_set("v1") and not store.knows_training_set("v2")
     assert store.label_changes("v1", base) == 0
     assert store.label_changes("v1", [a("1", labels={"X", "Z"}), a("3", labels={"Y"})]) == 3  # changed, new, gone
-    assert store.cursor("assets") is None
-    store.set_cursor("assets", "2026-11-21T10:00:00.000Z")
-    assert StateStore(tmp_path / "s.sqlite3").cursor("assets") == "2026-11-21T10:00:00.000Z"
+    assert store.remembered.pull_marks().cursor is None
+    store.remembered.save_pull_marks(PullMarks(cursor="2026-11-21T10:00:00.000Z"))
+    assert StateStore(tmp_path / "s.sqlite3").remembered.pull_marks().cursor == "2026-11-21T10:00:00.000Z"
 
 
 def test_a_ledger_of_an_earlier_release_gains_the_label_columns_and_keeps_its_assets(tmp_path):

@@ -3,7 +3,9 @@ from __future__ import annotations
 import numpy as np
 
 from automl.metrics import best_f1_thresholds, score_level, tuned_threshold_f1
-from automl.rules import Rule, apply_rule as _apply_rule, choose_rule as _choose_rule
+from automl.rules import Rule
+from automl.rules import apply_rule as _apply_rule
+from automl.rules import choose_rule as _choose_rule
 
 
 def test_best_threshold_maximises_f1_and_respects_ties():

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from service.config import Secrets, load_settings
-from service.factory import build_worker
-from service.registry import ModelRegistry
-from service.worker import Worker
 from conftest import write_assets
+from service.app.factory import build_worker
+from service.config import Secrets, load_settings
+from service.cycle.worker import Worker
+from service.store.registry import ModelRegistry
 
 ROWS = [("1", "a shelter for cats", "AN1"), ("2", "dogs and walks", "AN2"), ("u1", "our cat rescue", ""),
         ("u2", "a school for all", "")]

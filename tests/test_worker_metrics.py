@@ -19,14 +19,16 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.retry import with_retries
-from service.config import ConfigError, Secrets, load_settings
-from service.factory import build_worker
-from service.registry import ModelRegistry
-from service.worker import CycleReport, Worker
-from service.worker_metrics import WorkerMetrics
 from conftest import write_assets
+from connectors.retry import with_retries
 from label_studio_server import free_port
+from service.app.factory import build_worker
+from service.app.metrics import WorkerMetrics
+from service.app.polling import PollingLoop
+from service.config import ConfigError, Secrets, load_settings
+from service.cycle.records import CycleSummary
+from service.cycle.worker import Worker
+from service.store.registry import ModelRegistry
 
 CLI = str(Path(sys.executable).parent / "classie-automl")
 # "9" is in the promotion gate's evaluation slice (holdout_fraction 0.15), so v1 has slice figures.
@@ -63,20 +65,21 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 
 class Loop:
-    """Worker.run_forever in a thread, one cycle per `next_cycle()`: the wait between cycles is the test's."""
+    """The polling loop in a thread, one cycle per `next_cycle()`: the wait between cycles is the test's."""
 
     def __init__(self, worker: Worker):
         self.worker, self.reports = worker, []
         self._go, self._idle = threading.Semaphore(0), threading.Semaphore(0)
         run_once = worker.run_once
         worker.run_once = lambda: self.reports.append(run_once()) or self.reports[-1]
-        worker._wait = self._wait
+        self.loop = PollingLoop(worker)
+        self.loop._wait = self._wait
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="worker-under-test")
 
     def _run(self) -> None:
         try:
-            self.worker.run_forever()
+            self.loop.run()
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
 
@@ -143,7 +146,7 @@ def test_metrics_follow_the_cycles(project):
     worker = build_worker(settings_for(tmp_path, taxonomy, metrics_port=port), Secrets())
     with running(worker) as loop:
         first = scrape(port)
-        trained: CycleReport = loop.reports[0]
+        trained: CycleSummary = loop.reports[0]
         assert trained.trained and trained.written == 2 and trained.model_version == "v1"
         assert value(first, "classie_worker_cycles_total", outcome="ok") == 1
         assert value(first, "classie_worker_cycles_total", outcome="failed") == 0
@@ -216,7 +219,7 @@ def test_a_taken_port_stops_the_worker_with_the_fix(project):
         port = taken.getsockname()[1]
         worker = build_worker(settings_for(tmp_path, taxonomy, metrics_port=port), Secrets())
         with pytest.raises(ConfigError) as caught:
-            worker.run_forever()
+            PollingLoop(worker).run()
         message = str(caught.value)
         assert f"[worker] metrics_port {port}" in message and "taken" in message
         assert "Fix:" in message and "CLASSIE_WORKER__METRICS_PORT" in message

@@ -20,9 +20,9 @@ from automl.errors import ClassieError
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset
 from service.config import Settings
-from service.promotion import judge, split_holdout
-from service.registry import ModelRegistry, ModelVersion
+from service.quality.promotion import judge, split_holdout
 from service.signals import StopRequested
+from service.store.registry import ModelRegistry, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _train_child(settings: Settings, registry: ModelRegistry, taxonomy: Taxonomy
     registered = False
     try:
         from automl.model import PreAnnotator
-        from service.label_issues import ISSUES_FILE, flag_labels, to_csv
+        from service.quality.label_issues import ISSUES_FILE, flag_labels, to_csv
 
         workspace = settings.workspace()
         fraction = settings.model.holdout_fraction
@@ -170,10 +170,10 @@ def _write_report(settings: Settings, registry: ModelRegistry, version: ModelVer
                   holdout: Sequence[Asset]) -> None:
     """<state>/models/vNNNN/report.html: the slice-free fit on the evaluation slice, else the served model on
     [evaluation] test. A report that cannot be made is logged; the version stands."""
-    from service.report import evaluation_for, write_report
+    from service.quality.report import held_out_for, write_report
 
     try:
-        evaluation = evaluation_for(version, lambda: served, lambda: judged, lambda: holdout, None, settings.files,
+        evaluation = held_out_for(version, lambda: served, lambda: judged, lambda: holdout, None, settings.files,
                                     settings.evaluation.test)
         write_report(registry, version, evaluation)
     except Exception as exc:  # noqa: BLE001 - a report is an extra; the training succeeded

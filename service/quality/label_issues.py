@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from automl.label_issues import Evidence, Neighbours, find_label_issues
 from connectors.base import Asset, Connector, LabelFlag
 from service.config import LabelIssueSettings
-from service.registry import ModelRegistry, ModelVersion
-from service.state import StateStore
+from service.store.registry import ModelRegistry, ModelVersion
+from service.store.state import StateStore
 
 if TYPE_CHECKING:
     from automl.model import PreAnnotator

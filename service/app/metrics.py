@@ -1,7 +1,7 @@
 """The polling worker's own Prometheus metrics ([worker] metrics_port): cycles by outcome and their duration, what
 they pulled and pushed, trainings, retried platform calls, and the version in service with its evaluation-slice
 figures. One registry per `WorkerMetrics` (no process-wide state); its HTTP endpoint lives as long as
-`Worker.run_forever`, so a stopped worker leaves no thread or port behind."""
+the polling loop (service.app.polling), so a stopped worker leaves no thread or port behind."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from connectors.retry import RETRY_CAUSE
 from service.config import ConfigError
 
 if TYPE_CHECKING:
-    from service.registry import ModelVersion
-    from service.worker import CycleReport
+    from service.cycle.records import CycleSummary
+    from service.store.registry import ModelVersion
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("ok", "nothing_to_do", "failed", "stopped")
@@ -28,17 +28,17 @@ OUTCOMES = ("ok", "nothing_to_do", "failed", "stopped")
 RETRY_LOGGER = "connectors.retry"
 CYCLE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 TRAINING_BUCKETS = (1, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
-# service.promotion.SliceFigures, as the gate keeps them in the version's meta.json
+# service.quality.promotion.SliceFigures, as the gate keeps them in the version's meta.json
 SLICE_FIGURES = {"micro_f1": "Micro-F1 (the facet's levels together)",
                  "effort_ratio": "Labeller effort ratio (edits with the pre-annotations / edits without)",
                  "prefill_precision": "Pre-fill precision"}
 
 
-def outcome(report: CycleReport) -> str:
+def outcome(summary: CycleSummary) -> str:
     """ok: it trained or pre-annotated; nothing_to_do: neither; stopped: a stop request cut it short."""
-    if report.abandoned:
+    if summary.abandoned:
         return "stopped"
-    return "ok" if report.trained or report.predicted else "nothing_to_do"
+    return "ok" if summary.trained or summary.predicted else "nothing_to_do"
 
 
 class _RetryCounter(logging.Handler):
@@ -104,15 +104,15 @@ class WorkerMetrics:
         for name in ("promoted", "rejected"):
             self.trainings.labels(name)
 
-    def cycle_done(self, report: CycleReport, seconds: float) -> None:
+    def cycle_done(self, summary: CycleSummary, seconds: float) -> None:
         self.cycle_seconds.observe(seconds)
-        self.pulled.inc(report.pulled)
-        self.pushed.inc(report.written)
-        self.prioritised.inc(report.prioritised)
-        if report.trained:
-            self.trainings.labels("rejected" if report.rejected else "promoted").inc()
-            self.training_seconds.observe(report.timings.get("train", 0.0))
-        kind = outcome(report)
+        self.pulled.inc(summary.pulled)
+        self.pushed.inc(summary.written)
+        self.prioritised.inc(summary.prioritised)
+        if summary.trained:
+            self.trainings.labels("rejected" if summary.rejected else "promoted").inc()
+            self.training_seconds.observe(summary.timings.get("train", 0.0))
+        kind = outcome(summary)
         if kind != "stopped":
             self._last_success = self._clock()
         self.cycles.labels(kind).inc()

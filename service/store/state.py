@@ -1,6 +1,6 @@
 """The worker's state in one SQLite file (<state>/state.sqlite3): what was pushed, what the current model was trained
-on, and polling cursors. Every write is one transaction, so a worker killed at any point restarts from a consistent
-state."""
+on, the asset cache, and where the pulls stand. Every write is one transaction, so a worker killed at any point
+restarts from a consistent state."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import errno
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from automl.errors import InputError
@@ -65,6 +65,21 @@ CREATE TABLE IF NOT EXISTS cursors (
     value TEXT NOT NULL
 );
 """
+
+
+@dataclass(frozen=True)
+class PullMarks:
+    """Where the incremental pulls stand, kept between cycles."""
+
+    cursor: str | None = None  # the platform's change marker the next pull starts from
+    reached_at: float = 0.0  # when the pull that moved the cursor there started (time.time())
+    covered: str | None = None  # a cursor that a pull started `overlap` seconds past has read: pulls start at it
+    last_complete: float = 0.0  # when the last complete pull was made (the next is due [worker] full_pull_seconds on)
+
+
+# Their names in the `cursors` table, as earlier releases wrote them.
+_PULL_MARKS = {"cursor": "assets", "reached_at": "assets_reached", "covered": "assets_covered",
+               "last_complete": "last_complete_pull"}
 
 
 @dataclass(frozen=True)
@@ -165,8 +180,12 @@ class EmptyPull(InputError):
 
 
 class StateStore:
+    """The ledger of what was pushed, the training sets, the asset cache and the label issues shown; what the cycles
+    remember besides (`remembered`)."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.remembered = Remembered(self._connect)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -207,7 +226,7 @@ class StateStore:
     def record_pushed(self, model_version: str, items: Iterable[tuple]) -> None:
         """(asset id, text hash, its priority or None[, its pre-fill {facet: [codes]}]) of each pre-annotation
         pushed."""
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         rows = [Pushed(*item) for item in items]
         with closing(self._connect()) as db, db:
             db.executemany(
@@ -266,7 +285,7 @@ class StateStore:
                 return False
             db.execute("INSERT INTO pushed (asset_id, model_version, text_hash, pushed_at, prefill)"
                        " VALUES (?, ?, ?, ?, ?)", (asset_id, model_version, text_hash,
-                                                   datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                                   datetime.now(UTC).isoformat(timespec="seconds"),
                                                    _json_or_none(prefill)))
             return True
 
@@ -386,7 +405,7 @@ class StateStore:
 
     def record_issues_pushed(self, destination: str, model_version: str,
                              issues: Iterable[tuple[str, str, str, str]]) -> None:
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         with closing(self._connect()) as db, db:
             db.executemany("INSERT OR IGNORE INTO label_issues_pushed (destination, asset_id, digest, code, kind,"
                            " model_version, pushed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -420,7 +439,6 @@ class StateStore:
             yield [Asset(a, t, None, v) for a, t, v in rows]
             last = rows[-1][0]
 
-    # ---- cursors --------------------------------------------------------------------------------------------
     def forget_pushed(self) -> int:
         """Forget what was pushed (the destination changed): every pre-annotation is made again. Returns how many
         records were forgotten."""
@@ -429,11 +447,38 @@ class StateStore:
             db.execute("DELETE FROM claims")
         return forgotten
 
-    def cursor(self, name: str) -> str | None:
-        with closing(self._connect()) as db:
-            row = db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
-            return row[0] if row else None
 
-    def set_cursor(self, name: str, value: str) -> None:
+class Remembered:
+    """What the cycles remember between runs besides the ledger: where the pulls stand, and where the pushes went
+    (the state file's `cursors` table, one value per name)."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]):
+        self._connect = connect
+
+    def pull_marks(self) -> PullMarks:
+        values = self._values(_PULL_MARKS.values())
+        return PullMarks(cursor=values.get("assets"), reached_at=float(values.get("assets_reached") or 0),
+                         covered=values.get("assets_covered"),
+                         last_complete=float(values.get("last_complete_pull") or 0))
+
+    def save_pull_marks(self, marks: PullMarks) -> None:
+        """All of them in one transaction (a pull's cursor and the time it was reached never part)."""
+        values = {name: getattr(marks, field) for field, name in _PULL_MARKS.items()}
+        self._save({name: str(value) for name, value in values.items() if value is not None})
+
+    def destination(self) -> str | None:
+        """Where the pre-annotations the ledger records were pushed (a file, a project); None before any push."""
+        return self._values(["destination"]).get("destination")
+
+    def set_destination(self, destination: str) -> None:
+        self._save({"destination": destination})
+
+    def _values(self, names: Iterable[str]) -> dict[str, str]:
+        names = list(names)
+        with closing(self._connect()) as db:
+            rows = db.execute(f"SELECT name, value FROM cursors WHERE name IN ({','.join('?' * len(names))})", names)
+            return dict(rows.fetchall())
+
+    def _save(self, values: dict[str, str]) -> None:
         with closing(self._connect()) as db, db:
-            db.execute("INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)", (name, value))
+            db.executemany("INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)", values.items())

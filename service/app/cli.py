@@ -1,49 +1,89 @@
-"""The `classie-automl` command line: it parses, hands the work to the service (`service.factory` builds it from the
+"""The `classie-automl` command line: it parses, hands the work to the service (`service.app.factory` builds it from the
 settings), and reports. Every error of the service's family ends with its message and its exit code; the command
 modules load their libraries when they run, so that `--help` answers at once."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from automl.errors import ClassieError
+from service.app.logs import setup_logging
 from service.config import ConfigError, Secrets, Settings, flag_overrides, load_settings, read_secrets
-from service.logs import setup_logging
 
 if TYPE_CHECKING:
     from automl.metrics import FacetScore, LevelScore
-    from service.dry_run import DryRun
-    from service.worker import CycleReport
+    from service.cycle.dry_run import DryRun
+    from service.cycle.records import CycleSummary
 
 log = logging.getLogger("classie_automl")
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="AutoML pre-annotation for hierarchical text labelling.")
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", envvar="CLASSIE_CONFIG",
-                                                   help="TOML configuration file (else CLASSIE_CONFIG).")]
-PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="files, kili or label-studio.")]
-UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Label Studio's URL (else LABEL_STUDIO_URL).")]
-ProjectOpt = Annotated[Optional[str], typer.Option(
-    "--project-id", help="The project on the platform: Kili's project id, or Label Studio's project number.")]
-AssetsOpt = Annotated[Optional[Path], typer.Option("--assets", help="Assets file (CSV or JSONL), platform files.")]
-TaxonomyOpt = Annotated[Optional[Path], typer.Option("--taxonomy", help="Taxonomy CSV.")]
-StateOpt = Annotated[Optional[Path], typer.Option("--state", help="State folder (models, outputs, logs).")]
-BudgetOpt = Annotated[Optional[int], typer.Option("--budget", help="Total search time per training, seconds.")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", help="Pre-annotations JSONL (platform files).")]
+# The options that say which project a command works on, declared once: every command that reads a project takes
+# them through `reads_project` (a command that has no use for some names the ones it takes).
+PROJECT_OPTIONS = {
+    "config": Annotated[Path | None, typer.Option("--config", envvar="CLASSIE_CONFIG",
+                                                     help="TOML configuration file (else CLASSIE_CONFIG).")],
+    "platform": Annotated[str | None, typer.Option("--platform", help="files, kili or label-studio.")],
+    "assets": Annotated[Path | None, typer.Option("--assets", help="Assets file (CSV or JSONL), platform files.")],
+    "taxonomy": Annotated[Path | None, typer.Option("--taxonomy", help="Taxonomy CSV.")],
+    "state": Annotated[Path | None, typer.Option("--state", help="State folder (models, outputs, logs).")],
+    "project_id": Annotated[str | None, typer.Option(
+        "--project-id", help="The project on the platform: Kili's project id, or Label Studio's project number.")],
+    "url": Annotated[str | None, typer.Option("--url", help="Label Studio's URL (else LABEL_STUDIO_URL).")],
+}
+BudgetOpt = Annotated[int | None, typer.Option("--budget", help="Total search time per training, seconds.")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", help="Pre-annotations JSONL (platform files).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
 
-def _settings(config: Path | None, project_id: str | None = None, **flags) -> Settings:
-    return load_settings(config, flag_overrides(**flags), project_id)
+@dataclass(frozen=True)
+class Project:
+    """The project options a command was given (PROJECT_OPTIONS); None: not given."""
+
+    config: Path | None = None
+    platform: str | None = None
+    assets: Path | None = None
+    taxonomy: Path | None = None
+    state: Path | None = None
+    project_id: str | None = None
+    url: str | None = None
+
+    def settings(self, **flags: object) -> Settings:
+        """The settings: the config file, the environment, then these options and `flags` (budget, output)."""
+        given = {name: getattr(self, name) for name in ("platform", "assets", "taxonomy", "state", "url")}
+        return load_settings(self.config, flag_overrides(**given, **flags), self.project_id)
+
+
+def reads_project(*names: str):
+    """Gives the command the project options `names` (all of them by default) as `project: Project`."""
+    chosen = names or tuple(PROJECT_OPTIONS)
+
+    def decorate(func):
+        signature = inspect.signature(func, eval_str=True)  # the Annotated options, not their text
+        own = [p for p in signature.parameters.values() if p.name != "project"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=PROJECT_OPTIONS[name]) for name in chosen]
+
+        @functools.wraps(func)
+        def command(*args, **kwargs):
+            return func(*args, project=Project(**{name: kwargs.pop(name) for name in chosen}), **kwargs)
+
+        command.__signature__ = signature.replace(parameters=own + added)
+        return command
+
+    return decorate
 
 
 def _secrets(ctx: typer.Context) -> Secrets:
@@ -81,45 +121,45 @@ def _print_metrics(title: str, levels: Sequence[LevelScore], facets: Sequence[Fa
                    f" {f.calibration_error:.3f} over {f.prefilled} pre-fills")
 
 
-def _print_cycle(report: CycleReport) -> None:
-    skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
-    typer.echo(f"pulled {report.pulled} assets: {report.labelled} labelled, {report.unlabelled} to pre-annotate;"
+def _print_cycle(summary: CycleSummary) -> None:
+    skipped = ", ".join(f"{n} {reason}" for reason, n in summary.skipped.items()) or "none"
+    typer.echo(f"pulled {summary.pulled} assets: {summary.labelled} labelled, {summary.unlabelled} to pre-annotate;"
                f" skipped records: {skipped}")
-    if report.rejected:
-        typer.echo(f"model {report.model_version}: current; a new version was trained ({report.train_reason}) and"
-                   f" REJECTED by the promotion gate, {report.rejected}")
+    if summary.rejected:
+        typer.echo(f"model {summary.model_version}: current; a new version was trained ({summary.train_reason}) and"
+                   f" REJECTED by the promotion gate, {summary.rejected}")
     else:
-        typer.echo(f"model {report.model_version}: " + (f"trained ({report.train_reason})" if report.trained
+        typer.echo(f"model {summary.model_version}: " + (f"trained ({summary.train_reason})" if summary.trained
                                                         else "current, no training needed"))
-    typer.echo(f"pre-annotations: {report.written} written, {report.already} already there for this version"
-               + (f", {report.abandoned} left for the next run (stop requested)" if report.abandoned else ""))
-    typer.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
-    if report.trained:
-        _print_metrics("held-out quality (cross-validated on the labelled assets):", report.heldout,
-                       report.heldout_facets)
+    typer.echo(f"pre-annotations: {summary.written} written, {summary.already} already there for this version"
+               + (f", {summary.abandoned} left for the next run (stop requested)" if summary.abandoned else ""))
+    typer.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary.timings.items()))
+    if summary.trained:
+        _print_metrics("held-out quality (cross-validated on the labelled assets):", summary.heldout,
+                       summary.heldout_facets)
 
 
 def _print_dry_run(run: DryRun, shown: int = 20) -> None:
-    report = run.cycle
+    summary = run.cycle
     typer.echo("dry run: nothing was written to the platform or the model registry")
-    skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
-    typer.echo(f"pulled {report.pulled} assets: {report.labelled} labelled, {report.unlabelled} unlabelled;"
+    skipped = ", ".join(f"{n} {reason}" for reason, n in summary.skipped.items()) or "none"
+    typer.echo(f"pulled {summary.pulled} assets: {summary.labelled} labelled, {summary.unlabelled} unlabelled;"
                f" skipped records: {skipped}")
     if run.collapse:
         typer.echo(f"would stop: {run.collapse}")
         return
     if run.would_train:
-        typer.echo(f"would train a new version ({report.train_reason}) and pre-annotate the unlabelled assets with it"
+        typer.echo(f"would train a new version ({summary.train_reason}) and pre-annotate the unlabelled assets with it"
                    " (not done in a dry run: which labels it would propose is not known)")
     else:
-        typer.echo(f"would not train ({report.label_changes} label change(s) since {report.model_version},"
-                   " under the retrain rule)" if report.label_changes else "would not train: nothing changed")
+        typer.echo(f"would not train ({summary.label_changes} label change(s) since {summary.model_version},"
+                   " under the retrain rule)" if summary.label_changes else "would not train: nothing changed")
     if run.destination_changed:
         typer.echo(f"pushes now go elsewhere than before ({run.destination_changed}): a real cycle forgets what it"
                    " pushed there and pre-annotates every unlabelled asset again (counts below: as before)")
-    if not report.model_version:
+    if not summary.model_version:
         return
-    typer.echo(f"would push {run.would_push} pre-annotation(s) of {report.model_version} ({report.already} already"
+    typer.echo(f"would push {run.would_push} pre-annotation(s) of {summary.model_version} ({summary.already} already"
                f" there): {run.new} for assets without one, {len(run.changes)} changing an asset's pre-fill,"
                f" {run.unchanged} with the same codes" + (f", {run.unknown} of unknown change (pushed by an earlier"
                                                           " release)" if run.unknown else ""))
@@ -132,8 +172,8 @@ def _print_dry_run(run: DryRun, shown: int = 20) -> None:
 
 
 def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> None:
-    from service.evaluation import evaluate_current
-    from service.factory import open_registry
+    from service.app.factory import open_registry
+    from service.quality.evaluation import evaluate_current
 
     result = evaluate_current(open_registry(settings), test, settings.files)
     _print_metrics(f"model {result.version.name} on {result.n_assets} labelled assets of {test.name}:",
@@ -148,15 +188,13 @@ def _evaluate(settings: Settings, test: Path, json_out: Path | None) -> None:
 
 @app.command()
 @_guard
-def train(ctx: typer.Context, config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
-          taxonomy: TaxonomyOpt = None, state: StateOpt = None, budget: BudgetOpt = None,
-          project_id: ProjectOpt = None, url: UrlOpt = None, verbose: VerboseOpt = False) -> None:
+@reads_project()
+def train(ctx: typer.Context, project: Project, budget: BudgetOpt = None, verbose: VerboseOpt = False) -> None:
     """Pull the labelled assets and train a new model version (always)."""
-    from service.factory import build_worker
+    from service.app.factory import build_worker
 
     setup_logging(verbose)
-    settings = _settings(config, project_id, platform=platform, assets=assets, taxonomy=taxonomy, state=state,
-                         budget=budget, url=url)
+    settings = project.settings(budget=budget)
     version = build_worker(settings, _secrets(ctx)).train_now()
     typer.echo(f"model {version.name} trained on {version.n_train} labelled assets"
                f" in {version.summary.get('fit_seconds', 0):.0f} s")
@@ -167,52 +205,50 @@ def train(ctx: typer.Context, config: ConfigOpt = None, platform: PlatformOpt = 
 
 @app.command()
 @_guard
-def predict(ctx: typer.Context, config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
-            taxonomy: TaxonomyOpt = None, state: StateOpt = None, output: OutputOpt = None,
-            project_id: ProjectOpt = None, url: UrlOpt = None, verbose: VerboseOpt = False) -> None:
+@reads_project()
+def predict(ctx: typer.Context, project: Project, output: OutputOpt = None, verbose: VerboseOpt = False) -> None:
     """Pre-annotate the unlabelled assets with the current model (no training)."""
-    from service.factory import build_worker
+    from service.app.factory import build_worker
 
     setup_logging(verbose)
-    settings = _settings(config, project_id, platform=platform, assets=assets, taxonomy=taxonomy, state=state,
-                         output=output, url=url)
-    report = build_worker(settings, _secrets(ctx)).pre_annotate_now()
-    typer.echo(f"model {report.model_version}: {report.written} pre-annotations written, {report.already} already"
+    settings = project.settings(output=output)
+    summary = build_worker(settings, _secrets(ctx)).pre_annotate_now()
+    typer.echo(f"model {summary.model_version}: {summary.written} pre-annotations written, {summary.already} already"
                f" there ({settings.output_path})")
 
 
 @app.command()
 @_guard
+@reads_project()
 def evaluate(test: Annotated[Path, typer.Option("--test", help="Labelled assets file to score against.")],
-             json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the scores here.")] = None,
-             config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
-             taxonomy: TaxonomyOpt = None, state: StateOpt = None, verbose: VerboseOpt = False) -> None:
+             project: Project,
+             json_out: Annotated[Path | None, typer.Option("--json", help="Write the scores here.")] = None,
+             verbose: VerboseOpt = False) -> None:
     """Score the current model on a labelled file: precision, recall, F1 per facet and level."""
     setup_logging(verbose)
-    settings = _settings(config, platform=platform, assets=assets, taxonomy=taxonomy, state=state)
-    _evaluate(settings, test, json_out)
+    _evaluate(project.settings(), test, json_out)
 
 
 @app.command()
 @_guard
-def run(ctx: typer.Context, once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.")] = False,
-        config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
-        taxonomy: TaxonomyOpt = None, state: StateOpt = None, budget: BudgetOpt = None,
-        output: OutputOpt = None, project_id: ProjectOpt = None, url: UrlOpt = None,
+@reads_project()
+def run(ctx: typer.Context, project: Project,
+        once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.")] = False,
+        budget: BudgetOpt = None, output: OutputOpt = None,
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="With --once: say what the cycle would train and push, writing nothing to the platform"
                               " or the registry.")] = False,
         verbose: VerboseOpt = False) -> None:
     """Pull, train when the human labels changed, pre-annotate what is new; once, or every interval."""
-    from service.factory import build_worker
-    from service.health import Heartbeat
+    from service.app.factory import build_worker
+    from service.app.polling import PollingLoop
     from service.signals import StopRequested, install_stop_handlers
+    from service.store.heartbeat import Heartbeat
 
     setup_logging(verbose)
     if dry_run and not once:
         raise ConfigError("--dry-run is for one cycle. Fix: add --once.")
-    settings = _settings(config, project_id, platform=platform, assets=assets, taxonomy=taxonomy, state=state,
-                         budget=budget, output=output, url=url)
+    settings = project.settings(budget=budget, output=output)
     if dry_run:
         _print_dry_run(build_worker(settings, _secrets(ctx)).dry_run())
         return
@@ -221,7 +257,7 @@ def run(ctx: typer.Context, once: Annotated[bool, typer.Option("--once", help="O
     worker = build_worker(settings, _secrets(ctx), stop, heartbeat)
     install_stop_handlers(stop)
     if not once:
-        worker.run_forever()
+        PollingLoop(worker, heartbeat).run()
     else:
         try:
             _print_cycle(worker.run_once())
@@ -239,47 +275,47 @@ def run(ctx: typer.Context, once: Annotated[bool, typer.Option("--once", help="O
 
 @app.command()
 @_guard
-def serve(ctx: typer.Context, config: ConfigOpt = None, platform: PlatformOpt = None, assets: AssetsOpt = None,
-          taxonomy: TaxonomyOpt = None, state: StateOpt = None, project_id: ProjectOpt = None, url: UrlOpt = None,
+@reads_project()
+def serve(ctx: typer.Context, project: Project,
           host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 9090,
           verbose: VerboseOpt = False) -> None:
     """The HTTP API: /health, /setup, /predict, /webhook (schedules a background cycle), /metrics.
     Every endpoint but /health needs the token of CLASSIE_API_TOKEN (bearer, or basic auth)."""
-    from service.serving import serve_api
+    from service.app.serving import serve_api
 
     setup_logging(verbose)
     secrets = _secrets(ctx)
     if secrets.classie_api_token is None:
         raise ConfigError("serve needs a token. Fix: set CLASSIE_API_TOKEN (callers send it as a bearer token).")
-    settings = _settings(config, project_id, platform=platform, assets=assets, taxonomy=taxonomy, state=state,
-                         url=url)
+    settings = project.settings()
     serve_api(settings, secrets, host, port, verbose)
     log.info("stopped")
 
 
 @app.command()
 @_guard
+@reads_project("config", "assets", "taxonomy")
 def simulate(
         out: Annotated[Path, typer.Option("--out", help="Folder for rounds.jsonl, curves.csv, curves.png.")] = Path(
             "simulation"),
-        test: Annotated[Optional[Path], typer.Option(
+        test: Annotated[Path | None, typer.Option(
             "--test", help="Held-out labelled file (else [evaluation] test, else a 20% split kept in --out).")] = None,
         seed_labels: Annotated[int, typer.Option("--seed-labels", min=1, help="Labels to start from.")] = 200,
         rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds of labelling.")] = 8,
         per_round: Annotated[int, typer.Option("--per-round", min=1, help="Assets labelled per round.")] = 200,
         strategy: Annotated[str, typer.Option("--strategy", help="priority, random or both.")] = "both",
         seed: Annotated[int, typer.Option("--seed", help="Seed of the seed labels and the random draws.")] = 1,
-        config: ConfigOpt = None, assets: AssetsOpt = None, taxonomy: TaxonomyOpt = None, budget: BudgetOpt = None,
-        verbose: VerboseOpt = False) -> None:
+        project: Project = None, budget: BudgetOpt = None, verbose: VerboseOpt = False) -> None:
     """Replay a labelling campaign on the labelled assets of [files] assets: from --seed-labels, --rounds rounds of
     --per-round more labels chosen by the service's priority or at random, a real training each round (--budget),
     scored on a held-out set. Resumable: a rerun carries on from the last round written."""
     from connectors.files import load_assets
-    from service.simulation import STRATEGIES, Campaign, held_out, simulate as run_campaign, write_curves
+    from service.quality.simulation import STRATEGIES, Campaign, held_out, write_curves
+    from service.quality.simulation import simulate as run_campaign
 
     setup_logging(verbose)
-    settings = _settings(config, assets=assets, taxonomy=taxonomy, budget=budget)
+    settings = project.settings(budget=budget)
     strategies = STRATEGIES if strategy == "both" else (strategy,)
     if not set(strategies) <= set(STRATEGIES) or settings.files.assets is None or settings.taxonomy.path is None:
         raise ConfigError("simulate needs --strategy priority, random or both, and the labelled assets and taxonomy"
@@ -301,18 +337,19 @@ def simulate(
 
 @app.command()
 @_guard
-def health(config: ConfigOpt = None, state: StateOpt = None,
-           url: Annotated[Optional[str], typer.Option(
+@reads_project("config", "state")
+def health(project: Project,
+           url: Annotated[str | None, typer.Option(
                "--url", envvar="CLASSIE_HEALTH_URL",
                help="Check this /health URL (the HTTP API) instead of the worker's heartbeat.")] = None) -> None:
     """Exit 0 when healthy, 1 when not (Docker's HEALTHCHECK): the polling worker's heartbeat is recent, or the
     API's /health answers 200."""
-    from service.health import check_heartbeat, check_url
+    from service.app.health import check_heartbeat, check_url
 
     if url:
         status = check_url(url)
     else:
-        settings = _settings(config, state=state)
+        settings = project.settings()
         status = check_heartbeat(settings.state_dir, settings.worker.stale_after_seconds)
     typer.echo(("healthy: " if status.healthy else "unhealthy: ") + status.message)
     raise typer.Exit(0 if status.healthy else 1)
@@ -320,16 +357,17 @@ def health(config: ConfigOpt = None, state: StateOpt = None,
 
 @app.command()
 @_guard
-def models(config: ConfigOpt = None, state: StateOpt = None,
-           promote: Annotated[Optional[int], typer.Option(
+@reads_project()
+def models(project: Project,
+           promote: Annotated[int | None, typer.Option(
                "--promote", help="Make version N current, whatever the promotion gate said (a rollback).")] = None,
-           show: Annotated[Optional[int], typer.Option("--show", help="Print version N's summary.")] = None,
+           show: Annotated[int | None, typer.Option("--show", help="Print version N's summary.")] = None,
            ) -> None:
     """List model versions with their status (current, previous, rejected) and evaluation-slice scores, promote
     one, or show one."""
-    from service.factory import open_registry
+    from service.app.factory import open_registry
 
-    registry = open_registry(_settings(config, state=state))
+    registry = open_registry(project.settings())
     if promote is not None:
         registry.promote(promote)
     if show is not None:
@@ -364,10 +402,11 @@ def _print_gate(gate: dict) -> None:
 
 @app.command()
 @_guard
-def report(config: ConfigOpt = None, state: StateOpt = None,
-           version: Annotated[Optional[int], typer.Option("--version", help="Version N (default: the current one).")]
+@reads_project()
+def report(project: Project,
+           version: Annotated[int | None, typer.Option("--version", help="Version N (default: the current one).")]
            = None,
-           test: Annotated[Optional[Path], typer.Option(
+           test: Annotated[Path | None, typer.Option(
                "--test", help="Score on this labelled file (CSV or JSONL) instead of the evaluation slice.")] = None,
            out: Annotated[Path, typer.Option("--out", help="Where to write the HTML report.")] = Path("report.html"),
            verbose: VerboseOpt = False) -> None:
@@ -375,15 +414,15 @@ def report(config: ConfigOpt = None, state: StateOpt = None,
     curves, calibration, hierarchy confusions, confident mistakes, versions compared)."""
     import time
 
-    from service.factory import open_registry, open_state
-    from service.report import evaluation_for, write_report
+    from service.app.factory import open_registry, open_state
+    from service.quality.report import held_out_for, write_report
 
     setup_logging(verbose)
-    settings = _settings(config, state=state)
+    settings = project.settings()
     registry = open_registry(settings)
     chosen = registry.version(version) if version is not None else registry.require_current()
     started = time.monotonic()
-    evaluation = evaluation_for(chosen, lambda: registry.load(chosen), lambda: registry.load_slice_model(chosen),
+    evaluation = held_out_for(chosen, lambda: registry.load(chosen), lambda: registry.load_slice_model(chosen),
                                 lambda: open_state(settings).labelled_assets(), test, settings.files,
                                 settings.evaluation.test)
     path = write_report(registry, chosen, evaluation, out)
@@ -393,18 +432,19 @@ def report(config: ConfigOpt = None, state: StateOpt = None,
 
 @app.command("label-issues")
 @_guard
-def label_issues(config: ConfigOpt = None, state: StateOpt = None,
-                 top: Annotated[Optional[int], typer.Option("--top", help="The N most likely only.")] = None,
-                 out: Annotated[Optional[Path], typer.Option("--out", help="Write them to this CSV.")] = None,
-                 version: Annotated[Optional[int], typer.Option(
+@reads_project()
+def label_issues(project: Project,
+                 top: Annotated[int | None, typer.Option("--top", help="The N most likely only.")] = None,
+                 out: Annotated[Path | None, typer.Option("--out", help="Write them to this CSV.")] = None,
+                 version: Annotated[int | None, typer.Option(
                      "--version", help="Version N's list (default: the current one).")] = None) -> None:
     """The likely mistakes in the human labels, most likely first: a label given that the model finds very
     unlikely, or one missing that it finds very likely (out of fold), with what it suggests. Printed (20 unless
     --top), or written whole to --out."""
-    from service.factory import open_registry
-    from service.label_issues import ISSUES_FILE, read_flags, to_csv
+    from service.app.factory import open_registry
+    from service.quality.label_issues import ISSUES_FILE, read_flags, to_csv
 
-    registry = open_registry(_settings(config, state=state))
+    registry = open_registry(project.settings())
     chosen = registry.version(version) if version is not None else registry.require_current()
     path = registry.file_path(chosen, ISSUES_FILE)
     if not path.is_file():
@@ -427,27 +467,26 @@ def label_issues(config: ConfigOpt = None, state: StateOpt = None,
 
 @app.command("label-studio-init")
 @_guard
+@reads_project("config", "url", "taxonomy", "assets")
 def label_studio_init(
-        ctx: typer.Context, url: UrlOpt = None, taxonomy: TaxonomyOpt = None,
-        assets: Annotated[Optional[Path], typer.Option(
-            "--assets", help="Assets to import as tasks (CSV or JSONL); labelled ones with their labels.")] = None,
+        ctx: typer.Context, project: Project,
         title: Annotated[str, typer.Option("--title", help="Project title: found, else created.")] = "classie-automl",
-        ml_backend_url: Annotated[Optional[str], typer.Option(
+        ml_backend_url: Annotated[str | None, typer.Option(
             "--ml-backend-url", help="The API's URL as Label Studio reaches it: connected as the ML backend.")] = None,
-        webhook_url: Annotated[Optional[str], typer.Option(
+        webhook_url: Annotated[str | None, typer.Option(
             "--webhook-url", help="Webhook for annotation events (default: <ml-backend-url>/webhook).")] = None,
         wait: Annotated[float, typer.Option(
             "--wait", help="Seconds to wait for Label Studio, then for the API, to answer.")] = 120,
-        config: ConfigOpt = None, verbose: VerboseOpt = False) -> None:
+        verbose: VerboseOpt = False) -> None:
     """Set up a Label Studio project: labelling interface from the taxonomy, assets as tasks (human labels as
     annotations), the API as ML backend and a webhook carrying CLASSIE_API_TOKEN. Safe to rerun."""
     from connectors.base import SkipLog
     from connectors.files import load_assets
     from connectors.label_studio_setup import init_project
-    from service.factory import label_studio_client
+    from service.app.factory import label_studio_client
 
     setup_logging(verbose)
-    settings = _settings(config, assets=assets, taxonomy=taxonomy, url=url)
+    settings = project.settings()
     secrets = _secrets(ctx)
     t, f = settings.taxonomy, settings.files
     if t.path is None:

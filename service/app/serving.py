@@ -7,9 +7,9 @@ import logging
 import signal
 
 from connectors.errors import PlatformError
+from service.app.factory import build_worker, open_registry, open_state
 from service.config import Secrets, Settings
-from service.factory import build_worker, open_registry, open_state
-from service.worker import Worker
+from service.cycle.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def serve_api(settings: Settings, secrets: Secrets, host: str, port: int, verbos
     first webhook if it was not usable then: predictions need only the registry."""
     import uvicorn
 
-    from service.api import create_app
+    from service.app.api import create_app
 
     registry = open_registry(settings)
 

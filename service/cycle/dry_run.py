@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from automl.records import Prediction, codes_by_facet
 from connectors.base import Asset, Priority
-from service.state import Pushed
+from service.cycle.records import CycleSummary
+from service.store.state import Pushed
 
 if TYPE_CHECKING:
-    from service.spill import SpilledAsset
-    from service.worker import CycleReport
+    from service.store.spill import SpilledAsset
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class PrefillChange:
 
 @dataclass
 class DryRun:
-    cycle: CycleReport  # what was pulled, and the training decision (nothing trained, predicted for the platform)
+    cycle: CycleSummary  # what was pulled, and the training decision (nothing trained, predicted for the platform)
     would_train: bool
     would_push: int = 0  # pre-annotations of the current version not made yet
     new: int = 0  # of them, for assets that never had one
@@ -46,7 +46,7 @@ def compare(run: DryRun, assets: Sequence[Asset | SpilledAsset], predictions: Se
             priorities: Sequence[Priority], last: dict[str, Pushed]) -> DryRun:
     """Count and list, asset by asset, how the pre-annotations and priorities to push differ from the last ones."""
     run.would_push = len(assets)
-    for asset, prediction, priority in zip(assets, predictions, priorities):
+    for asset, prediction, priority in zip(assets, predictions, priorities, strict=True):
         before = last.get(asset.id)
         if before is None or before.priority is None or before.priority.value != priority.value:
             run.priorities_changed += 1

@@ -1,5 +1,6 @@
-"""The service's cycle: pull, (re)train when the human labels changed, pre-annotate, push, report; and the polling
-loop that repeats it."""
+"""One cycle of the service: pull, (re)train when the human labels changed, pre-annotate, push; and the one-off
+commands built from its steps (train, predict, a dry run). The polling loop that repeats the cycle is
+service.app.polling."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -18,68 +19,24 @@ import numpy as np
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from automl.errors import ClassieError, ClusterError, InputError
-from automl.metrics import FacetScore, LevelScore
 from automl.priority import Ranking, max_similarity, rank_pool
 from automl.records import Prediction, codes_by_facet
 from automl.taxonomy import Taxonomy
-from connectors.base import Asset, Connector, PreAnnotation, Priority, PushReport
-from connectors.errors import PlatformUnavailable
+from connectors.base import Asset, Connector, PreAnnotation, Priority, PushResult
 from service.config import Settings
-from service.dry_run import DryRun, compare
-from service.health import Heartbeat
-from service.label_issues import show_on_platform
-from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
+from service.cycle.dry_run import DryRun, compare
+from service.cycle.records import CycleSummary, LabelCollapse, Progress, TrainingDecision
+from service.cycle.training import setup_fingerprint, train_version, training_fingerprint
+from service.quality.label_issues import show_on_platform
 from service.signals import StopRequested
-from service.spill import PoolSpill, SpilledAsset
-from service.state import StateStore, disk_full_as_error
-from service.training import TrainingFailed, setup_fingerprint, train_version, training_fingerprint
-from service.worker_metrics import WorkerMetrics
+from service.store.registry import ModelRegistry, ModelUnloadable, ModelVersion
+from service.store.spill import PoolSpill, SpilledAsset
+from service.store.state import StateStore, disk_full_as_error
 
 if TYPE_CHECKING:  # loaded with a model file, not with the worker
     from automl.model import PreAnnotator
 
 log = logging.getLogger(__name__)
-# A cycle failing for one of these is logged and the next one tries again (input being edited, a platform still
-# failing after the retries, a training that died); other errors (a refused key, a project gone) stop the loop.
-# DiskFull is an InputError: space may come back; so may a Dask cluster.
-RECOVERABLE = (InputError, PlatformUnavailable, TrainingFailed, ClusterError)
-
-
-@dataclass
-class CycleReport:
-    pulled: int = 0
-    labelled: int = 0
-    unlabelled: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    trained: bool = False
-    train_reason: str = ""
-    rejected: str = ""  # the version trained in this cycle that the promotion gate kept from serving, and why
-    model_version: str = ""
-    predicted: int = 0
-    written: int = 0
-    already: int = 0  # had a pre-annotation of this version for this text: not predicted again
-    prioritised: int = 0  # priorities the platform took (labelling order)
-    label_issues_shown: int = 0  # likely label mistakes shown on the platform ([label_issues] push)
-    abandoned: int = 0  # left for the next run because a stop was requested
-    label_changes: int = 0  # labelled assets added, changed or removed since the current model
-    complete_pull: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-    heldout: list[LevelScore] = field(default_factory=list)
-    heldout_facets: list[FacetScore] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class TrainingDecision:
-    train: bool
-    reason: str  # why it trains ("" when it does not)
-    label_changes: int  # labelled assets added, changed or removed since the current version
-    collapse: str = ""  # set when the labelled set shrank past [worker] max_label_loss: train nothing, push nothing
-
-
-class LabelCollapse(InputError):
-    """Most of the labelled assets a version was trained on are gone at once: more likely a wrong taxonomy, label
-    column or project than labels really deleted. Nothing is trained or pushed until it is fixed or forced."""
 
 
 def later(new: str, old: str | None) -> str:
@@ -117,8 +74,10 @@ def quality(version: ModelVersion) -> str:
 
 
 class Worker:
+    """One cycle at a time on one platform and state folder (`run_once`), and the one-off commands."""
+
     def __init__(self, settings: Settings, connector: Connector, registry: ModelRegistry, state: StateStore,
-                 stop: threading.Event | None = None, heartbeat: Heartbeat | None = None):
+                 stop: threading.Event | None = None, heartbeat: Progress | None = None):
         self.settings = settings
         self.connector = connector
         self.registry = registry
@@ -134,53 +93,6 @@ class Worker:
         for n, asset in enumerate(assets, 1):
             self.beat("pulling", assets=n)
             yield asset
-
-    # ---- the polling loop ---------------------------------------------------------------------------------------
-    def run_forever(self) -> None:
-        """A cycle every [worker] interval_seconds until a stop is requested. A cycle that fails for a reason a
-        later one may not have is logged (RECOVERABLE); any other error ends the loop. With [worker] metrics_port,
-        Prometheus metrics are served meanwhile (a port that is taken is a ConfigError at the start)."""
-        metrics, port = WorkerMetrics(), self.settings.worker.metrics_port
-        try:
-            with metrics.serving(self.settings.worker.metrics_host, port) if port else nullcontext():
-                metrics.show_version(self._serving_version())
-                self._loop(metrics)
-        except StopRequested as exc:
-            log.info("%s", exc)
-        finally:
-            self.beat("stopped", force=True)
-
-    def _loop(self, metrics: WorkerMetrics) -> None:
-        interval = self.settings.worker.interval_seconds
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                report = self.run_once()
-            except RECOVERABLE as exc:
-                metrics.cycle_failed(exc, time.monotonic() - started)
-                log.error("cycle failed: %s: %s (next try in %.0f s)", type(exc).__name__, exc, interval)
-                if self.heartbeat is not None:
-                    self.heartbeat.last_cycle = f"failed: {type(exc).__name__}: {exc}"[:500]
-            else:
-                metrics.cycle_done(report, time.monotonic() - started)
-                metrics.show_version(self._serving_version())
-            self._wait(interval)
-
-    def _serving_version(self) -> ModelVersion | None:
-        """For the metrics: the registry's current version, None while it has none or cannot say (the next cycle
-        reports why)."""
-        try:
-            return self.registry.current()
-        except ClassieError:
-            return None
-
-    def _wait(self, seconds: float) -> None:
-        """Until the next cycle is due or a stop is requested, beating every 30 s."""
-        due = time.monotonic() + seconds
-        while not self.stop.wait(max(0.0, min(30.0, due - time.monotonic()))):
-            if time.monotonic() >= due:
-                return
-            self.beat("idle")
 
     @contextmanager
     def cycle_lock(self):
@@ -210,44 +122,44 @@ class Worker:
     def train_now(self) -> ModelVersion:
         """Pull, then train a new version whatever changed (`classie-automl train`)."""
         with self.cycle_lock():
-            taxonomy = self.pull(CycleReport())
+            taxonomy = self.pull(CycleSummary())
             return self.train(taxonomy, self.state.labelled_assets())
 
-    def pre_annotate_now(self) -> CycleReport:
+    def pre_annotate_now(self) -> CycleSummary:
         """Pull, then pre-annotate what is new with the current version, without training (`predict`)."""
         current = self.registry.require_current()
-        report = CycleReport(model_version=current.name)
+        summary = CycleSummary(model_version=current.name)
         with self.cycle_lock():
             self._begin()
-            self.pull(report)
-            self.pre_annotate(self.registry.load(current), current, report, self.state.labelled_assets())
-        return report
+            self.pull(summary)
+            self.pre_annotate(self.registry.load(current), current, summary, self.state.labelled_assets())
+        return summary
 
     def dry_run(self) -> DryRun:
         """What a cycle would do, writing nothing to the platform or the registry: pull (the asset cache is
         filled), the training decision, and the current version's pre-annotations and priorities that would be
         pushed, compared with what the ledger says each asset holds. A training it would do is not done."""
-        report = CycleReport()
+        summary = CycleSummary()
         with self.cycle_lock():
             moved_from = self.adopt_destination(write=False)
-            taxonomy = self.pull(report)
+            taxonomy = self.pull(summary)
             labelled = self.state.labelled_assets()
             current = self.registry.current()
             decision = self.decide_training(taxonomy, labelled, current)
-            report.train_reason, report.label_changes = decision.reason, decision.label_changes
-            run = DryRun(report, decision.train, destination_changed=moved_from, collapse=decision.collapse)
+            summary.train_reason, summary.label_changes = decision.reason, decision.label_changes
+            run = DryRun(summary, decision.train, destination_changed=moved_from, collapse=decision.collapse)
             if current is None or decision.collapse:
                 return run
-            report.model_version = current.name
+            summary.model_version = current.name
             todo = self.state.count_unlabelled_without(current.name)
-            report.already = report.unlabelled - todo
+            summary.already = summary.unlabelled - todo
             try:
                 model = self.registry.load(current)
             except ModelUnloadable:  # the decision says it would train; nothing to compare with
                 return run
             if not todo:
                 return compare(run, [], [], [], {})
-            with self._spilled_pool(model, current, todo, report, labelled) as spill:
+            with self._spilled_pool(model, current, todo, summary, labelled) as spill:
                 ranking = self._rank(spill, labelled)
                 assets, predictions, priorities = [], [], []
                 for first, chunk, predicted in spill.chunks():
@@ -257,52 +169,48 @@ class Worker:
             return compare(run, assets, predictions, priorities, self.state.last_pushed([a.id for a in assets]))
 
     # ---- one cycle ----------------------------------------------------------------------------------------------
-    def run_once(self, force_train: bool = False) -> CycleReport:
+    def run_once(self, force_train: bool = False) -> CycleSummary:
         with self.cycle_lock():
-            report = self._cycle(force_train)
-        if self.heartbeat is not None:
-            self.heartbeat.model_version, self.heartbeat.last_cycle = report.model_version, "ok"
-            self.beat("idle", force=True)
-        return report
+            return self._cycle(force_train)
 
-    def _cycle(self, force_train: bool) -> CycleReport:
-        report = CycleReport()
+    def _cycle(self, force_train: bool) -> CycleSummary:
+        summary = CycleSummary()
         started = time.monotonic()
         self._begin()
-        taxonomy = self.pull(report)
+        taxonomy = self.pull(summary)
         labelled = self.state.labelled_assets()
-        report.timings["pull"] = time.monotonic() - started
+        summary.timings["pull"] = time.monotonic() - started
 
-        current = self._loadable(self.registry.current())
+        current = self._fall_back_if_unloadable(self.registry.current())
         if current is not None:
             self.adopt_training_set(taxonomy, labelled, current)
         decision = (TrainingDecision(True, "asked to train", len(labelled)) if force_train
                     else self.decide_training(taxonomy, labelled, current))
-        report.train_reason, report.label_changes = decision.reason, decision.label_changes
+        summary.train_reason, summary.label_changes = decision.reason, decision.label_changes
         if decision.collapse:
             raise LabelCollapse(decision.collapse)
         if decision.train:
             t = time.monotonic()
             trained = self.train(taxonomy, labelled)
-            report.trained = True
-            report.timings["train"] = time.monotonic() - t
+            summary.trained = True
+            summary.timings["train"] = time.monotonic() - t
             if trained.rejected:
-                report.rejected = f"{trained.name}: {trained.gate['reason']}"
+                summary.rejected = f"{trained.name}: {trained.gate['reason']}"
             else:
                 current = trained
-        report.model_version = current.name
-        report.heldout, report.heldout_facets = current.metrics, current.facets
+        summary.model_version = current.name
+        summary.heldout, summary.heldout_facets = current.metrics, current.facets
 
         t = time.monotonic()
-        self.pre_annotate(self.registry.load(current), current, report, labelled)
-        report.timings["pre_annotate"] = time.monotonic() - t
-        report.label_issues_shown = show_on_platform(self.settings.label_issues, self.connector, self.registry,
+        self.pre_annotate(self.registry.load(current), current, summary, labelled)
+        summary.timings["pre_annotate"] = time.monotonic() - t
+        summary.label_issues_shown = show_on_platform(self.settings.label_issues, self.connector, self.registry,
                                                      self.state, current, labelled)
-        report.timings["total"] = time.monotonic() - started
-        self._log_cycle(report, current)
-        return report
+        summary.timings["total"] = time.monotonic() - started
+        self._log_cycle(summary, current)
+        return summary
 
-    def _loadable(self, current: ModelVersion | None) -> ModelVersion | None:
+    def _fall_back_if_unloadable(self, current: ModelVersion | None) -> ModelVersion | None:
         """The version to serve: `current`, or, when its model file is damaged, the newest earlier one that loads,
         promoted again (logged with the fix). Whatever cannot be loaded otherwise is left to the training decision."""
         if current is None:
@@ -330,7 +238,7 @@ class Worker:
         """The ledger says what was pushed to one destination (a file, a project). When pushes now go elsewhere, it
         is forgotten, so that the new destination gets every pre-annotation. Returns the earlier destination when it
         changed ("" otherwise); with `write` False, changes nothing."""
-        now, before = self.connector.destination, self.state.cursor("destination")
+        now, before = self.connector.destination, self.state.remembered.destination()
         if before == now:
             return ""
         if write:
@@ -338,16 +246,16 @@ class Worker:
                 forgotten = self.state.forget_pushed()
                 log.warning("pre-annotations now go to %s, not %s: the record of the %d pushed there is set aside,"
                             " so that %s gets every pre-annotation", now, before, forgotten, now)
-            self.state.set_cursor("destination", now)
+            self.state.remembered.set_destination(now)
         return before or ""
 
-    def pull(self, report: CycleReport) -> Taxonomy:
+    def pull(self, summary: CycleSummary) -> Taxonomy:
         """Bring the platform's changes into the asset cache: incremental from the cursor, complete when none is
         kept or the last complete pull is older than [worker] full_pull_seconds (that is how deletions are seen)."""
         taxonomy = self.connector.pull_taxonomy()
-        stored = cursor = self.state.cursor("assets")
-        last_full = float(self.state.cursor("last_complete_pull") or 0)
-        if time.time() - last_full > self.settings.worker.full_pull_seconds:
+        marks = before = self.state.remembered.pull_marks()
+        cursor = marks.cursor
+        if time.time() - marks.last_complete > self.settings.worker.full_pull_seconds:
             cursor = None
         self.beat("pulling", force=True)
         overlap = self.settings.worker.cursor_overlap_seconds
@@ -355,25 +263,26 @@ class Worker:
         # reached has read them, later pulls start at the cursor (else every no-change cycle after a large push
         # would read again all that the push touched in its last seconds).
         start = cursor
-        if cursor and self.state.cursor("assets_covered") != cursor:
+        if cursor and marks.covered != cursor:
             start = overlapped(cursor, overlap)
         started = time.time()
         with self.state.texts() as texts:  # the pull's assets are read, and merged, inside
             pulled = self.connector.pull(start, texts=texts)
-            report.pulled = self.state.merge_assets(self._beating(pulled.assets), pulled.complete)
-        report.complete_pull = pulled.complete
+            summary.pulled = self.state.merge_assets(self._beating(pulled.assets), pulled.complete)
+        summary.complete_pull = pulled.complete
         next_cursor = pulled.cursor()
         if next_cursor is not None:
             kept = later(next_cursor, cursor)
-            if kept != stored:
-                self.state.set_cursor("assets", kept)
-                self.state.set_cursor("assets_reached", str(started))
-            elif start != cursor and started - float(self.state.cursor("assets_reached") or 0) >= overlap:
-                self.state.set_cursor("assets_covered", kept)
+            if kept != marks.cursor:
+                marks = replace(marks, cursor=kept, reached_at=started)
+            elif start != cursor and started - marks.reached_at >= overlap:
+                marks = replace(marks, covered=kept)
         if pulled.complete:
-            self.state.set_cursor("last_complete_pull", str(time.time()))
-        report.skipped = self.connector.skipped.as_dict()
-        report.labelled, report.unlabelled = self.state.count_assets()
+            marks = replace(marks, last_complete=time.time())
+        if marks != before:
+            self.state.remembered.save_pull_marks(marks)
+        summary.skipped = self.connector.skipped.as_dict()
+        summary.labelled, summary.unlabelled = self.state.count_assets()
         return taxonomy
 
     def decide_training(self, taxonomy: Taxonomy, labelled: Sequence[Asset],
@@ -427,7 +336,7 @@ class Worker:
                 self.state.record_training_set(current.name, labelled)
 
     def train(self, taxonomy: Taxonomy, labelled: Sequence[Asset]) -> ModelVersion:
-        """Train and register a new version (in a child process: see service.training)."""
+        """Train and register a new version (in a child process: see service.cycle.training)."""
         log.info("training on %d labelled assets (search budget %d s in all)", len(labelled),
                  self.settings.model.budget_seconds)
         version = train_version(self.settings, self.registry, taxonomy, labelled, self.stop,
@@ -444,33 +353,33 @@ class Worker:
             log.info("%s promoted: %s", version.name, version.gate["reason"])
         return version
 
-    def pre_annotate(self, model: PreAnnotator, version: ModelVersion, report: CycleReport,
+    def pre_annotate(self, model: PreAnnotator, version: ModelVersion, summary: CycleSummary,
                      labelled: Sequence[Asset]) -> None:
         """Predict the unlabelled assets that have no pre-annotation of this version for their current text, rank
         them (which a human should label next, given the `labelled` ones), push them batch by batch with their
         priorities, each batch recorded before the next starts, then tell the platform the labelling order. The
-        pool goes through a scratch folder (`service.spill`) chunk by chunk: memory does not grow with it."""
+        pool goes through a scratch folder (`service.store.spill`) chunk by chunk: memory does not grow with it."""
         todo = self.state.count_unlabelled_without(version.name)
-        report.already += report.unlabelled - todo
+        summary.already += summary.unlabelled - todo
         if not todo:
             return
-        with self._spilled_pool(model, version, todo, report, labelled) as spill:
+        with self._spilled_pool(model, version, todo, summary, labelled) as spill:
             if spill.size < todo:  # a stop was requested: nothing was pushed
                 return
             started = time.monotonic()
             ranking = self._rank(spill, labelled)
-            report.timings["prioritise"] = time.monotonic() - started
+            summary.timings["prioritise"] = time.monotonic() - started
             pushed: set[str] = set()
             started = time.monotonic()
             try:
-                self._push(version, spill, ranking, report, pushed)
+                self._push(version, spill, ranking, summary, pushed)
             finally:
                 if pushed:
-                    report.prioritised = self.connector.push_priorities(self.state.ranking(version.name), pushed)
-                report.timings["push"] = time.monotonic() - started
+                    summary.prioritised = self.connector.push_priorities(self.state.ranking(version.name), pushed)
+                summary.timings["push"] = time.monotonic() - started
 
     @contextmanager
-    def _spilled_pool(self, model: PreAnnotator, version: ModelVersion, todo: int, report: CycleReport,
+    def _spilled_pool(self, model: PreAnnotator, version: ModelVersion, todo: int, summary: CycleSummary,
                       labelled: Sequence[Asset]) -> Iterator[PoolSpill]:
         """The pool's predictions and TF-IDF rows, chunk by chunk from the state store into a scratch folder;
         predicted here, or on the Dask cluster of `[compute] scheduler` (the model sent to each of its workers
@@ -484,7 +393,8 @@ class Worker:
             with contextlib.ExitStack() as cluster:
                 compute = self.settings.compute
                 if compute.scheduler:
-                    from automl.cluster import connect, predict_chunks  # distributed: imported only when used
+                    from automl.cluster import connect  # distributed: imported only when used
+                    from automl.pool_prediction import predict_chunks
 
                     client = cluster.enter_context(connect(compute.scheduler, compute.connect_seconds))
                     chunks = predict_chunks(client, model, self.state.unlabelled_without(version.name,
@@ -501,10 +411,10 @@ class Worker:
                     if self.stop.is_set():
                         break
             # Apart: comparing each text with every labelled one grows with both, the prediction with the pool only.
-            report.timings["predict"] = time.monotonic() - started - novelty
-            report.timings["novelty"] = novelty
+            summary.timings["predict"] = time.monotonic() - started - novelty
+            summary.timings["novelty"] = novelty
             if self.stop.is_set() and spill.size < todo:
-                report.abandoned = todo
+                summary.abandoned = todo
                 log.info("stop requested: %d asset(s) left for the next run", todo)
             yield spill
 
@@ -518,9 +428,9 @@ class Worker:
                     assets: Sequence[SpilledAsset]) -> list[Priority]:
         return [Priority(a.id, round(float(ranking.priority[i]), 4),
                          f"{p.expected_edits:.1f} edits expected, novelty {ranking.novelty[i]:.2f}")
-                for i, a, p in zip(range(start, start + len(assets)), assets, predictions)]
+                for i, a, p in zip(range(start, start + len(assets)), assets, predictions, strict=True)]
 
-    def _push(self, version: ModelVersion, spill: PoolSpill, ranking: Ranking, report: CycleReport,
+    def _push(self, version: ModelVersion, spill: PoolSpill, ranking: Ranking, summary: CycleSummary,
               pushed: set[str]) -> None:
         batch = self.settings.worker.batch_size
         with tqdm(total=spill.size, desc=f"pre-annotating ({version.name})", unit="asset", disable=None,
@@ -529,8 +439,8 @@ class Worker:
                 priorities = self._priorities(first, predictions, ranking, assets)
                 for start in range(0, len(assets), batch):
                     if self.stop.is_set():
-                        report.abandoned = spill.size - report.predicted
-                        log.info("stop requested: %d asset(s) left for the next run", report.abandoned)
+                        summary.abandoned = spill.size - summary.predicted
+                        log.info("stop requested: %d asset(s) left for the next run", summary.abandoned)
                         return
                     # Claimed first: the API may have answered Label Studio for some of them meanwhile.
                     window = range(start, min(start + batch, len(assets)))
@@ -539,32 +449,32 @@ class Worker:
                     items = [PreAnnotation(assets[i].id, assets[i].text_hash, predictions[i].prefill,
                                            predictions[i].suggestions, priorities[i].value) for i in chunk]
                     try:
-                        done = self.connector.push(items, version.name) if items else PushReport()
+                        done = self.connector.push(items, version.name) if items else PushResult()
                     except BaseException:
                         self.state.release(version.name, claimed)
                         raise
                     self.state.record_pushed(version.name, [(assets[i].id, assets[i].text_hash, priorities[i],
                                                              codes_by_facet(predictions[i].prefill)) for i in chunk])
                     pushed.update(assets[i].id for i in chunk)
-                    report.predicted += len(window)
-                    report.written += done.written
-                    report.already += done.already + len(window) - len(chunk)
+                    summary.predicted += len(window)
+                    summary.written += done.written
+                    summary.already += done.already + len(window) - len(chunk)
                     bar.update(len(window))
-                    self.beat("pre-annotating", done=report.predicted, todo=spill.size)
+                    self.beat("pre-annotating", done=summary.predicted, todo=spill.size)
 
-    def _log_cycle(self, report: CycleReport, current: ModelVersion) -> None:
-        skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
+    def _log_cycle(self, summary: CycleSummary, current: ModelVersion) -> None:
+        skipped = ", ".join(f"{n} {why}" for why, n in summary.skipped.items()) or "none"
         trained = "no training"
-        if report.rejected:
-            trained = f"trained ({report.train_reason}) and rejected {report.rejected}"
-        elif report.trained:
-            trained = (f"trained {current.name} in {report.timings['train']:.0f} s ({report.train_reason}; held-out"
+        if summary.rejected:
+            trained = f"trained ({summary.train_reason}) and rejected {summary.rejected}"
+        elif summary.trained:
+            trained = (f"trained {current.name} in {summary.timings['train']:.0f} s ({summary.train_reason}; held-out"
                        f" {quality(current)})")
         log.info("cycle: pulled %d%s (%d labelled, %d unlabelled), %d label change(s), %s, model %s, pushed %d,"
-                 " already had %d, skipped %s", report.pulled, " (complete)" if report.complete_pull else "",
-                 report.labelled, report.unlabelled, report.label_changes, trained, report.model_version,
-                 report.written, report.already, skipped,
+                 " already had %d, skipped %s", summary.pulled, " (complete)" if summary.complete_pull else "",
+                 summary.labelled, summary.unlabelled, summary.label_changes, trained, summary.model_version,
+                 summary.written, summary.already, skipped,
                  extra={"event": "cycle", "cycle": {
-                     **{k: v for k, v in asdict(report).items() if k not in ("heldout", "heldout_facets")},
-                     "timings": {k: round(v, 3) for k, v in report.timings.items()},
+                     **{k: v for k, v in asdict(summary).items() if k not in ("heldout", "heldout_facets")},
+                     "timings": {k: round(v, 3) for k, v in summary.timings.items()},
                      "heldout_effort": {f.facet: f.effort.to_dict() for f in current.facets}}})

@@ -10,10 +10,10 @@ from connectors.files import FilesConnector
 from connectors.label_studio import LabelStudioConnector
 from connectors.label_studio_client import LabelStudioClient
 from service.config import ConfigError, Secrets, Settings
-from service.health import Heartbeat
-from service.registry import ModelRegistry
-from service.state import StateStore
-from service.worker import Worker
+from service.cycle.worker import Worker
+from service.store.heartbeat import Heartbeat
+from service.store.registry import ModelRegistry
+from service.store.state import StateStore
 
 
 def open_registry(settings: Settings) -> ModelRegistry:

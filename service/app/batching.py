@@ -1,7 +1,8 @@
 """Predictions for concurrent /predict calls made together: the calls that arrive while the model is busy wait, and
 go into its next call as one batch. One model call of 20 texts costs about as much as 5 calls of one (TF-IDF and
 every level's ensemble have a fixed cost per call), so under load this multiplies what the API answers per second
-(3 times with 32 clients, see the README); a lone call is not delayed at all. Each text's prediction does not depend on the others in its batch."""
+(3 times with 32 clients, see the README); a lone call is not delayed at all. Each text's prediction does not depend
+on the others in its batch."""
 
 from __future__ import annotations
 

@@ -19,17 +19,17 @@ from automl.diagnostics import (
 )
 from automl.metrics import FacetScore, Scores, indicator
 from connectors.base import Asset
-from connectors.files import AssetFileError, load_assets
 from connectors.settings import FilesSettings
-from service import report_plots as plots
-from service.promotion import split_holdout
-from service.registry import ModelRegistry, ModelVersion
+from service.quality import report_plots as plots
+from service.quality.evaluation import labelled_file
+from service.quality.promotion import split_holdout
+from service.store.registry import ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:
     from automl.model import PreAnnotator
 
 @dataclass(frozen=True)
-class Evaluation:
+class HeldOutFit:
     """What the report scores: a fit of the version and labelled assets it never learned from."""
 
     model: PreAnnotator
@@ -37,40 +37,37 @@ class Evaluation:
     source: str  # in words: which fit, on what
 
 
-def slice_evaluation(model: PreAnnotator, labelled: Sequence[Asset],
-                     version: ModelVersion) -> Evaluation | None:
+def slice_held_out(model: PreAnnotator, labelled: Sequence[Asset], version: ModelVersion) -> HeldOutFit | None:
     """The version's fit without the evaluation slice, on the labelled assets of the slice (None: no slice)."""
     fraction = version.gate.get("holdout_fraction") or 0.0
     held = [a for a in split_holdout(labelled, fraction)[1] if a.labels] if fraction else []
     known = [Asset(a.id, a.text, frozenset(c for c in a.labels if c in model.taxonomy), a.version) for a in held]
     if not known:
         return None
-    return Evaluation(model, known, f"the evaluation slice: {len(known)} labelled assets that {version.name}, as"
+    return HeldOutFit(model, known, f"the evaluation slice: {len(known)} labelled assets that {version.name}, as"
                                     " fitted without the slice, never learned from")
 
 
-def file_evaluation(model: PreAnnotator, test: Path, columns: FilesSettings) -> Evaluation:
-    assets = load_assets(test, model.taxonomy, columns, require_labels=True)
-    if not assets:
-        raise AssetFileError(f"{test}: no labelled asset to report on. Fix: give a file with labels.")
-    return Evaluation(model, assets, f"{test.name}: {len(assets)} labelled assets")
+def file_held_out(model: PreAnnotator, test: Path, columns: FilesSettings) -> HeldOutFit:
+    assets = labelled_file(test, model.taxonomy, columns, "report on")
+    return HeldOutFit(model, assets, f"{test.name}: {len(assets)} labelled assets")
 
 
-def evaluation_for(version: ModelVersion, served: Callable[[], PreAnnotator], judged: Callable[[], PreAnnotator],
-                   labelled: Callable[[], Sequence[Asset]], test: Path | None, columns: FilesSettings,
-                   fallback: Path | None = None) -> Evaluation | None:
+def held_out_for(version: ModelVersion, served: Callable[[], PreAnnotator], judged: Callable[[], PreAnnotator],
+                 labelled: Callable[[], Sequence[Asset]], test: Path | None, columns: FilesSettings,
+                 fallback: Path | None = None) -> HeldOutFit | None:
     """What to score `version` on: `test` with the `served` model when given; else the evaluation slice of the
     `labelled` assets with the fit that never saw it (`judged`); else `fallback` (a labelled file); else None. The
     models and assets are asked for only when needed."""
     if test is not None:
-        return file_evaluation(served(), test, columns)
-    found = slice_evaluation(judged(), labelled(), version) if version.gate.get("holdout_fraction") else None
+        return file_held_out(served(), test, columns)
+    found = slice_held_out(judged(), labelled(), version) if version.gate.get("holdout_fraction") else None
     if found is None and fallback is not None:
-        found = file_evaluation(served(), fallback, columns)
+        found = file_held_out(served(), fallback, columns)
     return found
 
 
-def write_report(registry: ModelRegistry, version: ModelVersion, evaluation: Evaluation | None,
+def write_report(registry: ModelRegistry, version: ModelVersion, evaluation: HeldOutFit | None,
                  out: Path | None = None) -> Path:
     """Render the report of `version` and write it (temporary file, then rename) to `out`, by default
     <registry>/vNNNN/report.html."""
@@ -85,14 +82,14 @@ def write_report(registry: ModelRegistry, version: ModelVersion, evaluation: Eva
 
 @dataclass(frozen=True)
 class _Scored:
-    evaluation: Evaluation
+    evaluation: HeldOutFit
     decisions: dict  # facet -> Decisions on the evaluation assets
     truth: list[set[str]]  # their gold labels, ancestors included
     scores: Scores
 
 
 def render(version: ModelVersion, versions: Sequence[ModelVersion], status: str,
-           evaluation: Evaluation | None) -> str:
+           evaluation: HeldOutFit | None) -> str:
     previous = next((v for v in reversed(versions) if v.number < version.number and not v.rejected), None)
     scored = None
     if evaluation is not None and evaluation.assets:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from automl.metrics import Scores
-from service.registry import ModelRegistry, ModelUnloadable
+from service.store.registry import ModelRegistry, ModelUnloadable
 
 if TYPE_CHECKING:  # the model's libraries load with the model file
     from automl.model import PreAnnotator

@@ -35,10 +35,10 @@ from automl.records import Prediction, codes_by_facet, flatten
 from connectors.base import text_hash
 from connectors.label_studio_client import TRAINING_EVENTS
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
-from service.batching import Batcher
+from service.app.batching import Batcher
 from service.config import ApiSettings, ConfigError
-from service.registry import ModelRegistry, ModelUnloadable, ModelVersion
-from service.state import StateStore
+from service.store.registry import ModelRegistry, ModelUnloadable, ModelVersion
+from service.store.state import StateStore
 
 if TYPE_CHECKING:  # loaded with a model file
     from automl.model import PreAnnotator
@@ -264,7 +264,7 @@ class _Endpoints:
         schema = self._schema(body.get("label_config"))
         texts = _texts(tasks, schema.text_key if schema else self.settings.text_key)
         # The model, the ledger and the answer in one thread of their own: the event loop stays free for /health
-        # and the other calls; calls that arrive meanwhile are predicted together (service.batching).
+        # and the other calls; calls that arrive meanwhile are predicted together (service.app.batching).
         loop = asyncio.get_running_loop()
         model = await loop.run_in_executor(self.predicting, self._model, version)
         predictions = await self.batcher.propose(model, texts)
@@ -280,7 +280,7 @@ class _Endpoints:
     def _answer_tasks(self, body: dict, tasks: list, texts: list[str], predictions: list[Prediction],
                       version: ModelVersion, schema: LabelStudioSchema | None) -> dict:
         results: list = []
-        for task, text, p in zip(tasks, texts, predictions):
+        for task, text, p in zip(tasks, texts, predictions, strict=True):
             if not self._answers(task, body, text, version, codes_by_facet(p.prefill)):
                 # Label Studio has (or is being sent) this task's prediction of this version. It pairs answers
                 # with tasks by position and drops the whole batch on a count mismatch, so the task keeps its

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 
 from automl.diagnostics import Curve, LabelRow, ReliabilityBin
-from service.registry import ModelVersion
+from service.store.registry import ModelVersion
 
 DPI = 90
 
@@ -91,11 +91,11 @@ def history_plot(versions: Sequence[ModelVersion]) -> str:
         for facet, level in levels:
             points = [(v.number, m.micro_f1) for v in versions for m in v.metrics
                       if (m.facet, m.level) == (facet, level)]
-            left.plot(*zip(*points), marker="o", label=f"{facet} L{level}")
+            left.plot(*zip(*points, strict=True), marker="o", label=f"{facet} L{level}")
         facets = sorted({f.facet for v in versions for f in v.facets})
         for facet in facets:
             points = [(v.number, f.effort.ratio) for v in versions for f in v.facets if f.facet == facet]
-            right.plot(*zip(*points), marker="o", label=facet)
+            right.plot(*zip(*points, strict=True), marker="o", label=facet)
         for ax, title in ((left, "held-out micro-F1 per level"), (right, "held-out effort ratio per facet")):
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("version", fontsize=8)

@@ -5,7 +5,7 @@ Layout under <state>/models/:
     v0001/slice_model.joblib   the same without the evaluation slice, when model.joblib was refitted on it too
     v0001/report.html    its evaluation report
     v0001/meta.json      number, name, creation time, training-set fingerprint, configuration, held-out metrics
-    v0001/label_issues.csv   the likely mistakes in the human labels it was trained on (service.label_issues)
+    v0001/label_issues.csv   the likely mistakes in the human labels it was trained on (service.quality.label_issues)
     CURRENT              the number of the version that serves predictions
 
 Writes are atomic (a temporary folder renamed into place; CURRENT replaced by rename), so a crash never leaves a
@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,7 +75,7 @@ class ModelVersion:
     setup_fingerprint: str = ""  # taxonomy and learning settings only: a change retrains whatever the labels
     software: dict = field(default_factory=dict)  # package versions that wrote it (empty before they were kept)
     facets: list[FacetScore] = field(default_factory=list)  # held-out effort and calibration per facet
-    gate: dict = field(default_factory=dict)  # the promotion gate's verdict (service.promotion.Verdict)
+    gate: dict = field(default_factory=dict)  # the promotion gate's verdict (service.quality.promotion.Verdict)
 
     @property
     def rejected(self) -> bool:
@@ -255,7 +255,7 @@ class ModelRegistry:
             while True:
                 version = ModelVersion(
                     number=number,
-                    created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     fingerprint=fingerprint,
                     config=config,
                     metrics=list(model.heldout_.levels),

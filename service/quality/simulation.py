@@ -150,7 +150,7 @@ def _plot(rows: Sequence[dict], path: Path) -> Path:
     columns = 3
     figure, axes = plt.subplots((len(panels) + columns - 1) // columns, columns, squeeze=False,
                                 figsize=(4.2 * columns, 3.2 * ((len(panels) + columns - 1) // columns)))
-    for ax, (what, (facet, level)) in zip(axes.flat, panels):
+    for ax, (what, (facet, level)) in zip(axes.flat, panels, strict=False):
         for strategy in sorted({row["strategy"] for row in rows}):
             points = []
             for row in (r for r in rows if r["strategy"] == strategy):
@@ -160,7 +160,7 @@ def _plot(rows: Sequence[dict], path: Path) -> Path:
                 if found:
                     points.append((row["labels"], found[0]))
             if points:
-                ax.plot(*zip(*sorted(points)), marker="o", label=strategy)
+                ax.plot(*zip(*sorted(points), strict=True), marker="o", label=strategy)
         ax.set_title(f"{facet} {'level ' + str(level) if level != 'all' else 'all levels'}: {what}", fontsize=9)
         ax.set_xlabel("labels used", fontsize=8)
         ax.grid(alpha=0.3)
