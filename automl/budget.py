@@ -66,7 +66,7 @@ class LevelCost:
 
 
 class Folds(NamedTuple):
-    count: int  # folds of the out-of-fold predictions
+    n: int  # folds of the out-of-fold predictions
     mean: bool  # the model for new texts is the mean of the fold models (no fit on all texts)
     costs: list[LevelCost]  # the levels' costs at those folds
 
@@ -99,7 +99,7 @@ def plan_training(plan: Sequence[LevelPlan], features: TextFeatures, texts: Sequ
         X, dropped = features.drop_characters(texts, hits), True
         costs = estimated(X)
     folds = folds_within(deadline - time.monotonic(), costs, settings, len(texts))
-    return TrainingBudget(X, folds.costs, folds.count, folds.mean, dropped)
+    return TrainingBudget(X, folds.costs, folds.n, folds.mean, dropped)
 
 
 def level_cost(X: sp.csr_matrix, Y: np.ndarray, refit: bool, settings: ModelSettings) -> LevelCost:

@@ -18,6 +18,9 @@ from autosklearn.pipeline.constants import DENSE, INPUT, PREDICTIONS, SPARSE, UN
 from ConfigSpace.configuration_space import ConfigurationSpace
 from ConfigSpace.hyperparameters import CategoricalHyperparameter, UniformFloatHyperparameter
 
+__all__ = ["BUILTIN_CLASSIFIERS", "CLASSIFIERS", "DATA_PREPROCESSOR", "KeepSparseFeatures", "OneVsRestLinear",
+           "SparseLinearSVC", "SparseLogisticRegression", "register_components", "sigmoid"]
+
 CLASSIFIERS = ("SparseLinearSVC", "SparseLogisticRegression")
 BUILTIN_CLASSIFIERS = ("multinomial_nb",)
 DATA_PREPROCESSOR = "KeepSparseFeatures"
@@ -46,11 +49,18 @@ class OneVsRestLinear:
         self.estimator.fit(X, Y)
         return self
 
+    def _fitted(self):
+        if self.estimator is None:
+            from sklearn.exceptions import NotFittedError  # an AttributeError too, as the unfitted None raised
+
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit first.")
+        return self.estimator
+
     def decision_function(self, X):
-        return self.estimator.decision_function(X)
+        return self._fitted().decision_function(X)
 
     def predict(self, X):
-        return self.estimator.predict(X)
+        return self._fitted().predict(X)
 
     def predict_proba(self, X):
         scores = self.decision_function(X)

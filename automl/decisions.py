@@ -12,6 +12,8 @@ from sklearn.isotonic import IsotonicRegression
 from automl.records import Source
 from automl.taxonomy import Taxonomy
 
+__all__ = ["Decisions", "calibrate", "cross_calibrated", "decode_path", "fit_prefill_calibration", "harmonise"]
+
 # A level's pre-fill calibration needs this many out-of-fold pre-fills, right and wrong ones among them.
 MIN_CALIBRATION_POINTS = 30
 
@@ -31,8 +33,8 @@ class Decisions:
 def _joined(levels: Mapping[int, Decisions]) -> Decisions:
     """A facet's levels side by side, top level first (copies: callers change them)."""
     order = sorted(levels)
-    likelihood = np.hstack([levels[lv].likelihood if levels[lv].likelihood is not None else levels[lv].confidence
-                            for lv in order])
+    likelihood = np.hstack([d.likelihood if d.likelihood is not None else d.confidence
+                            for d in (levels[lv] for lv in order)])
     margins = [levels[lv].margin for lv in order]
     margin = (np.hstack([m if m is not None else np.full(levels[lv].chosen.shape, np.nan)
                          for m, lv in zip(margins, order, strict=True)])
@@ -50,6 +52,7 @@ def harmonise(taxonomy: Taxonomy, hierarchy: str, levels: Mapping[int, Decisions
     joined = _joined(levels)
     codes, chosen, confidence, source, likelihood = (joined.codes, joined.chosen, joined.confidence, joined.source,
                                                      joined.likelihood)
+    assert likelihood is not None  # _joined always fills it (a level without one: its confidence)
     index = {c: j for j, c in enumerate(codes)}
     nodes = taxonomy.nodes
     if hierarchy == "imply_parents":
@@ -82,21 +85,24 @@ def decode_path(taxonomy: Taxonomy, levels: Mapping[int, Decisions]) -> Decision
     code of the path is pre-filled with its own likelihood as its confidence (the pre-fill calibration then maps it,
     as for any pre-fill); its source is its model where it has one."""
     joined = _joined(levels)
+    likelihood = joined.likelihood
+    assert likelihood is not None  # _joined always fills it (a level without one: its confidence)
     n = len(joined.chosen)
     margin = joined.margin if joined.margin is not None else np.full(joined.chosen.shape, np.nan)
     # Calibrated likelihoods come in steps: ties go to the larger margin over the label's own cut.
     tiebreak = np.where(np.isfinite(margin), 1.0 / (1.0 + np.exp(-np.nan_to_num(margin))), 0.0)
-    score = joined.likelihood + 1e-6 * tiebreak
+    score = likelihood + 1e-6 * tiebreak
     index = {c: j for j, c in enumerate(joined.codes)}
     nodes = taxonomy.nodes
     chosen = np.zeros_like(joined.chosen)
     current = np.full(n, -1)  # the column of each row's deepest chosen code (-1: none yet)
     for level in sorted(levels):
         cols = np.array([index[c] for c in levels[level].codes])
-        parents = np.array([index.get(nodes[c].parent, -1) for c in levels[level].codes])  # -1: a top code
+        parents = np.array([-1 if (parent := nodes[c].parent) is None else index.get(parent, -1)
+                            for c in levels[level].codes])  # -1: a top code
         # A code can be chosen where its parent is the row's deepest code so far (a top code: where there is none).
         allowed = parents[None, :] == current[:, None]
-        candidates = np.where(allowed & (joined.likelihood[:, cols] > 0), score[:, cols], -np.inf)
+        candidates = np.where(allowed & (likelihood[:, cols] > 0), score[:, cols], -np.inf)
         best = candidates.argmax(axis=1)
         found = np.isfinite(candidates[np.arange(n), best])
         if level == min(levels):  # the top level always answers, on no evidence with its likeliest code
@@ -105,9 +111,9 @@ def decode_path(taxonomy: Taxonomy, levels: Mapping[int, Decisions]) -> Decision
         rows = np.flatnonzero(found)
         chosen[rows, cols[best[rows]]] = True
         current = np.where(found, cols[best], current)  # unchanged: a child may still come a level further down
-    confidence = np.where(chosen, joined.likelihood, 0.0)
+    confidence = np.where(chosen, likelihood, 0.0)
     source = np.where(chosen, np.where(np.isfinite(margin), Source.MODEL, Source.KEYWORD), Source.NONE)
-    return Decisions(joined.codes, chosen, confidence, source.astype(np.int8), joined.likelihood, joined.margin)
+    return Decisions(joined.codes, chosen, confidence, source.astype(np.int8), likelihood, joined.margin)
 
 
 def fit_prefill_calibration(decisions: Decisions, truth: np.ndarray,

@@ -15,6 +15,9 @@ from automl.decisions import Decisions
 from automl.rules import Rule
 from automl.taxonomy import Taxonomy
 
+__all__ = ["Confusion", "Curve", "LabelRow", "ReliabilityBin", "WrongBranch", "WrongExample", "confident_mistakes",
+           "hierarchy_confusions", "label_rows", "pr_curves", "reliability"]
+
 # Where each rule's confidence comes from, in words.
 CONFIDENCE_SOURCE = {
     Rule.MODEL: "model margin, calibrated out of fold",

@@ -3,6 +3,8 @@ problem and the fix; the command line maps `exit_code` to the process's exit sta
 
 from __future__ import annotations
 
+__all__ = ["ClassieError", "ClusterError", "InputError"]
+
 
 class ClassieError(Exception):
     """An error reported to the user as its message, without a traceback."""

@@ -15,6 +15,8 @@ from automl.keywords import KeywordMatcher
 from automl.settings import ModelSettings
 from automl.taxonomy import Taxonomy
 
+__all__ = ["CHAR_MAX_DF", "CHAR_MAX_FEATURES", "CharNgrams", "TextFeatures"]
+
 log = logging.getLogger(__name__)
 # Keyword hits as extra features (at this weight beside the TF-IDF terms) let a model learn when a rule can be trusted.
 KEYWORD_FEATURE_WEIGHT = 1.0
@@ -64,7 +66,8 @@ class _WordCachedCounter(CountVectorizer):
     def _count_vocab(self, raw_documents, fixed_vocab):
         if fixed_vocab:
             return super()._count_vocab(raw_documents, fixed_vocab)
-        analyse, vocabulary = self.build_analyzer(), {}
+        analyse = self.build_analyzer()
+        vocabulary: dict[str, int] = {}
         columns, ends = _word_columns(raw_documents, lambda w: [vocabulary.setdefault(g, len(vocabulary))
                                                                 for g in analyse(w)])
         if not vocabulary:

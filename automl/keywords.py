@@ -20,6 +20,8 @@ import re2
 
 from automl.taxonomy import Node, Taxonomy
 
+__all__ = ["KeywordMatcher", "KeywordRule"]
+
 # A character RE2 and Python's `re` classify apart: non-ASCII and a letter, digit, underscore or space to `re`.
 _READ_APART = re.compile(r"(?![\x00-\x7f])[\w\s]")
 _SET_MEMORY = 64 << 20
@@ -71,9 +73,9 @@ class KeywordMatcher:
         return np.array([r.include is not None for r in self.rules], dtype=bool)
 
     def match(self, texts: Sequence[str]) -> np.ndarray:
-        if getattr(self, "_prefilter", None) is None:
-            self._prefilter = _Re2Prefilter(self.rules)
-        prefilter = self._prefilter
+        prefilter: _Re2Prefilter | None = getattr(self, "_prefilter", None)
+        if prefilter is None:
+            prefilter = self._prefilter = _Re2Prefilter(self.rules)
         out = np.zeros((len(texts), len(self.rules)), dtype=bool)
         for i, text in enumerate(texts):
             for j in prefilter.candidates(text):

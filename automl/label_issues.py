@@ -42,6 +42,9 @@ import scipy.sparse as sp
 
 from automl.taxonomy import Taxonomy
 
+__all__ = ["AGREEMENT_WEIGHT", "CHUNK_ROWS", "COMPARED", "GIVEN", "MISSING", "NEIGHBOURS", "NEIGHBOUR_WEIGHT",
+           "Evidence", "LabelIssue", "Neighbours", "find_label_issues", "thresholds"]
+
 GIVEN, MISSING = "given", "missing"
 NEIGHBOURS = 10  # the most similar labelled texts a text is compared with
 NEIGHBOUR_WEIGHT = 1.0  # log-odds by which their full agreement moves the chance that a label is wrong
@@ -77,7 +80,10 @@ class Evidence:
             arrays = [getattr(p, name) for p in parts]
             return np.vstack(arrays) if all(a is not None for a in arrays) else None
 
-        return Evidence(first.codes, rows("likelihood"), rows("given"), first.judged, rows("margin"),
+        def required(name: str) -> np.ndarray:  # a field every part has
+            return np.vstack([getattr(p, name) for p in parts])
+
+        return Evidence(first.codes, required("likelihood"), required("given"), first.judged, rows("margin"),
                         rows("rule_hits"), rows("neighbours"))
 
     def with_neighbours(self, near: Neighbours) -> Evidence:

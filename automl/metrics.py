@@ -14,6 +14,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+__all__ = ["Effort", "FacetScore", "LabelScore", "LevelScore", "Scores", "best_f1_thresholds", "best_saving_thresholds",
+           "calibration_error", "effort", "expected_saving", "indicator", "score_facet", "score_level",
+           "tuned_threshold_f1"]
+
 
 @dataclass
 class LabelScore:

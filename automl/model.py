@@ -47,6 +47,8 @@ from automl.search import (
 from automl.settings import ModelSettings
 from automl.taxonomy import Taxonomy
 
+__all__ = ["LevelModel", "PreAnnotator"]
+
 log = logging.getLogger(__name__)
 # Labelled texts, every one with one path in a facet, before the facet is taken for single-choice: of a multilabel
 # facet with one text in 20 carrying two paths, 100 texts all have one with a chance under 1%.
@@ -58,7 +60,7 @@ class LevelModel:
     facet: str
     level: int
     codes: list[str]
-    rules: dict[str, str]
+    rules: dict[str, Rule]  # per code: how the label is decided
     keyword_precision: dict[str, float]
     model_codes: list[str] = field(default_factory=list)
     ensemble: WeightedEnsemble | None = None

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+__all__ = ["Ranking", "max_similarity", "rank", "rank_pool"]
+
 # Texts ranked one by one (each pick updates every novelty); the rest follow by their score after those picks.
 RANKED_ONE_BY_ONE = 500
 _CHUNK = 2000
@@ -97,7 +99,9 @@ def _one_by_one(rows: sp.csr_matrix, similar: np.ndarray, uncertainty: np.ndarra
         score = np.where(picked, -np.inf, _score(similar, uncertainty, share))
         best = int(np.argmax(score))
         ceiling = min(ceiling, float(score[best]))
-        picks.append(best), scores.append(ceiling), novelty.append(1 - similar[best])
+        picks.append(best)
+        scores.append(ceiling)
+        novelty.append(1 - similar[best])
         picked[best] = True
         similar = np.maximum(similar, np.asarray((rows @ rows[best].T).todense()).ravel())
     return np.array(picks, dtype=int), np.array(scores), np.array(novelty)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+__all__ = ["Prediction", "Proposal", "Source", "codes_by_facet", "flatten"]
+
 
 class Source(IntEnum):
     """What decided a proposed label (stored as small integers in the model's decision arrays)."""

@@ -9,6 +9,8 @@ import numpy as np
 
 from automl.metrics import best_f1_thresholds, best_saving_thresholds, expected_saving
 
+__all__ = ["Rule", "apply_rule", "choose_rule", "keyword_precision", "logit"]
+
 
 class Rule(StrEnum):
     """How a label is decided. A trained label takes whichever rule did best out of fold on the training data."""

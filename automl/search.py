@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from distributed import Client, LocalCluster
@@ -30,6 +31,9 @@ from automl.components import (
 )
 from automl.errors import ClusterError
 from automl.settings import ModelSettings
+
+__all__ = ["MIN_SEARCH_SECONDS", "LinearScores", "Member", "Pipeline", "SearchReport", "SearchRun", "WeightedEnsemble",
+           "Workspace", "default_members", "describe_members", "pipeline_config", "search_ensemble"]
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +105,22 @@ def _parallel_client(jobs: int, scratch: Path, workspace: Workspace):
         cluster.close()
 
 
+class Pipeline(Protocol):
+    """What an ensemble member's model offers: an auto-sklearn pipeline or one of the components here (neither typed
+    further: auto-sklearn and scikit-learn ship no type information)."""
+
+    def fit(self, X: Any, Y: Any) -> Any: ...
+
+    def predict_proba(self, X: Any) -> Any: ...
+
+
+Member = tuple[float, Pipeline]  # its weight in the ensemble, and its model
+
+
 class WeightedEnsemble:
     """A weighted average of per-label probabilities from fitted pipelines (what auto-sklearn's ensemble does)."""
 
-    def __init__(self, members: list[tuple[float, object]]):
+    def __init__(self, members: list[Member]):
         self.members = members
 
     def fit(self, X, Y) -> WeightedEnsemble:
@@ -121,7 +137,7 @@ class WeightedEnsemble:
         return self
 
     @classmethod
-    def of_fitted(cls, member: tuple[float, object], fitted, n_labels: int) -> WeightedEnsemble:
+    def of_fitted(cls, member: Member, fitted, n_labels: int) -> WeightedEnsemble:
         """The ensemble of one member, given it fitted."""
         ensemble = cls([member])
         ensemble.members_, ensemble.n_labels_ = [(member[0], fitted)], n_labels
@@ -299,12 +315,12 @@ def search_ensemble(X, Y: np.ndarray, settings: ModelSettings, run: SearchRun) -
     return WeightedEnsemble(members), report
 
 
-def _members(automl) -> list[tuple[float, object]]:
+def _members(automl) -> list[Member]:
     return [(float(w), p) for w, p in automl.get_models_with_weights()
             if "Dummy" not in type(p).__name__ and _classifier_name(p) != "dummy"]
 
 
-def default_members(seed: int) -> list[tuple[float, object]]:
+def default_members(seed: int) -> list[Member]:
     """The model of a level that is not searched (or whose search found nothing): the search space's default."""
     return [(1.0, SparseLinearSVC(C=0.5, class_weight="none", random_state=seed))]
 
@@ -389,7 +405,9 @@ class _WarmSmac:
 def pipeline_config(pipeline) -> dict | None:
     """An auto-sklearn pipeline's configuration as plain values (None for a model that is not a searched one)."""
     config = getattr(pipeline, "config", None)
-    return dict(config.get_dictionary()) if hasattr(config, "get_dictionary") else None
+    if config is None or not hasattr(config, "get_dictionary"):
+        return None
+    return dict(config.get_dictionary())
 
 
 def _classifier_name(pipeline) -> str:
@@ -399,7 +417,7 @@ def _classifier_name(pipeline) -> str:
         return type(pipeline).__name__
 
 
-def describe_members(members: list[tuple[float, object]]) -> list[str]:
+def describe_members(members: list[Member]) -> list[str]:
     return [f"{w:.2f} {describe_pipeline(p)}" for w, p in members]
 
 

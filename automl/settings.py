@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from automl.taxonomy import Taxonomy
+from automl.taxonomy import Taxonomy, TaxonomyError
 from automl.taxonomy_file import load_taxonomy
+
+__all__ = ["ComputeSettings", "ModelSettings", "Section", "TaxonomySettings", "learning"]
 
 HIERARCHY_MODES = ("imply_parents", "require_parent")
 
@@ -122,4 +124,6 @@ class TaxonomySettings(Section):
 
     def load(self) -> Taxonomy:
         """The taxonomy file these settings name, read with them."""
+        if self.path is None:
+            raise TaxonomyError("no taxonomy file is set. Fix: pass --taxonomy or set [taxonomy] path.")
         return load_taxonomy(self.path, self.facet_roots, self.default_facet, self.single_choice)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from automl.errors import InputError
 
+__all__ = ["CodeNotFound", "Node", "Taxonomy", "TaxonomyError", "path_code", "with_rules"]
+
 
 class TaxonomyError(InputError):
     """The taxonomy cannot be used; the message lists every problem with its place and fix."""

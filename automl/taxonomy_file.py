@@ -16,6 +16,8 @@ from pathlib import Path
 
 from automl.taxonomy import Node, Taxonomy, TaxonomyError, path_code
 
+__all__ = ["load_taxonomy"]
+
 REQUIRED_COLUMNS = ("code", "name", "parent_code")
 OPTIONAL_COLUMNS = ("level", "facet", "keywords", "include_regex", "exclude_regex", "path")
 
@@ -114,20 +116,21 @@ def _parse(rows: list[tuple[int, dict[str, str]]], source: str, errors: list[str
                 continue
         row = _Row(line, code, values, values.get("parent_code") or None, level, None)
         if values.get("path"):
-            row.path = tuple(p.strip() for p in values["path"].strip("/").split("/"))
-            problem = _path_problem(row)
+            row.path = path = tuple(p.strip() for p in values["path"].strip("/").split("/"))
+            problem = _path_problem(row, path)
             if problem:
                 errors.append(f"{where}: path {values['path']!r} {problem}")
                 continue
-            row.parent_code = row.path[-2] if len(row.path) > 1 else None
+            row.parent_code = path[-2] if len(path) > 1 else None
         parsed[line] = row
     return parsed
 
 
-def _path_problem(row: _Row) -> str:
-    if row.path[-1] != row.code:
-        return f"ends in {row.path[-1]!r}, not in the row's code {row.code!r}. Fix: end the path with the code."
-    if row.parent_code and (len(row.path) < 2 or row.path[-2] != row.parent_code):
+def _path_problem(row: _Row, path: tuple[str, ...]) -> str:
+    """What is wrong with `path`, the row's path column, against its code and parent_code; "" when nothing."""
+    if path[-1] != row.code:
+        return f"ends in {path[-1]!r}, not in the row's code {row.code!r}. Fix: end the path with the code."
+    if row.parent_code and (len(path) < 2 or path[-2] != row.parent_code):
         return f"does not end in parent_code {row.parent_code!r} then the code. Fix: make the two agree."
     return ""
 
@@ -136,26 +139,26 @@ def _resolve_parents(parsed: dict[int, _Row], by_code: dict[str, list[_Row]], so
                      errors: list[str]) -> None:
     """Each row's parent row. A parent code on one row is that row; on several, the one at the level above (or at
     the path) the row gives. Resolving one row's parent can place the candidates of another: repeat until stable."""
-    pending = [r for r in parsed.values() if r.parent_code is not None]
-    for row in list(pending):
-        candidates = by_code.get(row.parent_code, [])
+    pending = [(r, r.parent_code) for r in parsed.values() if r.parent_code is not None]  # each with its parent code
+    for row, code in list(pending):
+        candidates = by_code.get(code, [])
         if len(candidates) <= 1:
-            pending.remove(row)
+            pending.remove((row, code))
             row.parent = candidates[0].line if candidates else None
             if not candidates:
                 errors.append(f"{source}, line {row.line}: code {row.code!r} has unknown parent_code"
                               f" {row.parent_code!r}. Fix: add a row for that parent or correct parent_code (empty"
                               " for a root).")
     while pending:
-        placed = [row for row in pending if _place(row, by_code[row.parent_code], parsed)]
+        placed = [(row, code) for row, code in pending if _place(row, by_code[code], parsed)]
         if not placed:
             break
-        pending = [row for row in pending if row not in placed]
-    for row in pending:
-        lines = " and ".join(str(c.line) for c in by_code[row.parent_code])
+        pending = [p for p in pending if p not in placed]
+    for row, code in pending:
+        lines = " and ".join(str(c.line) for c in by_code[code])
         errors.append(f"{source}, line {row.line}: parent_code {row.parent_code!r} of {row.code!r} is on lines"
                       f" {lines}, and the row does not say which. Fix: give the row its level (the parent is the one"
-                      f" a level above) or a path column (e.g. {'/'.join(['...', row.parent_code, row.code])}).")
+                      f" a level above) or a path column (e.g. {'/'.join(['...', code, row.code])}).")
 
 
 def _place(row: _Row, candidates: list[_Row], parsed: dict[int, _Row]) -> bool:
@@ -185,6 +188,7 @@ def _fits(candidate: _Row, row: _Row, parsed: dict[int, _Row]) -> bool | None:
         above = len(wanted) - len(keys) - 1
         fit = above >= 0 and wanted[above + 1:] == keys and wanted[above] == chain[-1].parent_code
         return None if fit else False
+    assert row.level is not None  # _place asks only about rows with a path or a level
     wanted_level = row.level - 1
     for distance, r in enumerate(chain):  # a level column fixes the levels below it (as `_nodes` counts them)
         if r.level is not None:
@@ -270,7 +274,8 @@ def _facet_roots(parsed: dict[int, _Row], by_code: dict[str, list[_Row]], facet_
                  source: str) -> dict[int, str]:
     """The rows that `facet_roots` names (by code, or by path where the code repeats), with their facets."""
     out: dict[int, str] = {}
-    unknown, ambiguous = [], []
+    unknown: list[str] = []
+    ambiguous: list[str] = []
     for facet, roots in facet_roots.items():
         for name in roots:
             if "/" in name:

@@ -15,6 +15,9 @@ from automl.records import Proposal
 from automl.taxonomy import Taxonomy, with_rules
 from automl.taxonomy_file import load_taxonomy
 
+__all__ = ["Asset", "Connector", "LabelFlag", "PreAnnotation", "Priority", "Pull", "PushResult", "SkipLog", "TextCache",
+           "text_hash", "with_rules_file"]
+
 log = logging.getLogger(__name__)
 
 

@@ -16,7 +16,7 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -26,6 +26,8 @@ from connectors.base import SkipLog
 from connectors.errors import PlatformUnavailable
 from connectors.retry import is_transient_http, with_retries
 from connectors.settings import SecuritySettings, host_entry
+
+__all__ = ["Address", "ContentError", "ContentPolicy", "Session", "address", "fetch_or_skip", "fetch_text"]
 
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
@@ -45,7 +47,9 @@ class ContentError(Exception):
 class Session(Protocol):
     """What fetches from the platform with its credentials: a `requests.Session`, Kili's `http_client`."""
 
-    def get(self, url: str, **kwargs: Any) -> requests.Response: ...
+    # The keywords `fetch_text` passes, named: requests' stubs type each keyword of `Session.get`, which a
+    # `**kwargs: Any` here would not match.
+    def get(self, url: str, *, stream: bool, allow_redirects: bool, timeout: float) -> requests.Response: ...
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from automl.errors import ClassieError
 
+__all__ = ["PlatformError", "PlatformUnavailable"]
+
 
 class PlatformError(ClassieError):
     """The platform refused what retrying cannot fix: no key or a wrong one, an unknown project, an unusable

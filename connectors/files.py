@@ -20,6 +20,8 @@ from automl.taxonomy import CodeNotFound, Taxonomy
 from connectors.base import Asset, LabelFlag, PreAnnotation, Priority, Pull, PushResult, SkipLog, TextCache
 from connectors.settings import FilesSettings
 
+__all__ = ["AssetFileError", "FilesConnector", "load_assets", "read_assets"]
+
 log = logging.getLogger(__name__)
 DEFAULT_COLUMNS = FilesSettings()  # the [files] column settings when none are given (frozen: shared safely)
 
@@ -170,9 +172,10 @@ def read_assets(
         if not _labels_shape(raw_labels):
             skipped.skip(f"labels {json.dumps(raw_labels)[:60]} are not a text or a list of codes", place)
             continue
-        labels = _parse_labels(raw_labels, columns.label_separator)
-        if labels is not None:
-            labels = _resolve(labels, taxonomy, skipped, place)
+        names = _parse_labels(raw_labels, columns.label_separator)
+        labels: frozenset[str] | None = None
+        if names is not None:
+            labels = _resolve(names, taxonomy, skipped, place)
             if not labels:
                 continue
         elif require_labels:
@@ -315,6 +318,8 @@ class FilesConnector:
     def pull_taxonomy(self) -> Taxonomy:
         """The taxonomy file, re-read when it changes (a polling worker picks up edits)."""
         t = self.taxonomy_settings
+        if t.path is None:
+            return t.load()  # which says that no file is set
         try:
             stat = Path(t.path).stat()
         except OSError:  # missing, or under something that is not a folder: load_taxonomy says which
@@ -335,17 +340,21 @@ class FilesConnector:
 
     def fingerprint(self) -> str | None:
         """What the assets read from the file depend on: its bytes, the taxonomy and the [files] settings (None when
-        the file cannot be opened: the read says why)."""
+        the file cannot be opened, or none is set: the read says why)."""
+        if self.settings.assets is None:
+            return None
         try:
             with Path(self.settings.assets).open("rb") as handle:
                 digest = hashlib.file_digest(handle, "sha256")
-        except (OSError, TypeError):
+        except OSError:
             return None
         digest.update(json.dumps([self.settings.model_dump(mode="json"), self.pull_taxonomy().fingerprint_rows()],
                                  sort_keys=True, default=str).encode())
         return f"sha256:{digest.hexdigest()}"
 
     def pull_assets(self) -> Iterator[Asset]:
+        if self.settings.assets is None:
+            raise AssetFileError("no assets file is set. Fix: pass --assets or set [files] assets.")
         self.skipped = SkipLog()
         yield from read_assets(self.settings.assets, self.pull_taxonomy(), self.skipped, self.settings)
         self.skipped.report(str(self.settings.assets))
@@ -354,13 +363,15 @@ class FilesConnector:
         taxonomy = self.pull_taxonomy()
         keys = self.output.keys()
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        records, result = [], PushResult()
+        records: list[dict[str, object]] = []
+        result = PushResult()
         for item in items:
             if (item.asset_id, model_version, item.text_hash) in keys:
                 result.already += 1
                 continue
-            record = {"asset_id": item.asset_id, "model_version": model_version, "created_at": now,
-                      "text_sha256": item.text_hash, "facets": _listed(taxonomy, item.proposals)}
+            record: dict[str, object] = {"asset_id": item.asset_id, "model_version": model_version,
+                                         "created_at": now, "text_sha256": item.text_hash,
+                                         "facets": _listed(taxonomy, item.proposals)}
             if item.priority is not None:
                 record["priority"] = item.priority
             record["suggestions"] = _listed(taxonomy, item.suggestions)

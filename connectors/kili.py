@@ -34,11 +34,15 @@ from connectors.kili_schema import InterfaceError, KiliSchema, parse_interface
 from connectors.retry import is_transient_http, send_until_landed, transient_status, unavailable, with_retries
 from connectors.settings import KiliSettings, SecuritySettings
 
+__all__ = ["KiliConnector", "KiliError"]
+
 log = logging.getLogger(__name__)
 
 ASSET_FIELDS = ["id", "externalId", "content", "updatedAt", "labels.id", "labels.labelType", "labels.createdAt",
                 "labels.jsonResponse"]
 HUMAN_TYPES = ("DEFAULT", "REVIEW")
+
+
 class KiliError(PlatformError):
     """Retrying cannot fix it (no key, a refused key, an unknown project, an unusable interface)."""
 

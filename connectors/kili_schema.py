@@ -15,6 +15,8 @@ from automl.errors import InputError
 from automl.records import Proposal
 from automl.taxonomy import Node, Taxonomy
 
+__all__ = ["Category", "InterfaceError", "KiliSchema", "parse_interface"]
+
 log = logging.getLogger(__name__)
 
 
@@ -54,9 +56,10 @@ class KiliSchema:
 
     def path(self, code: str) -> tuple[str, ...]:
         keys = []
-        while code is not None:
-            keys.append(self.categories[code].key)
-            code = self.categories[code].parent
+        current: str | None = code
+        while current is not None:
+            keys.append(self.categories[current].key)
+            current = self.categories[current].parent
         return tuple(reversed(keys))
 
     # ---- answers -----------------------------------------------------------------------------------------

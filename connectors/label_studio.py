@@ -30,6 +30,8 @@ from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, 
 from connectors.retry import ATTEMPTS, send_until_landed
 from connectors.settings import LabelStudioSettings, SecuritySettings
 
+__all__ = ["NOTE_KEY", "NOTE_ON_KEY", "LabelStudioConnector"]
+
 log = logging.getLogger(__name__)
 # Where a task shows the likely mistakes in its label: the open-source server has no comments API, so they go into
 # the task's data, which the Data Manager shows as a column labellers can filter on ("is not empty").
@@ -55,7 +57,7 @@ class LabelStudioConnector:
         self.project = settings.project_id
         self.skipped = SkipLog()
         self.outdated_notes: set[str] = set()  # tasks whose label changed since its issue note: taken down next push
-        project = client.call("GET", f"/api/projects/{self.project}", f"read project {self.project}")
+        project = client.call_object("GET", f"/api/projects/{self.project}", f"read project {self.project}")
         try:
             self.schema: LabelStudioSchema = parse_label_config(project.get("label_config") or "")
         except LabelConfigError as exc:
@@ -149,9 +151,9 @@ class LabelStudioConnector:
         """One batch, never sent blindly again: an attempt without an answer (a dropped connection, a 502 from a
         proxy) may have landed (see `send_until_landed`)."""
         def send(batch: list[dict]) -> None:
-            answer = self.client.call("POST", f"/api/projects/{self.project}/import/predictions",
-                                      "import predictions", retry=False, json=batch)
-            created = (answer or {}).get("created")
+            answer = self.client.call_object("POST", f"/api/projects/{self.project}/import/predictions",
+                                             "import predictions", retry=False, json=batch)
+            created = answer.get("created")
             if created != len(batch):
                 # Label Studio drops predictions it finds invalid and still answers 201: say so, loudly.
                 raise LabelStudioError(f"Label Studio created {created} of {len(batch)} predictions; the"
@@ -163,7 +165,8 @@ class LabelStudioConnector:
                           attempts=ATTEMPTS, pause=0.5)
 
     def _predictions(self) -> list[dict]:
-        return self.client.call("GET", "/api/predictions", "list the predictions", params={"project": self.project})
+        return self.client.call_list("GET", "/api/predictions", "list the predictions",
+                                     params={"project": self.project})
 
     def _tasks_with_version(self, task_ids: set[int], model_version: str) -> set[int]:
         return {item["task"] for item in self._predictions() if item.get("task") in task_ids
@@ -173,7 +176,7 @@ class LabelStudioConnector:
         """Each flagged task's note (`NOTE_KEY` in its data, a Data Manager column) gains the flags' messages; the
         notes of tasks whose label changed since are taken down first."""
         for task_id in sorted(self.outdated_notes):
-            self._rewrite_note(task_id, None)
+            self._rewrite_note(task_id, [])
         self.outdated_notes.clear()
         by_task: dict[str, list[LabelFlag]] = {}
         for flag in flags:
@@ -187,12 +190,12 @@ class LabelStudioConnector:
                          " shown", task_id, len(group))
         return shown
 
-    def _rewrite_note(self, task_id: str, flags: list[LabelFlag] | None) -> bool:
-        """The task's note with the messages of `flags` (all about one label) added, or, when they are None or
+    def _rewrite_note(self, task_id: str, flags: Sequence[LabelFlag]) -> bool:
+        """The task's note with the messages of `flags` (all about one label) added, or, when there are none or
         about a label no longer there, with a note about an earlier label taken down. Read, merged and written
         whole (a PATCH replaces `data`), so sending it again after a lost answer changes nothing. True if the
         flags' label is still the task's."""
-        task = self.client.call("GET", f"/api/tasks/{task_id}", f"read task {task_id}")
+        task = self.client.call_object("GET", f"/api/tasks/{task_id}", f"read task {task_id}")
         data = dict(task.get("data") or {})
         latest = _latest(task)
         on = _note_on(latest)

@@ -12,6 +12,8 @@ from pydantic import SecretStr
 from connectors.errors import PlatformError, PlatformUnavailable
 from connectors.retry import transient_status, unavailable, with_retries
 
+__all__ = ["LABEL_EVENTS", "PAGE_SIZE", "TRAINING_EVENTS", "LabelStudioClient", "LabelStudioError", "TokenRefused"]
+
 PAGE_SIZE = 100
 TIMEOUT_SECONDS = 60
 # The annotation events a project's webhook subscribes to (Label Studio 1.23.2; the plural ones come from bulk
@@ -73,6 +75,24 @@ class LabelStudioClient:
     def call(self, method: str, path: str, what: str, retry: bool = True, **kwargs) -> dict | list:
         """The JSON answer of a call that must succeed; `what` says what it does ("read project 3") for the error."""
         return self._json(self.send(method, path, retry=retry, **kwargs), what)
+
+    def call_object(self, method: str, path: str, what: str, retry: bool = True, **kwargs) -> dict:
+        """`call` for an endpoint that answers a JSON object (a project, a task, an import's counts)."""
+        body = self.call(method, path, what, retry=retry, **kwargs)
+        if not isinstance(body, dict):
+            raise LabelStudioError(f"{self.where} could not {what}: the answer is not a JSON object. Fix: check that"
+                                   " --url (or LABEL_STUDIO_URL) is a Label Studio server.")
+        return body
+
+    def call_list(self, method: str, path: str, what: str, retry: bool = True, **kwargs) -> list:
+        """`call` for an endpoint that answers a JSON list (of predictions, webhooks, ML backends)."""
+        body = self.call(method, path, what, retry=retry, **kwargs)
+        if isinstance(body, list):
+            return body
+        if body == {}:  # an answer without content (`_json`): nothing listed
+            return []
+        raise LabelStudioError(f"{self.where} could not {what}: the answer is not a JSON list. Fix: check that"
+                               " --url (or LABEL_STUDIO_URL) is a Label Studio server.")
 
     def pages(self, path: str, what: str, **params) -> Iterator[dict]:
         """The items of a paged list, page after page: `/api/tasks` answers {"tasks": [...]} and 404 past the last

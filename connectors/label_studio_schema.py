@@ -15,6 +15,8 @@ from automl.errors import InputError
 from automl.records import Proposal
 from automl.taxonomy import Node, Taxonomy
 
+__all__ = ["Control", "LabelConfigError", "LabelStudioSchema", "node_code", "parse_label_config", "prediction"]
+
 
 def node_code(control: str, path: Iterable[str]) -> str:
     """A node's code: its control's name and its key path from the root (see the module docstring)."""
@@ -81,7 +83,8 @@ class LabelStudioSchema:
             control = item.get("from_name") if isinstance(item, dict) else None
             if not isinstance(control, str) or control not in self.controls:
                 continue
-            value = item.get("value") if isinstance(item.get("value"), dict) else {}
+            raw_value = item.get("value")
+            value = raw_value if isinstance(raw_value, dict) else {}
             paths, unreadable = _paths(value, self.controls[control].kind == "taxonomy")
             if unreadable:
                 unknown.append(f"{control}: {unreadable} value(s) of an unreadable shape")
@@ -104,6 +107,7 @@ class LabelStudioSchema:
         for name, props in by_control.items():
             control = self.controls[name]
             props = sorted(props, key=lambda p: (-p.confidence, p.code))
+            value: dict[str, list[list[str]]] | dict[str, list[str]]
             if control.kind == "taxonomy":
                 chosen = {self.paths[p.code] for p in props}
                 leaves = sorted(p for p in chosen if not any(q != p and q[:len(p)] == p for q in chosen))

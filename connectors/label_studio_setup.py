@@ -39,6 +39,9 @@ from connectors.label_studio_schema import (
     parse_label_config,
 )
 
+__all__ = ["InitResult", "LabelStudioSetupError", "annotation_result", "init_project", "label_config_from_taxonomy",
+           "label_studio_code"]
+
 log = logging.getLogger(__name__)
 
 TEXT_OBJECT = "text"  # the <Text> object every control labels
@@ -188,14 +191,14 @@ def _find_or_create(client: LabelStudioClient, title: str, config: str, ours: La
     found = [p["id"] for p in client.pages("/api/projects", "list the projects", title=title)
              if p.get("title") == title]
     if not found:
-        project = client.call("POST", "/api/projects", "create the project", retry=False,
-                              json={"title": title, "label_config": config})
+        project = client.call_object("POST", "/api/projects", "create the project", retry=False,
+                                     json={"title": title, "label_config": config})
         say(f"project {project['id']} {title!r}: created")
         return int(project["id"]), True, 0
     if len(found) > 1:
         say(f"projects {', '.join(map(str, sorted(found)))} are all titled {title!r}: using the oldest")
     project_id = min(found)
-    project = client.call("GET", f"/api/projects/{project_id}", "read the project")
+    project = client.call_object("GET", f"/api/projects/{project_id}", "read the project")
     try:
         difference = _schema_difference(ours, parse_label_config(project.get("label_config") or ""))
     except LabelConfigError as exc:
@@ -228,8 +231,8 @@ def _import(client: LabelStudioClient, project_id: int, taxonomy: Taxonomy, asse
     for chunk in _chunks(tasks(), chunk_size):
         try:
             # Not retried: an import whose answer was lost may have landed, and a resend would duplicate it.
-            answer = client.call("POST", f"/api/projects/{project_id}/import", "import tasks", retry=False,
-                                 json=chunk)
+            answer = client.call_object("POST", f"/api/projects/{project_id}/import", "import tasks", retry=False,
+                                        json=chunk)
         except PlatformError as exc:
             raise LabelStudioSetupError(
                 f"{exc}. {imported} task(s) were imported before this; a run finds tasks in the project and"
@@ -242,7 +245,7 @@ def _import(client: LabelStudioClient, project_id: int, taxonomy: Taxonomy, asse
 def _ensure_webhook(client: LabelStudioClient, project_id: int, url: str, api_token: str, say: Callable[[str], None],
                     create: bool) -> None:
     authorization = f"Bearer {api_token}"
-    hooks = client.call("GET", "/api/webhooks/", "list the webhooks", params={"project": project_id})
+    hooks = client.call_list("GET", "/api/webhooks/", "list the webhooks", params={"project": project_id})
     hook = next((h for h in hooks if h.get("project") == project_id and (h.get("url") or "").rstrip("/") == url),
                 None)
     if hook is None:
@@ -274,7 +277,7 @@ def _connect_ml_backend(client: LabelStudioClient, project_id: int, url: str, ap
             "auth_method": "BASIC_AUTH", "basic_auth_user": ML_BACKEND_USER, "basic_auth_pass": api_token}
     waiting = False
     while True:
-        backends = client.call("GET", "/api/ml", "list the ML backends", params={"project": project_id})
+        backends = client.call_list("GET", "/api/ml", "list the ML backends", params={"project": project_id})
         if any((b.get("url") or "").rstrip("/") == url for b in backends):
             say(f"ML backend {url}: connected already")
             return

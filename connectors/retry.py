@@ -21,6 +21,9 @@ from tenacity import (
 
 from connectors.errors import PlatformUnavailable
 
+__all__ = ["ATTEMPTS", "MAX_WAIT_SECONDS", "RETRY_CAUSE", "is_transient_http", "send_until_landed", "transient_status",
+           "unavailable", "with_retries"]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ATTEMPTS, MAX_WAIT_SECONDS, MAX_SECONDS = 5, 20.0, 120.0
@@ -66,8 +69,9 @@ def with_retries(fn: Callable[..., T], platform: str,
 
     def log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        sleep = state.next_action.sleep if state.next_action else 0.0  # tenacity sets it before before_sleep
         log.warning("%s: %s failed (%s); retry %d in %.1f s", platform, what, _brief(exc), state.attempt_number,
-                    state.next_action.sleep, extra={RETRY_CAUSE: retry_cause(exc)})
+                    sleep, extra={RETRY_CAUSE: retry_cause(exc)})
 
     retrying = retry(
         retry=retry_if_exception(is_transient),

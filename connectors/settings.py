@@ -12,6 +12,8 @@ from pydantic import Field, field_validator
 
 from automl.settings import Section
 
+__all__ = ["FilesSettings", "KiliSettings", "LabelStudioSettings", "SecuritySettings", "host_entry"]
+
 
 class FilesSettings(Section):
     assets: Path | None = None  # .csv (or .tsv) with a header, or .jsonl (one object per line)

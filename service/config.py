@@ -25,6 +25,9 @@ from connectors.settings import FilesSettings, KiliSettings, LabelStudioSettings
 if TYPE_CHECKING:  # the search's module loads auto-sklearn: only when a training runs
     from automl.search import Workspace
 
+__all__ = ["ApiSettings", "ConfigError", "EvaluationSettings", "LabelIssueSettings", "Secrets", "Settings",
+           "WorkerSettings", "flag_overrides", "load_settings", "read_secrets"]
+
 log = logging.getLogger(__name__)
 
 
@@ -136,7 +139,8 @@ def _resolve_paths(data: dict, root: Path) -> dict:
     for keys in _PATHS:
         holder = data
         for key in keys[:-1]:
-            holder = holder.get(key) if isinstance(holder.get(key), dict) else {}
+            child = holder.get(key)
+            holder = child if isinstance(child, dict) else {}
         if isinstance(holder.get(keys[-1]), str):
             holder[keys[-1]] = str((root / holder[keys[-1]]).expanduser())
     return data

@@ -7,6 +7,8 @@ import os
 import signal
 import threading
 
+__all__ = ["StopRequested", "install_stop_handlers"]
+
 log = logging.getLogger(__name__)
 
 

@@ -43,6 +43,8 @@ from service.store.state import StateStore
 if TYPE_CHECKING:  # loaded with a model file
     from automl.model import PreAnnotator
 
+__all__ = ["create_app"]
+
 log = logging.getLogger(__name__)
 
 

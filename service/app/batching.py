@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from automl.model import PreAnnotator
     from automl.records import Prediction
 
+__all__ = ["Batcher"]
+
 BATCH_TEXTS = 64  # texts per model call at most (a larger request still goes alone, in one call)
 
 

@@ -10,10 +10,10 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from service.cycle.dry_run import DryRun
     from service.cycle.records import CycleSummary
 
+__all__ = ["PROJECT_OPTIONS", "app", "main"]
+
 log = logging.getLogger("classie_automl")
+R = TypeVar("R")
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="AutoML pre-annotation for hierarchical text labelling.")
 
@@ -66,21 +69,23 @@ class Project:
         return load_settings(self.config, flag_overrides(**given, **flags), self.project_id)
 
 
-def reads_project(*names: str):
+def reads_project(*names: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """Gives the command the project options `names` (all of them by default) as `project: Project`."""
     chosen = names or tuple(PROJECT_OPTIONS)
 
-    def decorate(func):
+    def decorate(func: Callable[..., R]) -> Callable[..., R]:
         signature = inspect.signature(func, eval_str=True)  # the Annotated options, not their text
         own = [p for p in signature.parameters.values() if p.name != "project"]
         added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                    annotation=PROJECT_OPTIONS[name]) for name in chosen]
 
         @functools.wraps(func)
-        def command(*args, **kwargs):
+        def command(*args: Any, **kwargs: Any) -> R:
             return func(*args, project=Project(**{name: kwargs.pop(name) for name in chosen}), **kwargs)
 
-        command.__signature__ = signature.replace(parameters=own + added)
+        # What Typer reads the options from (inspect's hook): an attribute that functions are not typed with.
+        hooked: Any = command
+        hooked.__signature__ = signature.replace(parameters=own + added)
         return command
 
     return decorate
@@ -297,6 +302,7 @@ def serve(ctx: typer.Context, project: Project,
 @_guard
 @reads_project("config", "assets", "taxonomy")
 def simulate(
+        project: Project,
         out: Annotated[Path, typer.Option("--out", help="Folder for rounds.jsonl, curves.csv, curves.png.")] = Path(
             "simulation"),
         test: Annotated[Path | None, typer.Option(
@@ -306,7 +312,7 @@ def simulate(
         per_round: Annotated[int, typer.Option("--per-round", min=1, help="Assets labelled per round.")] = 200,
         strategy: Annotated[str, typer.Option("--strategy", help="priority, random or both.")] = "both",
         seed: Annotated[int, typer.Option("--seed", help="Seed of the seed labels and the random draws.")] = 1,
-        project: Project = None, budget: BudgetOpt = None, verbose: VerboseOpt = False) -> None:
+        budget: BudgetOpt = None, verbose: VerboseOpt = False) -> None:
     """Replay a labelling campaign on the labelled assets of [files] assets: from --seed-labels, --rounds rounds of
     --per-round more labels chosen by the service's priority or at random, a real training each round (--budget),
     scored on a held-out set. Resumable: a rerun carries on from the last round written."""

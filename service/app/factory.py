@@ -15,6 +15,8 @@ from service.store.heartbeat import Heartbeat
 from service.store.registry import ModelRegistry
 from service.store.state import StateStore
 
+__all__ = ["build_connector", "build_worker", "label_studio_client", "open_registry", "open_state"]
+
 
 def open_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry(settings.state_dir / "models")

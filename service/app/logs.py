@@ -15,6 +15,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 from service.config import ConfigError
 
+__all__ = ["setup_logging"]
+
 FORMATS = ("plain", "json")
 # Third-party loggers that talk too much for an always-on worker (at WARNING even with -v: gql alone writes thousands
 # of DEBUG lines building the SDK's schema).

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from service.cycle.records import CycleSummary
     from service.store.registry import ModelVersion
 
+__all__ = ["WorkerMetrics"]
+
 log = logging.getLogger(__name__)
 OUTCOMES = ("ok", "nothing_to_do", "failed", "stopped")
 # The retry policy logs one WARNING per retry, with its cause in the record (connectors.retry.RETRY_CAUSE):

@@ -11,6 +11,8 @@ from service.app.factory import build_worker, open_registry, open_state
 from service.config import Secrets, Settings
 from service.cycle.worker import Worker
 
+__all__ = ["serve_api"]
+
 log = logging.getLogger(__name__)
 
 

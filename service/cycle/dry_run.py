@@ -14,6 +14,8 @@ from service.store.state import Pushed
 if TYPE_CHECKING:
     from service.store.spill import SpilledAsset
 
+__all__ = ["DryRun", "PrefillChange", "compare"]
+
 
 @dataclass(frozen=True)
 class PrefillChange:

@@ -24,6 +24,8 @@ from service.quality.promotion import judge, split_holdout
 from service.signals import StopRequested
 from service.store.registry import ModelRegistry, ModelVersion
 
+__all__ = ["TrainingAbandoned", "TrainingFailed", "setup_fingerprint", "train_version", "training_fingerprint"]
+
 log = logging.getLogger(__name__)
 
 

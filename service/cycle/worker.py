@@ -36,6 +36,8 @@ from service.store.state import StateStore, disk_full_as_error
 if TYPE_CHECKING:  # loaded with a model file, not with the worker
     from automl.model import PreAnnotator
 
+__all__ = ["Worker", "later", "overlapped"]
+
 log = logging.getLogger(__name__)
 
 
@@ -85,7 +87,7 @@ class Worker:
         self.stop = stop or threading.Event()  # set by SIGTERM/SIGINT: the current batch ends, then the cycle
         self.heartbeat = heartbeat  # the polling worker's liveness file; None for one-off commands and the API
 
-    def beat(self, phase: str, force: bool = False, **detail) -> None:
+    def beat(self, phase: str, force: bool = False, **detail: object) -> None:
         if self.heartbeat is not None:
             self.heartbeat.beat(phase, force, **detail)
 
@@ -198,6 +200,8 @@ class Worker:
                 summary.rejected = f"{trained.name}: {trained.gate['reason']}"
             else:
                 current = trained
+        # Never None here: with no current version the decision is to train, and the gate promotes a first version.
+        assert current is not None
         summary.model_version = current.name
         summary.heldout, summary.heldout_facets = current.metrics, current.facets
 

@@ -45,5 +45,5 @@ def evaluate_current(registry: ModelRegistry, test: Path, columns: FilesSettings
     version = registry.require_current()
     model = registry.load(version)
     assets = labelled_file(test, model.taxonomy, columns, "evaluate on")
-    scores = model.score([a.text for a in assets], [set(a.labels) for a in assets])
+    scores = model.score([a.text for a in assets], [set(a.labels or ()) for a in assets])
     return FileScores(version, test, len(assets), scores)

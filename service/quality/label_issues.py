@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +21,9 @@ from service.store.state import StateStore
 
 if TYPE_CHECKING:
     from automl.model import PreAnnotator
+
+__all__ = ["ISSUES_FILE", "FlaggedLabel", "Selection", "flag_labels", "read_flags", "select", "show_on_platform",
+           "to_csv"]
 
 log = logging.getLogger(__name__)
 ISSUES_FILE = "label_issues.csv"
@@ -100,12 +103,24 @@ def read_flags(path: Path) -> list[FlaggedLabel]:
     with open(path, encoding="utf-8", newline="") as handle:
         for n, row in enumerate(csv.DictReader(handle), 2):
             try:
-                out.append(FlaggedLabel(**{**row, "rank": int(row["rank"]), "level": int(row["level"]),
-                                           "probability": float(row["probability"]), "score": float(row["score"]),
-                                           "suggestion_probability": float(row["suggestion_probability"])}))
+                out.append(_flagged(row))
             except (TypeError, ValueError, KeyError) as exc:
                 log.warning("%s line %d cannot be read (%s); left out", path, n, exc)
     return out
+
+
+def _flagged(row: Mapping[str, str]) -> FlaggedLabel:
+    """A row that `to_csv` wrote; KeyError for a column it lacks, TypeError for one `to_csv` does not write (or for
+    values past the last column)."""
+    extra = set(row) - set(COLUMNS)
+    if extra:
+        raise TypeError(f"unknown column(s) {', '.join(sorted(map(str, extra)))}")
+    return FlaggedLabel(
+        rank=int(row["rank"]), asset_id=row["asset_id"], facet=row["facet"], level=int(row["level"]),
+        kind=row["kind"], code=row["code"], name=row["name"], probability=float(row["probability"]),
+        suggestion=row["suggestion"], suggestion_probability=float(row["suggestion_probability"]),
+        along=row["along"], score=float(row["score"]), advice=row["advice"], label_digest=row["label_digest"],
+        label_ref=row["label_ref"], reviewed_at=row["reviewed_at"], excerpt=row["excerpt"])
 
 
 @dataclass

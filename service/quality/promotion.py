@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NotRequired, Protocol, TypedDict, TypeVar
 
 from automl.metrics import Scores
 from service.store.registry import ModelRegistry, ModelUnloadable
@@ -18,7 +18,15 @@ from service.store.registry import ModelRegistry, ModelUnloadable
 if TYPE_CHECKING:  # the model's libraries load with the model file
     from automl.model import PreAnnotator
 
-A = TypeVar("A")
+__all__ = ["SliceFigures", "Verdict", "comparable", "in_holdout", "judge", "split_holdout", "worse"]
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+A = TypeVar("A", bound=_Identified)  # an asset, or anything else with an `id`
 # Fewer labelled assets in the slice than this and a comparison says nothing: the candidate is promoted unjudged.
 MIN_SLICE_ASSETS = 20
 
@@ -31,7 +39,8 @@ def in_holdout(asset_id: str, fraction: float) -> bool:
 
 def split_holdout(labelled: Sequence[A], fraction: float) -> tuple[list[A], list[A]]:
     """(assets to train on, the evaluation slice) of assets with an `id`."""
-    train, holdout = [], []
+    train: list[A] = []
+    holdout: list[A] = []
     for asset in labelled:
         (holdout if in_holdout(asset.id, fraction) else train).append(asset)
     return train, holdout
@@ -72,6 +81,15 @@ class Verdict:
         return asdict(self)
 
 
+class _SliceFields(TypedDict):
+    """The fields of a `Verdict` that every verdict of one candidate shares."""
+
+    holdout_fraction: float
+    slice_assets: int
+    taxonomy_fingerprint: str
+    candidate: NotRequired[dict[str, SliceFigures]]  # once the candidate is scored
+
+
 def worse(candidate: dict[str, SliceFigures], current: dict[str, SliceFigures], tolerance: float) -> list[str]:
     """How the candidate is worse than the current version, facet by facet: its micro-F1 lower by more than
     `tolerance`, or its effort ratio higher by more than `tolerance` (both absolute). Empty: not worse."""
@@ -102,7 +120,7 @@ def judge(candidate: PreAnnotator, holdout: Sequence, registry: ModelRegistry, t
           fraction: float, tolerance: float) -> Verdict:
     """Score the candidate and the current version on the slice (labelled assets with `text` and `labels`) and say
     whether the candidate may become current."""
-    base = dict(holdout_fraction=fraction, slice_assets=len(holdout), taxonomy_fingerprint=taxonomy_fingerprint)
+    base = _SliceFields(holdout_fraction=fraction, slice_assets=len(holdout), taxonomy_fingerprint=taxonomy_fingerprint)
     if not fraction:
         return Verdict(True, "no evaluation slice (holdout_fraction 0): promoted unjudged", **base)
     texts, labels = [a.text for a in holdout], [set(a.labels) for a in holdout]

@@ -28,6 +28,9 @@ from service.store.registry import ModelRegistry, ModelVersion
 if TYPE_CHECKING:
     from automl.model import PreAnnotator
 
+__all__ = ["HeldOutFit", "held_out_for", "write_report"]
+
+
 @dataclass(frozen=True)
 class HeldOutFit:
     """What the report scores: a fit of the version and labelled assets it never learned from."""
@@ -40,8 +43,9 @@ class HeldOutFit:
 def slice_held_out(model: PreAnnotator, labelled: Sequence[Asset], version: ModelVersion) -> HeldOutFit | None:
     """The version's fit without the evaluation slice, on the labelled assets of the slice (None: no slice)."""
     fraction = version.gate.get("holdout_fraction") or 0.0
-    held = [a for a in split_holdout(labelled, fraction)[1] if a.labels] if fraction else []
-    known = [Asset(a.id, a.text, frozenset(c for c in a.labels if c in model.taxonomy), a.version) for a in held]
+    held = split_holdout(labelled, fraction)[1] if fraction else []
+    known = [Asset(a.id, a.text, frozenset(c for c in a.labels if c in model.taxonomy), a.version) for a in held
+             if a.labels]
     if not known:
         return None
     return HeldOutFit(model, known, f"the evaluation slice: {len(known)} labelled assets that {version.name}, as"
@@ -94,7 +98,7 @@ def render(version: ModelVersion, versions: Sequence[ModelVersion], status: str,
     scored = None
     if evaluation is not None and evaluation.assets:
         model = evaluation.model
-        truth = [model.taxonomy.with_ancestors(a.labels) for a in evaluation.assets]
+        truth = [model.taxonomy.with_ancestors(a.labels or ()) for a in evaluation.assets]
         decisions = model.decide([a.text for a in evaluation.assets])
         scored = _Scored(evaluation, decisions, truth, model.score_decisions(decisions, truth))
     body = [_summary(version, status, previous, scored)]

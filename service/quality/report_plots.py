@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from automl.diagnostics import Curve, LabelRow, ReliabilityBin
 from service.store.registry import ModelVersion
 
+__all__ = ["f1_bars", "history_plot", "pr_plot", "reliability_plot"]
+
 DPI = 90
 
 

@@ -28,6 +28,8 @@ from automl.settings import ModelSettings
 from automl.taxonomy import Taxonomy
 from connectors.base import Asset
 
+__all__ = ["STRATEGIES", "Campaign", "held_out", "simulate", "write_curves"]
+
 log = logging.getLogger(__name__)
 STRATEGIES = ("priority", "random")
 
@@ -77,8 +79,8 @@ def _round(strategy: str, round_no: int, labelled: list[Asset], pool: Sequence[A
            taxonomy: Taxonomy, settings: ModelSettings, campaign: Campaign, out: Path) -> dict:
     started = time.monotonic()
     model = PreAnnotator(taxonomy, settings, Workspace(out / "tmp", out / "logs" / "autosklearn.log"))
-    model.fit([a.text for a in labelled], [set(a.labels) for a in labelled])
-    scores = model.score([a.text for a in test], [set(a.labels) for a in test])
+    model.fit([a.text for a in labelled], [set(a.labels or ()) for a in labelled])
+    scores = model.score([a.text for a in test], [set(a.labels or ()) for a in test])
     next_ids: list[str] = []
     if round_no < campaign.rounds:
         known = {a.id for a in labelled}

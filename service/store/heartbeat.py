@@ -42,7 +42,7 @@ class Heartbeat:
         heartbeat.beat("starting", force=True)
         return heartbeat
 
-    def beat(self, phase: str, force: bool = False, **detail) -> None:
+    def beat(self, phase: str, force: bool = False, **detail: object) -> None:
         now = time.time()
         if not force and phase == self._last[0] and now - self._last[1] < self.every:
             return

@@ -34,6 +34,8 @@ from automl.metrics import FacetScore, LevelScore, Scores
 if TYPE_CHECKING:  # the model's libraries load with the model file, not with the registry
     from automl.model import PreAnnotator
 
+__all__ = ["ModelRegistry", "ModelUnloadable", "ModelVersion", "RegistryError"]
+
 log = logging.getLogger(__name__)
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 SLICE_MODEL = "slice_model.joblib"  # beside model.joblib when that was refitted on the evaluation slice too

@@ -16,6 +16,8 @@ import scipy.sparse as sp
 
 from automl.records import Prediction
 
+__all__ = ["PoolSpill", "SpilledAsset"]
+
 _PREFIX = "pool-"
 
 

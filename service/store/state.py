@@ -17,6 +17,9 @@ from pathlib import Path
 from automl.errors import InputError
 from connectors.base import Asset, Priority
 
+__all__ = ["CachedTexts", "DiskFull", "EmptyPull", "PullMarks", "Pushed", "Remembered", "StateError", "StateStore",
+           "disk_full_as_error"]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pushed (
     asset_id TEXT NOT NULL,
