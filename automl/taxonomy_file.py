@@ -16,7 +16,7 @@ from pathlib import Path
 
 from automl.taxonomy import Node, Taxonomy, TaxonomyError, path_code
 
-__all__ = ["load_taxonomy"]
+__all__ = ["check_taxonomy_path", "load_taxonomy"]
 
 REQUIRED_COLUMNS = ("code", "name", "parent_code")
 OPTIONAL_COLUMNS = ("level", "facet", "keywords", "include_regex", "exclude_regex", "path")
@@ -31,6 +31,18 @@ class _Row:
     level: int | None  # the level column
     path: tuple[str, ...] | None  # the path column
     parent: int | None = None  # the line of the parent row, once resolved
+
+
+def check_taxonomy_path(path: Path) -> None:
+    """A taxonomy path that names a folder, said when a service starts rather than at every cycle: a folder mounted
+    in a container stays a folder."""
+    if Path(path).is_dir():
+        raise _folder(path)
+
+
+def _folder(path: Path) -> TaxonomyError:
+    return TaxonomyError(f"{path} is a folder, not a taxonomy file. Fix: give the CSV in it (--taxonomy or"
+                         " [taxonomy] path).")
 
 
 def load_taxonomy(
@@ -63,8 +75,7 @@ def load_taxonomy(
     except UnicodeDecodeError as exc:
         raise TaxonomyError(f"{path}: not valid UTF-8 at byte {exc.start}. Fix: save the file as UTF-8.") from exc
     except IsADirectoryError:
-        raise TaxonomyError(f"{path} is a folder, not a taxonomy file. Fix: give the CSV in it (--taxonomy or"
-                            " [taxonomy] path).") from None
+        raise _folder(path) from None
     except FileNotFoundError:
         raise TaxonomyError(f"{path}: no such file. Fix: check --taxonomy or [taxonomy] path.") from None
     except OSError as exc:

@@ -30,12 +30,16 @@ class AssetFileError(InputError):
     """The assets file cannot be read at all; the message names the file and the fix."""
 
 
+def _assets_folder(path: Path) -> AssetFileError:
+    return AssetFileError(f"{path} is a folder, not an assets file. Fix: give the CSV, TSV or JSONL file in it"
+                          " (--assets or [files] assets).")
+
+
 def _records(path: Path, encoding: str, columns: Sequence[str]) -> Iterator[tuple[str, dict | None, str]]:
     """Yield (place, record, problem) for every record; a record that cannot be read comes with its problem. The
     file is read as a stream: a pull's memory does not grow with the file."""
     if path.is_dir():
-        raise AssetFileError(f"{path} is a folder, not an assets file. Fix: give the CSV, TSV or JSONL file in it"
-                             " (--assets or [files] assets).")
+        raise _assets_folder(path)
     if not path.is_file():
         raise AssetFileError(f"{path}: no such file. Fix: check the assets path (--assets or [files] assets).")
     suffix = path.suffix.lower()
@@ -305,9 +309,12 @@ class FilesConnector:
     def __init__(self, settings: FilesSettings, taxonomy: TaxonomySettings, output: Path):
         self.settings, self.taxonomy_settings = settings, taxonomy
         self.skipped = SkipLog()
+        # Said when the service starts, not at every cycle: a folder (a container's mount) stays a folder.
         if Path(output).is_dir():
             raise AssetFileError(f"{output} is a folder; pre-annotations are written to a file. Fix: give a file path"
                                  f" (--output or [files] output), e.g. {Path(output) / 'preannotations.jsonl'}.")
+        if settings.assets is not None and Path(settings.assets).is_dir():
+            raise _assets_folder(Path(settings.assets))
         self.output = PreAnnotationFile(output)
         self._taxonomy: tuple[tuple, Taxonomy] | None = None
 

@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -151,6 +152,9 @@ def init_project(
     if (ml_backend_url or webhook_url) and not token:
         raise LabelStudioSetupError("connecting the API needs its token. Fix: set CLASSIE_API_TOKEN (the same"
                                     " value the API is started with).")
+    for flag, url in (("--ml-backend-url", ml_backend_url), ("--webhook-url", webhook_url)):
+        if url:
+            _check_storable(flag, url)
     config = label_config_from_taxonomy(taxonomy, text_key)
     try:
         ours = parse_label_config(config)
@@ -240,6 +244,21 @@ def _import(client: LabelStudioClient, project_id: int, taxonomy: Taxonomy, asse
         imported += int(answer.get("task_count", len(chunk)))
         annotated += int(answer.get("annotation_count", 0))
     return imported, annotated
+
+
+def _check_storable(flag: str, url: str) -> None:
+    """Label Studio keeps a webhook's URL only if Django's URL check passes: a host name needs a dot (`api`, a
+    compose service's name, is refused with 400 "Enter a valid URL"), unless it is `localhost` or an IP address.
+    Checked before anything is created, so that a rerun with the right URL finds nothing half done."""
+    host = urlsplit(url).hostname or ""
+    if urlsplit(url).scheme not in ("http", "https") or not host:
+        raise LabelStudioSetupError(f"{flag} {url}: not an http(s) URL. Fix: give the API's address as Label Studio"
+                                    " reaches it, e.g. http://api.classie.internal:9090")
+    if "." not in host and host != "localhost" and ":" not in host:
+        raise LabelStudioSetupError(
+            f"{flag} {url}: Label Studio refuses a host name without a dot ({host!r}) for its webhooks. Fix: reach"
+            f" the API by a name with a dot (in Docker compose, a network alias such as {host}.classie.internal),"
+            " an IP address, or localhost")
 
 
 def _ensure_webhook(client: LabelStudioClient, project_id: int, url: str, api_token: str, say: Callable[[str], None],

@@ -137,3 +137,18 @@ def test_a_damaged_model_file_makes_the_previous_version_serve_again_without_tra
     assert done.returncode == 0, done.stderr[-3000:]
     assert "v2 cannot be loaded" in done.stderr and "v1 serves again" in done.stderr, done.stderr[-3000:]
     assert (models / "CURRENT").read_text().strip() == "1" and not (models / "v0003").exists()  # no training
+
+
+@pytest.mark.parametrize("which", ["taxonomy", "assets"])
+def test_the_polling_worker_stops_at_once_on_a_path_that_is_a_folder(tmp_path, small_taxonomy, which):
+    """Found by the container trial: a taxonomy mounted as a folder made the polling worker fail every cycle, forever
+    (a mount stays a folder), instead of exiting 2 with the fix as `run --once` does."""
+    (tmp_path / "folder").mkdir()
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats", "AN1")])
+    paths = {"taxonomy": small_taxonomy, "assets": tmp_path / "a.csv", which: tmp_path / "folder"}
+    done = subprocess.run([CLI, "run", "--platform", "files", "--assets", str(paths["assets"]), "--taxonomy",
+                           str(paths["taxonomy"]), "--state", str(tmp_path / "state")], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "CLASSIE_WORKER__METRICS_PORT": ""})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"is a folder, not {'a taxonomy' if which == 'taxonomy' else 'an assets'} file" in done.stderr
+    assert "Fix:" in done.stderr and "cycle failed" not in done.stderr

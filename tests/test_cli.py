@@ -156,3 +156,16 @@ def test_the_flags_of_train_work_for_every_command_after_it(tmp_path, small_taxo
         assert done.returncode == 0, f"{command}: {done.stderr}"
     done = subprocess.run([CLI, "label-issues", *same], capture_output=True, text=True)
     assert "No such option" not in done.stderr, done.stderr  # a keyword-only version has no list: said with the fix
+
+
+def test_label_studio_init_refuses_a_backend_host_label_studio_would_refuse_before_creating_anything(
+        tmp_path, small_taxonomy):
+    """Found by the container trial: Label Studio answers 400 "Enter a valid URL" to a webhook on `http://api:9090`
+    (compose's service name), after the project and its tasks were made. Now said first, with the fix."""
+    env = {**__import__("os").environ, "CLASSIE_API_TOKEN": "t0ken-for-the-test", "LABEL_STUDIO_API_KEY": "x" * 40}
+    done = subprocess.run([CLI, "label-studio-init", "--url", "http://127.0.0.1:9", "--taxonomy", str(small_taxonomy),
+                           "--ml-backend-url", "http://api:9090", "--wait", "1"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "without a dot" in done.stderr and "api.classie.internal" in done.stderr and "Fix:" in done.stderr
+    assert "127.0.0.1:9" not in done.stderr  # refused before Label Studio was asked anything

@@ -111,3 +111,20 @@ def test_a_read_only_state_folder_is_explained_not_taken_for_a_damaged_ledger(tm
     assert "cannot write there" in done.stderr and "Fix: mount it read-write" in done.stderr, done.stderr[-3000:]
     assert "move it aside" not in done.stderr  # the ledger is fine: the advice would lose it
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_the_polling_worker_on_a_read_only_state_folder_says_so_before_its_first_beat(tmp_path, small_disk):
+    """Found by the container trial (a read-only volume): the heartbeat, written before anything else, crashed with
+    a traceback (exit 1) instead of the state folder's message (exit 2)."""
+    write(tmp_path / "t.csv", SMALL_TAXONOMY)
+    write_assets(tmp_path / "a.csv", [("1", "a shelter for cats", "AN1")])
+    (small_disk / "state").mkdir()  # as a volume is: there, and read-only
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        done = subprocess.run([CLI, "run", "--platform", "files", "--assets", str(tmp_path / "a.csv"), "--taxonomy",
+                               str(tmp_path / "t.csv"), "--state", str(small_disk / "state")], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "CLASSIE_WORKER__METRICS_PORT": ""})
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "cannot write there" in done.stderr and "Fix: mount it read-write" in done.stderr

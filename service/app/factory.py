@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from automl.taxonomy_file import check_taxonomy_path
 from connectors.base import Connector
 from connectors.files import FilesConnector
 from connectors.label_studio import LabelStudioConnector
@@ -33,7 +34,10 @@ def label_studio_client(settings: Settings, secrets: Secrets) -> LabelStudioClie
 
 
 def build_connector(settings: Settings, secrets: Secrets) -> Connector:
-    """The configured platform's connector; a missing setting is named with its flag."""
+    """The configured platform's connector; a missing setting is named with its flag, a taxonomy path that is a
+    folder said at once (a polling worker would otherwise fail every cycle on it)."""
+    if settings.taxonomy.path is not None:
+        check_taxonomy_path(settings.taxonomy.path)
     if settings.platform == "kili":
         if not settings.kili.project_id:
             raise ConfigError("platform kili needs --project-id (or [kili] project_id).")

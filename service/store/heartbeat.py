@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from service.store.state import check_state_folder
+
 __all__ = ["HEARTBEAT_NAME", "Beat", "Heartbeat", "read_beat"]
 
 HEARTBEAT_NAME = "worker.heartbeat.json"
@@ -37,7 +39,9 @@ class Heartbeat:
 
     @classmethod
     def started(cls, state_dir: Path) -> Heartbeat:
-        """A heartbeat that says "starting" at once (connecting to a platform may take a while)."""
+        """A heartbeat that says "starting" at once (connecting to a platform may take a while), in a state folder
+        this user may write (else a StateError with the fix, found before the first beat fails)."""
+        check_state_folder(Path(state_dir))
         heartbeat = cls(state_dir)
         heartbeat.beat("starting", force=True)
         return heartbeat

@@ -18,7 +18,7 @@ from automl.errors import InputError
 from connectors.base import Asset, Priority
 
 __all__ = ["CachedTexts", "DiskFull", "EmptyPull", "PullMarks", "Pushed", "Remembered", "StateError", "StateStore",
-           "disk_full_as_error"]
+           "check_state_folder", "disk_full_as_error"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pushed (
@@ -130,6 +130,19 @@ class DiskFull(StateError):
     before is still there."""
 
 
+def check_state_folder(folder: Path) -> None:
+    """The state folder exists (made if it does not) and this user may write in it; else a StateError with the fix."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"state folder {folder}: cannot be made ({exc.strerror}). Fix: set --state or state_dir to"
+                         " a folder this user may write (not under a file).") from None
+    if not os.access(folder, os.W_OK):  # a read-only mount (root too), or another user's folder
+        raise StateError(f"state folder {folder}: this user ({os.getuid()}) cannot write there: the ledger, the"
+                         " models and the logs live in it. Fix: mount it read-write, or give it to this user (the"
+                         " Docker image runs as uid 10001: `chown -R 10001:10001 DIR`)")
+
+
 def disk_full(exc: BaseException | None, folder: Path | None = None) -> bool:
     """Whether `exc`, or an error it was raised from, is a full disk (or quota): an OSError's ENOSPC or EDQUOT,
     SQLite's "database or disk is full", or SQLite's "disk I/O error" while `folder`'s disk has next to no space
@@ -189,15 +202,7 @@ class StateStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.remembered = Remembered(self._connect)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(f"state folder {self.path.parent}: cannot be made ({exc.strerror}). Fix: set --state or"
-                             " state_dir to a folder this user may write (not under a file).") from None
-        if not os.access(self.path.parent, os.W_OK):  # a read-only mount (root too), or another user's folder
-            raise StateError(f"state folder {self.path.parent}: this user ({os.getuid()}) cannot write there: the"
-                             " ledger, the models and the logs live in it. Fix: mount it read-write, or give it to"
-                             " this user (the Docker image runs as uid 10001: `chown -R 10001:10001 DIR`)")
+        check_state_folder(self.path.parent)
         try:
             with disk_full_as_error(self.path.parent):
                 self._migrate()
