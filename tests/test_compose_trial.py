@@ -107,7 +107,7 @@ def test_the_compose_trial_wiring(tmp_path):
             assets = write_assets(tmp_path / "assets.csv", example_rows("train.csv", 150) + [
                 (f"new{i}", text, "") for i, (_, text, _) in enumerate(example_rows("test.csv", 30))])
             command = [str(assets) if a == "/app/examples/ukcat/assets.csv" else
-                       f"http://127.0.0.1:{api_port}" if a == "http://api:9090" else
+                       f"http://127.0.0.1:{api_port}" if a == "http://api.classie.internal:9090" else
                        str(ROOT / a.removeprefix("/app/")) if a.startswith("/app/") else a
                        for a in compose_service("init")["command"]]
             init = subprocess.run([str(BIN / "classie-automl"), *command], env=service_env("init", **common),
