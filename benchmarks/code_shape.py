@@ -103,6 +103,11 @@ def shape(root: Path) -> dict:
                 for path in (root / package).rglob("__init__.py")}
     service = {n for n in trees if n.split(".")[0] == "service" and n not in packages}
     graph = {n: imports(n, trees[n], service) for n in service}
+    automl = {n for n in trees if n.split(".")[0] == "automl" and n not in packages}
+    automl_graph = {n: imports(n, trees[n], automl) for n in automl}
+    # Between roles: the arrows that cross from one of service's subpackages to another (a flat service has none).
+    role = {n: n.split(".")[1] if f"service.{n.split('.')[1]}" in packages else "(top)" for n in service}
+    between = Counter(f"{role[s]} -> {role[t]}" for s, targets in graph.items() for t in targets if role[s] != role[t])
     classes = sorted(((sum(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) for b in node.body),
                        f"{name}.{node.name}") for name, tree in trees.items() for node in ast.walk(tree)
                       if isinstance(node, ast.ClassDef)), reverse=True)
@@ -115,6 +120,9 @@ def shape(root: Path) -> dict:
         "service_import_arrows": sum(len(t) for t in graph.values()),
         "service_import_depth": depth(graph),
         "service_import_cycles": cycles(graph),
+        "service_modules": len(service),
+        "service_arrows_between_roles": dict(sorted(between.items())),
+        "automl_import_cycles": cycles(automl_graph),
         "largest_classes": [f"{n} methods: {c}" for n, c in classes[:6]],
         "functions_over_40_lines": [f"{n} lines: {f}" for n, f in sorted(long_functions, reverse=True)],
     }

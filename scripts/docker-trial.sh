@@ -37,9 +37,24 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# An engine that ended without its own clean-up (killed, or the machine restarted) leaves its network namespace and
+# layer mounts under $dir; they are unmounted before a new engine starts and after ours stops.
+unmount_leftovers() {
+  mount | awk -v d="$dir/" 'index($3, d) == 1 {print $3}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}
+stop_engine() {
+  say "stopping the engine"
+  local pid; pid="$(cat "$dir/dockerd.pid" 2>/dev/null)" || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  unmount_leftovers
+}
+
 if [ -z "${DOCKER_HOST:-}" ] || ! docker version >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || { say "no engine at DOCKER_HOST and not root to start one"; exit 2; }
   mkdir -p "$dir"
+  pid="$(cat "$dir/dockerd.pid" 2>/dev/null || true)"
+  { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; } || unmount_leftovers
   export DOCKER_HOST="unix://$dir/docker.sock"
   # overlay2 where the kernel and the folder allow it (Docker's default; vfs copies every layer in full: a build
   # took 3-4 times as long), else vfs.
@@ -48,7 +63,7 @@ if [ -z "${DOCKER_HOST:-}" ] || ! docker version >/dev/null 2>&1; then
     say "starting Docker's engine ($driver; folders and socket in $dir, log $dir/dockerd.log)"
     dockerd --storage-driver="$driver" --bridge=none --iptables=false --ip-masq=false --data-root "$dir/root" \
       --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" --host "$DOCKER_HOST" >"$dir/dockerd.log" 2>&1 &
-    trap 'say "stopping the engine"; kill "$(cat "$dir/dockerd.pid")" 2>/dev/null || true' EXIT
+    trap stop_engine EXIT
     for _ in $(seq 60); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
   done
   docker version >/dev/null 2>&1 || { tail -20 "$dir/dockerd.log" >&2; say "the engine did not start"; exit 1; }
@@ -58,7 +73,7 @@ say "engine $(docker version --format '{{.Server.Version}}') at $DOCKER_HOST, st
 if $cold; then
   say "cold: removing the project's images and the build cache (the stand-in base stays)"
   docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -E '^(classie-automl|classie-label-studio|heartexlabs/label-studio):' \
-    | xargs -r docker image rm -f >/dev/null
+    | xargs -r docker image rm -f >/dev/null || true  # grep finds none: nothing to remove
   docker builder prune -af >/dev/null
 fi
 
