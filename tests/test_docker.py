@@ -109,6 +109,15 @@ def test_the_image_installs_through_the_readme_script():
     assert 'CLASSIE_EXTRAS=""' in env, "the image installs no test tools"
 
 
+def test_the_dependency_layer_copies_only_what_setup_deps_only_reads():
+    """Found by the container trial: README.md copied before `setup.sh --deps-only` made a README edit recompile
+    scikit-learn (~10 minutes). The layer's inputs are the files the dependency step reads, no more."""
+    build = stage("build")
+    deps = next(i for i, (kw, args) in enumerate(build) if kw == "RUN" and "setup.sh --deps-only" in args)
+    copied = {path for kw, args in build[:deps] if kw == "COPY" for path in args.split()[:-1]}
+    assert copied == {"constraints.txt", "pyproject.toml", "scripts/setup.sh", "locks/build.txt"}, copied
+
+
 def test_the_runtime_stage_is_small_non_root_and_stateful():
     runtime = stage("runtime")
     keywords = [kw for kw, _ in runtime]
