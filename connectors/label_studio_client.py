@@ -80,8 +80,7 @@ class LabelStudioClient:
         """`call` for an endpoint that answers a JSON object (a project, a task, an import's counts)."""
         body = self.call(method, path, what, retry=retry, **kwargs)
         if not isinstance(body, dict):
-            raise LabelStudioError(f"{self.where} could not {what}: the answer is not a JSON object. Fix: check that"
-                                   " --url (or LABEL_STUDIO_URL) is a Label Studio server.")
+            raise self._not_json(what, "object")
         return body
 
     def call_list(self, method: str, path: str, what: str, retry: bool = True, **kwargs) -> list:
@@ -91,8 +90,11 @@ class LabelStudioClient:
             return body
         if body == {}:  # an answer without content (`_json`): nothing listed
             return []
-        raise LabelStudioError(f"{self.where} could not {what}: the answer is not a JSON list. Fix: check that"
-                               " --url (or LABEL_STUDIO_URL) is a Label Studio server.")
+        raise self._not_json(what, "list")
+
+    def _not_json(self, what: str, kind: str) -> LabelStudioError:
+        return LabelStudioError(f"{self.where} could not {what}: the answer is not a JSON {kind}. Fix: check that"
+                                " --url (or LABEL_STUDIO_URL) is a Label Studio server.")
 
     def pages(self, path: str, what: str, **params) -> Iterator[dict]:
         """The items of a paged list, page after page: `/api/tasks` answers {"tasks": [...]} and 404 past the last

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,24 @@ V5,Vaccines,V,3,vaccine,
 @pytest.fixture
 def repeated_taxonomy(tmp_path: Path) -> Path:
     return write(tmp_path / "repeated.csv", REPEATED_TAXONOMY)
+
+
+# ---- reading a worker's state folder as an operator would (the container tests, with or without an engine) ----
+
+def heartbeat(state: Path) -> dict:
+    """The worker's heartbeat file; {} while there is none or it is being replaced."""
+    try:
+        return json.loads((state / "worker.heartbeat.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def jsonl(path: Path) -> list[dict]:
+    """The records of a JSONL file (the files platform's pre-annotations); [] when it does not exist yet."""
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def pushed_count(state: Path) -> int:
+    """Pre-annotations the state ledger records as pushed."""
+    with contextlib.closing(sqlite3.connect(state / "state.sqlite3")) as db:
+        return db.execute("SELECT COUNT(*) FROM pushed").fetchone()[0]

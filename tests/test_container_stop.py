@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLE, example_rows, write_assets
+from conftest import EXAMPLE, example_rows, heartbeat, jsonl, pushed_count, write_assets
 from test_docker import COMPOSE, exec_form, stage
 
 BIN = Path(sys.executable).parent
@@ -53,13 +52,6 @@ def container_env(tmp_path: Path) -> dict[str, str]:
         # In a container tini is PID 1 and reaps orphans as such; here it registers as a subreaper to do the same.
         "TINI_SUBREAPER": "1",
     }
-
-
-def heartbeat(state: Path) -> dict:
-    try:
-        return json.loads((state / "worker.heartbeat.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 class Container:
@@ -105,16 +97,6 @@ class Container:
         return subprocess.run([str(BIN / "classie-automl"), "health"], env=self.env, capture_output=True, text=True)
 
 
-def output_lines(state: Path) -> list[dict]:
-    path = state / "preannotations.jsonl"
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
-
-
-def ledger(state: Path) -> int:
-    with sqlite3.connect(state / "state.sqlite3") as db:
-        return db.execute("SELECT COUNT(*) FROM pushed").fetchone()[0]
-
-
 def test_docker_stop_in_every_phase_exits_0_in_time_and_loses_nothing(tmp_path):
     unlabelled = [(f"u{i}", text, "") for i, (_, text, _) in enumerate(example_rows("test.csv", 400))]
     write_assets(tmp_path / "assets.csv", example_rows("train.csv", 1000) + unlabelled)
@@ -139,15 +121,15 @@ def test_docker_stop_in_every_phase_exits_0_in_time_and_loses_nothing(tmp_path):
     stops["pushing"] = took
     left = [r for r in records if "left for the next run" in r["message"]]
     assert left, "the stop came after the last batch: nothing was interrupted"
-    written = output_lines(state)
+    written = jsonl(state / "preannotations.jsonl")
     assert 0 < len(written) < len(unlabelled)
-    assert ledger(state) == len(written)  # every line written is recorded, and nothing else
+    assert pushed_count(state) == len(written)  # every line written is recorded, and nothing else
     done_before = len(written)
 
     # 3. Restarted: no training (v1 is current), the rest is pushed, each asset exactly once; then idle.
     third = Container(tmp_path)
     third.wait_for("idle")
-    written = output_lines(state)
+    written = jsonl(state / "preannotations.jsonl")
     assert sorted(r["asset_id"] for r in written) == sorted(a for a, _, _ in unlabelled)
     assert {r["model_version"] for r in written} == {"v1"}
     health = third.health()

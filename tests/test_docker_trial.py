@@ -8,13 +8,11 @@ Every figure measured goes to test-artifacts/docker-trial.json.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -26,7 +24,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import EXAMPLE, ROOT, example_rows, write_assets
+from conftest import EXAMPLE, ROOT, example_rows, heartbeat, jsonl, pushed_count, write_assets
 from label_studio_server import LABEL_STUDIO_VERSION, LabelStudioServer, ensure_label_studio, free_port
 
 pytestmark = [
@@ -87,27 +85,11 @@ def logs(container: str) -> str:
     return done.stdout + done.stderr
 
 
-def heartbeat(state: Path) -> dict:
-    try:
-        return json.loads((state / "worker.heartbeat.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def stop(container: str) -> tuple[float, int]:
     """`docker stop` with the worker's grace period: the seconds it took and the exit code."""
     started = time.monotonic()
     docker("stop", "-t", str(GRACE), container, timeout=GRACE + 30)
     return round(time.monotonic() - started, 2), int(inspect(container, "{{.State.ExitCode}}"))
-
-
-def pushed(state: Path) -> int:
-    with contextlib.closing(sqlite3.connect(state / "state.sqlite3")) as db:
-        return db.execute("SELECT COUNT(*) FROM pushed").fetchone()[0]
-
-
-def lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
 
 
 def memory_mib(container: str) -> float:
@@ -218,7 +200,7 @@ def demo(image: str, figures: dict) -> Iterator[Path]:
 
 
 def test_the_worker_pre_annotates_the_example_and_is_healthy_as_uid_10001(demo: Path, figures: dict) -> None:
-    output = lines(demo / "preannotations.jsonl")
+    output = jsonl(demo / "preannotations.jsonl")
     with (EXAMPLE / "test.csv").open(encoding="utf-8") as f:
         held_out = {row["id"] for row in csv.DictReader(f)}
     assert {r["asset_id"] for r in output} == held_out and {r["model_version"] for r in output} == {"v1"}
@@ -279,12 +261,12 @@ def test_docker_stop_during_training_and_during_a_push_exits_0_in_time_and_loses
         wait_for(lambda: heartbeat(state).get("phase") == "pre-annotating", 300, "pre-annotating", "trial-stop-2")
         stops["pushing"], code = stop("trial-stop-2")
         assert code == 0 and "left for the next run" in logs("trial-stop-2"), logs("trial-stop-2")[-2000:]
-        written = lines(state / "preannotations.jsonl")
-        assert 0 < len(written) < 400 and pushed(state) == len(written)
+        written = jsonl(state / "preannotations.jsonl")
+        assert 0 < len(written) < 400 and pushed_count(state) == len(written)
 
         run_small(image, small_project, "trial-stop-3")  # 3. again: the rest, each asset once, then idle
         wait_for(lambda: heartbeat(state).get("phase") == "idle", 300, "idle", "trial-stop-3")
-        written = lines(state / "preannotations.jsonl")
+        written = jsonl(state / "preannotations.jsonl")
         assert sorted(r["asset_id"] for r in written) == sorted(f"u{i}" for i in range(400))
         assert {r["model_version"] for r in written} == {"v1"}
         _, code = stop("trial-stop-3")
