@@ -128,3 +128,40 @@ def test_the_polling_worker_on_a_read_only_state_folder_says_so_before_its_first
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "cannot write there" in done.stderr and "Fix: mount it read-write" in done.stderr
+
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_state_folder_another_user_owns_is_refused_with_the_chown_that_mends_it():
+    """A volume an earlier image's user left (the container trial's case, there end to end): as a user who may not
+    write in it, the state folder's check, which the ledger and the heartbeat both run first, refuses it and names
+    the `chown`; nothing in it is touched. Checked as uid 1234 (root may write anywhere, so it would pass), switched
+    to in this process only for the call: this Python cannot be run by another user here."""
+    from service.store.heartbeat import Heartbeat
+    from service.store.state import StateError, StateStore
+
+    import shutil
+    import tempfile
+
+    volume = Path(tempfile.mkdtemp(prefix="classie-owner-", dir="/tmp"))  # pytest's own folders are root's only
+    volume.chmod(0o755)
+    state = volume / "state"
+    state.mkdir()
+    (state / "state.sqlite3").write_bytes(b"")  # root's, as the whole folder
+    messages = []
+    os.setegid(1234)
+    os.seteuid(1234)
+    try:
+        for start in (lambda: StateStore(state / "state.sqlite3"), lambda: Heartbeat.started(state)):
+            with pytest.raises(StateError) as refused:
+                start()
+            messages.append(str(refused.value))
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+    try:
+        assert all("this user (1234) cannot write there" in m and "chown -R 10001:10001" in m for m in messages), (
+            messages)
+        assert (state / "state.sqlite3").read_bytes() == b"" and [p.name for p in state.iterdir()] == ["state.sqlite3"]
+    finally:
+        shutil.rmtree(volume)

@@ -137,8 +137,8 @@ def check_state_folder(folder: Path) -> None:
     except OSError as exc:
         raise StateError(f"state folder {folder}: cannot be made ({exc.strerror}). Fix: set --state or state_dir to"
                          " a folder this user may write (not under a file).") from None
-    if not os.access(folder, os.W_OK):  # a read-only mount (root too), or another user's folder
-        raise StateError(f"state folder {folder}: this user ({os.getuid()}) cannot write there: the ledger, the"
+    if not os.access(folder, os.W_OK, effective_ids=True):  # a read-only mount (root too), or another user's folder
+        raise StateError(f"state folder {folder}: this user ({os.geteuid()}) cannot write there: the ledger, the"
                          " models and the logs live in it. Fix: mount it read-write, or give it to this user (the"
                          " Docker image runs as uid 10001: `chown -R 10001:10001 DIR`)")
 
