@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -139,9 +141,6 @@ def test_a_state_folder_another_user_owns_is_refused_with_the_chown_that_mends_i
     to in this process only for the call: this Python cannot be run by another user here."""
     from service.store.heartbeat import Heartbeat
     from service.store.state import StateError, StateStore
-
-    import shutil
-    import tempfile
 
     volume = Path(tempfile.mkdtemp(prefix="classie-owner-", dir="/tmp"))  # pytest's own folders are root's only
     volume.chmod(0o755)
