@@ -94,6 +94,10 @@ def renew_at(access: str, now: float) -> float:
     return now + lifetime - min(RENEW_BEFORE_SECONDS, lifetime / 2)
 
 
+def _said(detail: str) -> str:
+    return detail.rstrip(". ") or "no reason given"
+
+
 def _as_is(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """No authorization: the refresh call carries its token in the body."""
     return request
@@ -181,9 +185,9 @@ class LabelStudioClient:
                               if retry else once)
         if response.status_code in (401, 403):
             raise TokenRefused(
-                f"{self.where} refused the token ({response.status_code}: {self.detail(response)}): the Personal"
-                " Access Token was revoked, has expired or is another server's. Fix: create a new one in Account &"
-                " Settings and set LABEL_STUDIO_API_KEY to it.")
+                f"{self.where} refused the token ({response.status_code}): the Personal Access Token was revoked, has"
+                f" expired or is another server's (Label Studio says: {_said(self.detail(response))}). Fix: create a"
+                " new one in Account & Settings and set LABEL_STUDIO_API_KEY to it.")
         if response.status_code >= 400:
             raise self._not_label_studio(f"POST {REFRESH_PATH} answered {response.status_code}",
                                          " An older Label Studio without Personal Access Tokens takes its legacy"
@@ -205,15 +209,16 @@ class LabelStudioClient:
                 f" {_TOKEN_SETTINGS}.")
         if status == 401 and self.token_form == PAT:  # a fresh access token refused: the server takes no JWT
             return TokenRefused(
-                f"{self.where} refused the token (401: {detail}): this server has Personal Access Tokens off. Fix:"
-                f" use the legacy token from Account & Settings as LABEL_STUDIO_API_KEY, or enable Personal Access"
-                f" Tokens in {_TOKEN_SETTINGS}.")
+                f"{self.where} refused the token (401): this server has Personal Access Tokens off (it refused a"
+                f" fresh access token). Fix: use the legacy token from Account & Settings as LABEL_STUDIO_API_KEY, or"
+                f" enable Personal Access Tokens in {_TOKEN_SETTINGS}.")
         if status == 401:
-            return TokenRefused(f"{self.where} refused the token (401: {detail}). Fix: check LABEL_STUDIO_API_KEY:"
-                                " copy it again from Account & Settings (a Personal Access Token, or the legacy"
-                                " token where legacy tokens are on).")
-        return TokenRefused(f"{self.where} refused the token (403: {detail}). Fix: check that LABEL_STUDIO_API_KEY"
-                            " is the token of a user of the project's organization, with the rights the call needs.")
+            return TokenRefused(f"{self.where} refused the token (401): {_said(detail)}. Fix: check"
+                                " LABEL_STUDIO_API_KEY: copy it again from Account & Settings (a Personal Access"
+                                " Token, or the legacy token where legacy tokens are on).")
+        return TokenRefused(f"{self.where} refused the token (403): {_said(detail)}. Fix: check that"
+                            " LABEL_STUDIO_API_KEY is the token of a user of the project's organization, with the"
+                            " rights the call needs.")
 
     def _not_label_studio(self, seen: str, more: str = "") -> LabelStudioError:
         return LabelStudioError(f"{self.where} does not look like Label Studio ({seen}). Fix: check --url (or"
@@ -244,12 +249,13 @@ class LabelStudioClient:
         return LabelStudioError(f"{self.where} could not {what}: the answer is not a JSON {kind}. Fix: check that"
                                 " --url (or LABEL_STUDIO_URL) is a Label Studio server.")
 
-    def pages(self, path: str, what: str, **params) -> Iterator[dict]:
-        """The items of a paged list, page after page: `/api/tasks` answers {"tasks": [...]} and 404 past the last
-        page, `/api/projects` answers {"results": [...], "next": ...}."""
-        page = 1
+    def pages(self, path: str, what: str, page_size: int = PAGE_SIZE, **params) -> Iterator[dict]:
+        """The items of a paged list, page after page: `/api/tasks` answers {"tasks": [...], "total": N} and 404 past
+        the last page, `/api/projects` answers {"results": [...], "next": ...}. A page shorter than `page_size` is the
+        last unless the answer's total says more are left (a server whose TASK_API_PAGE_SIZE_MAX caps the size)."""
+        page, read = 1, 0
         while True:
-            response = self.send("GET", path, params={**params, "page": page, "page_size": PAGE_SIZE})
+            response = self.send("GET", path, params={**params, "page": page, "page_size": page_size})
             if response.status_code == 404:  # past the last page; a web page's 404 is no Label Studio's
                 if not _is_json(response):
                     raise self._not_label_studio(f"GET {path} answered a 404 page")
@@ -257,7 +263,10 @@ class LabelStudioClient:
             body = self._json(response, what)
             items = (body.get("tasks") or body.get("results") or []) if isinstance(body, dict) else body
             yield from items
-            if len(items) < PAGE_SIZE or (isinstance(body, dict) and "next" in body and not body["next"]):
+            read += len(items)
+            total = body.get("total") if isinstance(body, dict) else None
+            last = read >= total if isinstance(total, int) else len(items) < page_size
+            if not items or last or (isinstance(body, dict) and "next" in body and not body["next"]):
                 return
             page += 1
 
