@@ -10,13 +10,21 @@ locks/label-studio.txt) and reused afterwards while the lock is the same.
         project = label_studio.create_project("t", CONFIG)   # REST helpers are on the server object,
         label_studio.client.tasks(project["id"])              # or on its LabelStudioClient
 
+The server runs as Label Studio comes: legacy tokens off (`LabelStudioServer(legacy_token_flag=True)` starts it with
+them on). `server.token` is the token a user would copy from Account & Settings: the admin's Personal Access Token
+(`server.pat`, made through a session login, as the browser does), or the legacy token (`server.legacy_token`) when
+the organization takes legacy tokens. `server.jwt_settings(...)` reads or changes the organization's token settings.
+
 Everything binds to 127.0.0.1; nothing is written outside the venv and the server's data dir.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import fcntl
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -224,21 +232,54 @@ class LabelStudioError(RuntimeError):
         super().__init__(f"{response.request.method} {response.url} -> {response.status_code}: {self.body}")
 
 
+def is_jwt(token: str) -> bool:
+    """A Personal Access Token (a JWT: three base64url parts), not a legacy token."""
+    return re.fullmatch(r"eyJ[\w-]*\.[\w-]+\.[\w-]+", token) is not None
+
+
+def jwt_claims(token: str) -> dict:
+    """A JWT's payload, unverified."""
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
 class LabelStudioClient:
-    """The few REST calls the tests need, with `requests` only and `Authorization: Token <token>`."""
+    """The few REST calls the tests need, with `requests` only: `Authorization: Token <token>` for a legacy token;
+    for a Personal Access Token, `Bearer <access token>` from `POST /api/token/refresh/`, exchanged again near its
+    expiry and once on a 401. (Independent of connectors/label_studio_client.py, which the tests check.)"""
 
     def __init__(self, url: str, token: str, timeout: float = 60) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
         self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Token {token}"
+        self._access: str | None = None
+        self.refreshes = 0  # access tokens obtained
         self.last_import: dict | None = None  # the answer of the last import_tasks()
+
+    def authorization(self, renew: bool = False) -> str:
+        if not is_jwt(self.token):
+            return f"Token {self.token}"
+        if renew or self._access is None or jwt_claims(self._access)["exp"] - time.time() < 30:
+            response = self.session.post(self.url + "/api/token/refresh/", json={"refresh": self.token},
+                                         timeout=self.timeout)
+            if response.status_code != 200:
+                raise LabelStudioError(response)
+            self._access = response.json()["access"]
+            self.refreshes += 1
+        return f"Bearer {self._access}"
+
+    def use_token(self, token: str) -> None:
+        self.token, self._access = token, None
 
     def request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> requests.Response:
         """`path` is relative to the server ("/api/..."); raises LabelStudioError on a status >= 400 not in `ok`."""
         kwargs.setdefault("timeout", self.timeout)
-        response = self.session.request(method, self.url + path, **kwargs)
+        headers = {**kwargs.pop("headers", {}), "Authorization": self.authorization()}
+        response = self.session.request(method, self.url + path, headers=headers, **kwargs)
+        if response.status_code == 401 and is_jwt(self.token):
+            headers["Authorization"] = self.authorization(renew=True)
+            response = self.session.request(method, self.url + path, headers=headers, **kwargs)
         if response.status_code >= 400 and response.status_code not in ok:
             raise LabelStudioError(response)
         return response
@@ -381,8 +422,9 @@ class LabelStudioClient:
 class LabelStudioServer:
     """A real Label Studio server on 127.0.0.1, its database and files in `data_dir`.
 
-    Restarting on the same data_dir is fast (~4 s, no migrations) and keeps the admin and token, which
-    are stored in `data_dir/.classie-ls-credentials.json`.
+    Restarting on the same data_dir is fast (~4 s, no migrations) and keeps the admin and its tokens, which
+    are stored in `data_dir/.classie-ls-credentials.json`. `token` (the constructor's) is the admin's legacy token
+    (LABEL_STUDIO_USER_TOKEN); `legacy_token_flag` starts the first server with `--enable-legacy-api-token`.
     """
 
     USERNAME = "admin@example.com"
@@ -394,7 +436,7 @@ class LabelStudioServer:
         env: dict | None = None,
         executable: Path | None = None,
         use_template: bool = True,
-        legacy_token_flag: bool = True,  # False: legacy tokens only if the environment enables them (as in Docker)
+        legacy_token_flag: bool = False,  # False: as Label Studio comes, legacy tokens only if the environment says
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -413,12 +455,12 @@ class LabelStudioServer:
                 "token": token or secrets.token_hex(20),
                 "secret_key": secrets.token_urlsafe(40),
             }
-            path = self.data_dir / _CREDENTIALS_NAME
-            path.write_text(json.dumps(credentials), encoding="utf-8")
-            path.chmod(0o600)
+            self._save_credentials(credentials)
         self.username: str = credentials["username"]
         self.password: str = credentials["password"]
-        self.token: str = credentials["token"]
+        self.legacy_token: str = credentials["token"]
+        self.pat: str | None = credentials.get("pat")  # made on the first start
+        self.legacy_tokens: bool | None = None  # the organization's setting, read at start
         self._secret_key: str = credentials["secret_key"]
         self.extra_env = dict(env or {})
         self.executable = Path(executable) if executable is not None else None
@@ -428,14 +470,101 @@ class LabelStudioServer:
         self.port: int | None = None
         self.url: str | None = None
         self.client: LabelStudioClient | None = None
+        self.admin: requests.Session | None = None  # logged in as the admin (cookies), for what tokens cannot do
         self.process: subprocess.Popen | None = None
         self.startup_seconds: float | None = None
+
+    @property
+    def token(self) -> str:
+        """What a user copies into LABEL_STUDIO_API_KEY: the legacy token where the organization takes legacy
+        tokens, else the Personal Access Token."""
+        if self.legacy_tokens or self.pat is None:
+            return self.legacy_token
+        return self.pat
 
     def _load_credentials(self) -> dict:
         try:
             return json.loads((self.data_dir / _CREDENTIALS_NAME).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
+
+    def _save_credentials(self, credentials: dict) -> None:
+        path = self.data_dir / _CREDENTIALS_NAME
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(credentials), encoding="utf-8")
+        temporary.chmod(0o600)
+        os.replace(temporary, path)
+
+    # ---- the admin's session and tokens
+
+    def login(self, url: str) -> requests.Session | None:
+        """A session logged in as the admin with its password (the login form, as a browser sends it), or None if
+        the server at `url` does not take it (not ours, or not ready)."""
+        session = requests.Session()
+        try:
+            session.get(url + "/user/login/", timeout=10)
+            answer = session.post(url + "/user/login/", allow_redirects=False, timeout=10, data={
+                "email": self.username, "password": self.password,
+                "csrfmiddlewaretoken": session.cookies.get("csrftoken") or ""})
+        except requests.RequestException:
+            return None
+        if answer.status_code != 302 or "sessionid" not in session.cookies:
+            return None
+        session.headers.update({"X-CSRFToken": session.cookies.get("csrftoken") or "", "Referer": url + "/"})
+        return session
+
+    def _admin_call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        if self.admin is None or self.url is None:
+            raise RuntimeError(f"{method} {path}: the Label Studio server is not started")
+        response = self.admin.request(method, self.url + path, timeout=30, **kwargs)
+        if response.status_code >= 400:
+            raise LabelStudioError(response)
+        return response
+
+    def jwt_settings(self, **changes: bool) -> dict:
+        """The organization's token settings ({"api_tokens_enabled", "legacy_api_tokens_enabled"}), changed first
+        if `changes` are given; `token` follows them."""
+        if changes:
+            current = self._admin_call("GET", "/api/jwt/settings").json()
+            self._admin_call("POST", "/api/jwt/settings", json={**current, **changes})
+        settings = self._admin_call("GET", "/api/jwt/settings").json()
+        self.legacy_tokens = bool(settings["legacy_api_tokens_enabled"])
+        if self.client is not None:
+            self.client.use_token(self.token)
+        return settings
+
+    def rotate_pat(self) -> str:
+        """Revoke the Personal Access Token for a new one (Label Studio's rotate); returns the revoked one."""
+        old = str(self.pat)
+        response = self._admin_call("POST", "/api/token/rotate/", json={"refresh": old})
+        self._set_pat(response.json()["refresh"])
+        return old
+
+    def signed_jwt(self, **claims: Any) -> str:
+        """A JWT signed as this server signs its tokens (HS256 with its SECRET_KEY, simplejwt's default): for a
+        token Label Studio makes only after a long wait, e.g. an expired Personal Access Token."""
+        def part(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).decode().rstrip("=")
+        header = json.dumps({"alg": "HS256", "typ": "JWT"}).encode()
+        signed = f"{part(header)}.{part(json.dumps(claims).encode())}"
+        signature = hmac.new(self._secret_key.encode(), signed.encode(), hashlib.sha256).digest()
+        return f"{signed}.{part(signature)}"
+
+    def _set_pat(self, pat: str) -> None:
+        self.pat = pat
+        self._save_credentials({**self._load_credentials(), "pat": pat})
+        if self.client is not None:
+            self.client.use_token(self.token)
+
+    def _ensure_pat(self) -> None:
+        """The admin's Personal Access Token: the stored one while it is valid, else a new one (Label Studio keeps
+        one valid token per user: any other is revoked first)."""
+        if self.pat and requests.post(f"{self.url}/api/token/refresh/", json={"refresh": self.pat},
+                                      timeout=30).status_code == 200:
+            return
+        for listed in self._admin_call("GET", "/api/token/").json():
+            self._admin_call("POST", "/api/token/blacklist/", json={"refresh": listed["token"]})
+        self._set_pat(self._admin_call("POST", "/api/token/").json()["token"])
 
     # ---- lifecycle
 
@@ -452,7 +581,7 @@ class LabelStudioServer:
                 "PYTHONUNBUFFERED": "1",  # the "Starting development server at ..." line must reach the log
                 "LABEL_STUDIO_USERNAME": self.username,
                 "LABEL_STUDIO_PASSWORD": self.password,
-                "LABEL_STUDIO_USER_TOKEN": self.token,
+                "LABEL_STUDIO_USER_TOKEN": self.legacy_token,
                 "LABEL_STUDIO_BASE_DATA_DIR": self.data_dir,
                 # Label Studio tells ML backends (/setup "hostname") where to reach it; default: http://localhost
                 "LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}",
@@ -518,7 +647,7 @@ class LabelStudioServer:
                 start_new_session=True,  # its own process group: stop() signals it and any child
                 preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
             )
-        client = LabelStudioClient(f"http://127.0.0.1:{port}", self.token)
+        url = f"http://127.0.0.1:{port}"
         while time.monotonic() < deadline:
             output = self._read_log(offset)
             exited = self.process.poll() is not None
@@ -536,8 +665,12 @@ class LabelStudioServer:
             if bound and int(bound[-1]) != port:
                 self.stop()
                 return f"bound {int(bound[-1])} instead", True
-            if bound and self._is_ready(client):
-                self.port, self.url, self.client = port, client.url, client
+            admin = self._is_ready(url) if bound else None
+            if admin is not None:
+                self.port, self.url, self.admin = port, url, admin
+                self._ensure_pat()
+                self.jwt_settings()
+                self.client = LabelStudioClient(url, self.token)
                 return "ready", False
             time.sleep(0.3)
         self.stop()
@@ -551,15 +684,15 @@ class LabelStudioServer:
         except OSError:
             return b""
 
-    def _is_ready(self, client: LabelStudioClient) -> bool:
+    def _is_ready(self, url: str) -> requests.Session | None:
+        """The admin's session once the server answers; logging in with the admin's password proves it is ours."""
         try:
-            health = requests.get(client.url + "/health", timeout=2)
+            health = requests.get(url + "/health", timeout=2)
             if health.status_code != 200 or health.json().get("status") != "UP":
-                return False
-            # the token proves this is our server (and that the admin and token are in place)
-            return client.request("GET", "/api/current-user/whoami", ok=(401, 403), timeout=5).status_code == 200
+                return None
         except (requests.RequestException, ValueError):
-            return False
+            return None
+        return self.login(url)
 
     def stop(self) -> None:
         """SIGTERM the server's process group, SIGKILL after 10 s."""
@@ -584,8 +717,9 @@ class LabelStudioServer:
             break
         if process.poll() is None:
             process.wait(timeout=5)
-        if self.client is not None:
-            self.client.session.close()
+        for session in (self.client.session if self.client is not None else None, self.admin):
+            if session is not None:
+                session.close()
 
     def __enter__(self) -> LabelStudioServer:
         return self.start()

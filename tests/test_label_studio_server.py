@@ -101,7 +101,8 @@ def project(label_studio: LabelStudioServer) -> dict:  # noqa: F811 - the fixtur
 def test_server_runs_on_loopback_with_the_preset_token(label_studio: LabelStudioServer) -> None:  # noqa: F811
     assert label_studio.url == f"http://127.0.0.1:{label_studio.port}"
     assert requests.get(label_studio.url + "/health", timeout=5).json() == {"status": "UP"}
-    assert len(label_studio.token) == 40 and int(label_studio.token, 16) >= 0
+    assert len(label_studio.legacy_token) == 40 and int(label_studio.legacy_token, 16) >= 0
+    assert label_studio.token == label_studio.pat and not label_studio.legacy_tokens  # as Label Studio comes
     assert label_studio.whoami()["email"] == LabelStudioServer.USERNAME
     denied = requests.get(label_studio.url + "/api/projects", headers={"Authorization": "Token " + "0" * 40}, timeout=5)
     assert denied.status_code == 401
@@ -276,7 +277,7 @@ def test_connect_a_loopback_ml_backend_with_basic_auth(
     assert backend["model_version"] == "stub-1" and backend["title"] == "classie-automl"
     setup = _wait_for(calls, "/setup")
     assert setup["auth"] == "Basic " + base64.b64encode(b"classie:s3cret").decode()
-    assert setup["body"]["access_token"] == label_studio.token
+    assert setup["body"]["access_token"] == label_studio.legacy_token  # even with legacy tokens off
     assert setup["body"]["hostname"] == label_studio.url
     assert setup["body"]["extra_params"] == {"k": 1}
     assert setup["body"]["project"].startswith(f"{project['id']}.")

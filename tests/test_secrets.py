@@ -1,7 +1,8 @@
-"""Secrets never leave: each command runs with known secret values (the Kili API key, the Label Studio token, the
+"""Secrets never leave: each command runs with known secret values (the Kili API key, the Label Studio tokens, the
 API's token, also sent as a basic-auth password and in a query string), and everything it wrote is searched for them:
 stdout, stderr (plain and JSON logs, tracebacks included), and every file of the state folder (ledger, meta.json,
-reports, cycle logs)."""
+reports, cycle logs). Label Studio's access tokens, which the commands obtain for its Personal Access Token and send
+as `Authorization: Bearer`, are unknown here: no JWT of any kind may appear."""
 
 from __future__ import annotations
 
@@ -33,18 +34,25 @@ def forms(secret: str) -> list[bytes]:
             *(base64.b64encode(f"{user}:{secret}".encode()) for user in ("", "classie", "user"))]
 
 
+# How every JWT Label Studio signs begins: base64url of '{"alg":' (its Personal Access Tokens, their access tokens)
+JWT_START = b"eyJhbGciOi"
+
+
 def assert_nowhere(secrets: list[str], outputs: list[str], folders: list[Path]) -> int:
-    """No form of any secret in the outputs or in any file under the folders; returns how many files were read."""
+    """No form of any secret, nor any JWT, in the outputs or in any file under the folders; returns how many files
+    were read."""
     read = 0
     for out in outputs:
         for secret in secrets:
             assert not any(f in out.encode() for f in forms(secret)), f"{secret!r} in output:\n{out[-3000:]}"
+        assert JWT_START not in out.encode(), f"a JWT in output:\n{out[-3000:]}"
     for folder in folders:
         for path in (p for p in folder.rglob("*") if p.is_file()):
             data = path.read_bytes()
             read += 1
             for secret in secrets:
                 assert not any(f in data for f in forms(secret)), f"{secret!r} written in {path}"
+            assert JWT_START not in data, f"a JWT written in {path}"
     return read
 
 
@@ -125,12 +133,23 @@ def test_label_studio_commands_write_no_secret_anywhere(tmp_path, label_studio):
     state = tmp_path / "state"
     args = ["--platform", "label-studio", "--project-id", str(project), "--url", label_studio.url,
             "--state", str(state)]
-    env = {"LABEL_STUDIO_API_KEY": label_studio.token, "CLASSIE_API_TOKEN": API_TOKEN,
+    assert label_studio.token == label_studio.pat  # a Personal Access Token: exchanged, sent as a Bearer access token
+    pat_file = tmp_path / "label_studio_api_key"
+    pat_file.write_text(f"{label_studio.pat}\n", encoding="utf-8")
+    env = {"LABEL_STUDIO_API_KEY_FILE": str(pat_file), "CLASSIE_API_TOKEN": API_TOKEN,
            "CLASSIE_MODEL__MIN_EXAMPLES": "100000"}
     outputs = [run("run", "--once", *args, "-v", env=env),
                run("run", "--once", *args, "-v", env={**env, "CLASSIE_LOG_FORMAT": "json"})]
     wrong = run("run", "--once", *args, env={**env, "LABEL_STUDIO_API_KEY": WRONG_KILI_KEY}, ok=False)
-    assert "Traceback" not in wrong.stderr, wrong.stderr[-3000:]
-    outputs += [wrong, run("models", "--state", str(state), env=env)]
+    legacy = run("run", "--once", *args, "-v", env={**env, "LABEL_STUDIO_API_KEY": label_studio.legacy_token},
+                 ok=False)  # legacy tokens are off: refused, with the fix
+    assert "this server has legacy tokens off" in legacy.stderr, legacy.stderr[-3000:]
+    revoked = run("run", "--once", *args, "-v", env={**env, "LABEL_STUDIO_API_KEY": label_studio.pat[:-4] + "AAAA"},
+                  ok=False)  # a PAT this server did not sign: its exchange refused
+    assert "create a new one in Account & Settings" in revoked.stderr, revoked.stderr[-3000:]
+    for refused in (wrong, legacy, revoked):
+        assert "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    outputs += [wrong, legacy, revoked, run("models", "--state", str(state), env=env)]
     texts = [o.stdout + o.stderr for o in outputs] + [serve_and_ask(args, env)]
-    assert assert_nowhere([label_studio.token, WRONG_KILI_KEY, API_TOKEN], texts, [state]) >= 3
+    secrets = [label_studio.pat, label_studio.pat[:-4] + "AAAA", label_studio.legacy_token, WRONG_KILI_KEY, API_TOKEN]
+    assert assert_nowhere(secrets, texts, [state]) >= 3
