@@ -1,8 +1,12 @@
-"""The HTTP API on a real server (uvicorn on loopback), serving a keyword-only model from a real registry."""
+"""The HTTP API on a real server (uvicorn on loopback), serving a keyword-only model from a real registry; and
+before any version exists: the first one trained in the background, the Label Studio project taken from /setup."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
+import re
 import socket
 import threading
 import time
@@ -15,7 +19,8 @@ from automl.model import PreAnnotator
 from automl.settings import ModelSettings
 from automl.taxonomy_file import load_taxonomy
 from service.app.api import create_app
-from service.config import ApiSettings
+from service.app.served_project import ServedProject, project_from_state
+from service.config import ApiSettings, ConfigError, load_settings
 from service.store.registry import ModelRegistry
 
 TOKEN = "s3cret-token"
@@ -30,6 +35,23 @@ class Cycles:
         self.registry.register(self.model, f"fp{self.runs}", {})  # a training that promotes a new version
 
 
+@contextlib.contextmanager
+def running(app):
+    """`app` on uvicorn, on a free loopback port, in a thread (its lifespan runs as in `serve`): its URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(5)
+
+
 @pytest.fixture
 def server(tmp_path, small_taxonomy):
     registry = ModelRegistry(tmp_path / "models")
@@ -37,17 +59,8 @@ def server(tmp_path, small_taxonomy):
     registry.register(model, "fp0", {})
     cycles = Cycles(ModelRegistry(tmp_path / "models"), model)
     app = create_app(ApiSettings(debounce_seconds=0.3, max_body_bytes=50_000), TOKEN, registry, cycles)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", cycles, registry
-    srv.should_exit = True
-    thread.join(5)
+    with running(app) as url:
+        yield url, cycles, registry
 
 
 def auth(token=TOKEN):
@@ -211,3 +224,175 @@ def test_malformed_requests_are_the_clients_error_not_the_servers(server):
         answer = requests.post(f"{url}/predict", json=body, headers=auth())
         assert answer.status_code == 422 and says in answer.json()["detail"], (body, answer.text)
     assert requests.post(f"{url}/webhook", json=["a list"], headers=auth()).json()["status"] == "ignored"
+
+
+# ---- before the first version ---------------------------------------------------------------------------------
+
+class FirstTraining:
+    """A cycle that trains the first version when `release` is set (or fails with `fails`)."""
+
+    def __init__(self, registry, model, fails: str = ""):
+        self.registry, self.model, self.fails = registry, model, fails
+        self.started, self.release, self.runs = threading.Event(), threading.Event(), 0
+
+    def __call__(self):
+        self.runs += 1
+        self.started.set()
+        self.release.wait(30)
+        if self.fails:
+            raise RuntimeError(self.fails)
+        self.registry.register(self.model, f"fp{self.runs}", {})
+
+
+def until(check, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.05)
+    return value
+
+
+TASKS = {"tasks": [{"id": 1, "data": {"text": "a shelter for cats"}}]}
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def test_serve_without_a_version_trains_the_first_and_predict_says_since_when(tmp_path, small_taxonomy):
+    registry = ModelRegistry(tmp_path / "models")
+    first = FirstTraining(registry, PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings()).fit([], []))
+    app = create_app(ApiSettings(), TOKEN, registry, first, train_first=True, training_seconds=40)
+    with running(app) as url:
+        assert first.started.wait(10)  # at start, in the background: the server answers meanwhile
+        early = requests.post(f"{url}/predict", json=TASKS, headers=auth())
+        assert early.status_code == 503 and 5 <= int(early.headers["Retry-After"]) <= 40
+        detail = early.json()["detail"]
+        assert re.fullmatch(f"no model version yet: first version training since {STAMP}. Retry after it lands"
+                            r" \(Retry-After: a guess from the search budget\); /health says when it has", detail)
+        since = detail.split("since ")[1][:20]
+        assert requests.get(f"{url}/health").json() == {"status": "UP", "model_version": None,
+                                                       "first_version": f"first version training since {since}"}
+        assert requests.get(f"{url}/report", headers=auth()).status_code == 503
+        first.release.set()
+        until(lambda: requests.get(f"{url}/health").json()["model_version"] == "v1")
+        assert requests.get(f"{url}/health").json() == {"status": "UP", "model_version": "v1"}
+        assert requests.post(f"{url}/predict", json=TASKS, headers=auth()).json()["results"][0]["model_version"] == "v1"
+    assert first.runs == 1
+
+
+def test_a_first_training_that_failed_is_said_with_its_cause_and_the_fix(tmp_path, small_taxonomy):
+    registry = ModelRegistry(tmp_path / "models")
+    failing = FirstTraining(registry, None, fails="Label Studio at http://ls.example refused the token (401)")
+    failing.release.set()
+    app = create_app(ApiSettings(), TOKEN, registry, failing, train_first=True)
+    with running(app) as url:
+        until(lambda: "failed" in requests.get(f"{url}/health").json()["first_version"])
+        answer = requests.post(f"{url}/predict", json=TASKS, headers=auth())
+        assert answer.status_code == 503 and "Retry-After" not in answer.headers
+        assert re.fullmatch(f"no model version yet: the first training failed at {STAMP}: RuntimeError: Label Studio"
+                            r" at http://ls.example refused the token \(401\). Fix: see serve's log for the cause;"
+                            " the next annotation \\(the webhook\\) or `classie-automl train` on this state folder"
+                            " tries again", answer.json()["detail"]), answer.json()["detail"]
+        # /health is open to all: the cause stays in the log
+        assert re.fullmatch(f"the first training failed at {STAMP}: see serve's log",
+                            requests.get(f"{url}/health").json()["first_version"])
+        assert failing.runs == 1  # not retried in a loop: the next webhook event does
+        requests.post(f"{url}/webhook", json={"action": "ANNOTATION_CREATED"}, headers=auth())
+        until(lambda: failing.runs == 2)
+
+
+def test_without_a_project_setup_names_it_and_serve_takes_records_and_trains_for_it(tmp_path, small_taxonomy):
+    registry = ModelRegistry(tmp_path / "models")
+    first = FirstTraining(registry, PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings()).fit([], []))
+    first.release.set()
+    project = ServedProject(state_dir=tmp_path, url="http://ls.example:8080/")
+    app = create_app(ApiSettings(), TOKEN, registry, first, project_id=project, train_first=True)
+    record = tmp_path / "label_studio_project.json"
+    with running(app) as url:
+        assert requests.get(f"{url}/health").json() == {"status": "UP", "model_version": None, "project": None,
+                                                       "first_version": "serve has no Label Studio project yet"}
+        waiting = requests.post(f"{url}/predict", json=TASKS, headers=auth())
+        assert waiting.status_code == 503 and waiting.json()["detail"] == (
+            "no model version yet: serve has no Label Studio project yet. Fix: connect serve as the project's ML"
+            " backend (`classie-automl label-studio-init --ml-backend-url <serve's URL>`, or the project's Settings"
+            " > Model): Label Studio's /setup call names the project, and serve trains the first version then; or"
+            " start serve with --project-id")
+        # What Label Studio 1.23.2 sends: the project as "<id>.<created_at>", and a token of its own.
+        setup = {"project": "7.1767225600", "schema": "<View/>", "hostname": "http://ls.example:8080",
+                 "access_token": "ls-token-0123456789", "extra_params": None}
+        assert requests.post(f"{url}/setup", json=setup, headers=auth("wrong")).status_code == 401
+        assert requests.post(f"{url}/setup", headers=auth()).json() == {"model_version": "none"}  # a plain check
+        assert not record.exists() and first.runs == 0
+        assert requests.post(f"{url}/setup", json=setup, headers=auth()).status_code == 200
+        kept = json.loads(record.read_text())
+        assert {k: kept[k] for k in ("project_id", "url", "uid")} == {"project_id": 7, "url": "http://ls.example:8080",
+                                                                      "uid": "7.1767225600"}
+        assert "ls-token" not in record.read_text()
+        until(lambda: requests.get(f"{url}/health").json() == {"status": "UP", "model_version": "v1", "project": 7})
+        # Another project connected to the same backend is answered, not taken.
+        other = requests.post(f"{url}/setup", json={**setup, "project": "8.1767229999"}, headers=auth())
+        assert other.json() == {"model_version": "v1"} and project.id == 7 and json.loads(record.read_text()) == kept
+    assert first.runs == 1
+
+
+def test_every_command_on_the_state_folder_finds_the_recorded_project(tmp_path):
+    def settings(url: str, project_id: str | None = None):
+        return load_settings(None, {"platform": "label-studio", "state_dir": str(tmp_path),
+                                    "label_studio": {"url": url}}, project_id)
+
+    with pytest.raises(ConfigError, match=r"platform label-studio needs a project, and none is set or recorded in"
+                                          r".*Fix: pass --project-id N \(or set CLASSIE_LABEL_STUDIO__PROJECT_ID=N"):
+        project_from_state(settings("http://ls.example:8080"))
+    ServedProject(state_dir=tmp_path, url="http://ls.example:8080").adopt("5.1767225600")
+    assert project_from_state(settings("http://ls.example:8080/")) == 5
+    served = ServedProject.of(settings("http://ls.example:8080"))
+    assert (served.id, served.source.split(" (")[0]) == (5, str(tmp_path / "label_studio_project.json"))
+    assert ServedProject.of(settings("http://ls.example:8080", "9")).id == 9  # a project set wins
+    with pytest.raises(ConfigError, match=r"records project 5 of the Label Studio at http://ls.example:8080, not of"
+                                          r" http://other.example:8080\. Fix: pass --url http://ls.example:8080"):
+        project_from_state(settings("http://other.example:8080"))
+    (tmp_path / "label_studio_project.json").write_text("{half")
+    with pytest.raises(ConfigError, match="not a readable project record"):
+        ServedProject.of(settings("http://ls.example:8080"))
+
+
+def test_serve_trains_the_first_version_at_start_and_a_stop_abandons_it(tmp_path):
+    """The real `serve` on a state folder without a version (files platform: no project to wait for)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import EXAMPLE, example_rows, write_assets
+    from label_studio_server import free_port
+
+    write_assets(tmp_path / "a.csv", example_rows("train.csv", 300) + [("u1", "a school", "")])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([str(Path(sys.executable).parent / "classie-automl"), "serve", "--platform", "files",
+                               "--assets", str(tmp_path / "a.csv"), "--taxonomy", str(EXAMPLE / "taxonomy.csv"),
+                               "--state", str(tmp_path / "state"), "--port", str(port)],
+                              env={**os.environ, "CLASSIE_API_TOKEN": TOKEN, "CLASSIE_MODEL__BUDGET_SECONDS": "600"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def training() -> bool:
+            assert server.poll() is None, server.communicate()[1][-3000:]
+            try:
+                first = requests.get(f"{url}/health", timeout=2).json().get("first_version", "")
+            except requests.RequestException:
+                return False
+            return first.startswith("first version training since ")
+
+        until(training, 60)
+        early = requests.post(f"{url}/predict", json=TASKS, headers=auth(), timeout=10)
+        assert early.status_code == 503 and int(early.headers["Retry-After"]) == 60  # 600 s of budget: at most 60
+        assert "first version training since" in early.json()["detail"]
+        until(lambda: (tmp_path / "state" / "logs").exists(), 60)  # the search has started
+    finally:
+        stopped = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err[-3000:]
+    assert time.monotonic() - stopped < 30
+    assert "no model version in the state folder: training the first one now, in the background (serve started)" in err
+    assert "background cycle stopped: stop requested: training abandoned" in err, err[-3000:]
+    assert not list((tmp_path / "state" / "models").glob("v*"))

@@ -105,7 +105,12 @@ def test_serve_needs_a_token_then_answers_on_loopback(tmp_path, small_taxonomy):
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)
-        assert health == {"status": "UP", "model_version": None}
+        # No version in the state folder: serve trains the first at once, in the background (here: keyword rules).
+        while health["model_version"] is None and time.monotonic() < deadline:
+            assert health["first_version"].startswith("first version training"), health
+            time.sleep(0.2)
+            health = requests.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+        assert health == {"status": "UP", "model_version": "v1"}
         webhook = requests.post(f"http://127.0.0.1:{port}/webhook", json={"action": "START_TRAINING"},
                                 headers={"Authorization": "Bearer tok"}, timeout=5)
         assert webhook.json()["status"] == "scheduled"

@@ -1,7 +1,10 @@
 """The HTTP API beside the worker: health, metrics, predictions on demand, and a webhook that schedules training.
 
 It serves the registry's current version and picks up a newly promoted one without a restart. Training never runs
-inside a request: the webhook only schedules a worker cycle in the background, debounced.
+inside a request: the webhook only schedules a worker cycle in the background, debounced. With `train_first`, a state
+folder without any version gets its first one at once, in the background, as soon as the project is known (at start,
+or when Label Studio's /setup call names it: service.app.served_project); until it lands /predict answers 503 with
+Retry-After and says since when it trains, and /health says so too.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import base64
 import functools
 import hmac
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -29,6 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import SecretStr
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automl.records import Prediction, codes_by_facet, flatten
@@ -36,7 +42,9 @@ from connectors.base import text_hash
 from connectors.label_studio_client import TRAINING_EVENTS
 from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, parse_label_config, prediction
 from service.app.batching import Batcher
+from service.app.served_project import ServedProject
 from service.config import ApiSettings, ConfigError
+from service.signals import StopRequested
 from service.store.registry import ModelRegistry, ModelUnloadable, ModelVersion
 from service.store.state import StateStore
 
@@ -101,31 +109,47 @@ class Metrics:
 
 
 class Retrainer:
-    """Runs `cycle` in a background thread once events stop arriving for `debounce` seconds; events arriving during a
-    run schedule one more run after it."""
+    """Runs `cycle` in a background thread once events stop arriving for `debounce` seconds (at once when asked);
+    events arriving during a run schedule one more run after it. Says since when a run is running and why the last
+    one failed; `close` lets no new run start and waits for the one running."""
 
     def __init__(self, cycle: Callable[[], object], debounce: float, metrics: Metrics):
         self.cycle, self.debounce, self.metrics = cycle, debounce, metrics
         self._lock = threading.Lock()
         self._due: float | None = None
         self._thread: threading.Thread | None = None
+        self._closed = False
+        self.running_since: float | None = None  # wall-clock time the running cycle started; None: none runs
+        self.failure: tuple[float, str] | None = None  # when the last cycle failed, and why; None after one that ran
 
-    def schedule(self) -> None:
+    def schedule(self, now: bool = False) -> None:
         with self._lock:
-            self._due = time.monotonic() + self.debounce
+            if self._closed:
+                return
+            self._due = time.monotonic() + (0.0 if now else self.debounce)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="retrainer", daemon=True)
                 self._thread.start()
 
+    def close(self, timeout: float) -> bool:
+        """No run starts from now on; waits up to `timeout` seconds for the running one (the caller stops it).
+        True when none runs any more."""
+        with self._lock:
+            self._closed, self._due, thread = True, None, self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
     def _run(self) -> None:
         while True:
             with self._lock:
-                if self._due is None:
+                if self._due is None or self._closed:
                     self._thread = None
                     return
                 wait = self._due - time.monotonic()
                 if wait <= 0:
                     self._due = None
+                    self.running_since = time.time()
             if wait > 0:
                 time.sleep(min(wait, 1.0))
                 continue
@@ -134,9 +158,15 @@ class Retrainer:
                 self.metrics.cycles.inc()
                 self.metrics.trainings.inc(int(getattr(report, "trained", False)))
                 self.metrics.pushed.inc(getattr(report, "written", 0))
-            except Exception:  # noqa: BLE001 - the API stays up; the error is logged and counted
+                self.failure = None
+            except StopRequested as exc:  # serve is stopping: nothing half-done was kept
+                log.info("background cycle stopped: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - the API stays up; the error is logged and counted
                 self.metrics.errors.inc()
+                self.failure = (time.time(), f"{type(exc).__name__}: {exc}")
                 log.exception("background cycle failed")
+            finally:
+                self.running_since = None
 
     @property
     def busy(self) -> bool:
@@ -195,20 +225,31 @@ class _BodyLimit:
 
 def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: ModelRegistry,
                cycle: Callable[[], object], ledger: StateStore | None = None,
-               project_id: int | None = None) -> FastAPI:
+               project_id: int | ServedProject | None = None, *, train_first: bool = False,
+               training_seconds: float = 300.0) -> FastAPI:
     """The API over `registry`; every endpoint but /health needs `token`; the webhook schedules `cycle`. With a
-    `ledger` (the worker's state) and the Label Studio `project_id`, what /predict answers that project is recorded
-    there, since Label Studio stores it: the worker does not push it again, and a task the worker has pushed (or is
-    pushing) gets no second prediction of that version."""
+    `ledger` (the worker's state) and the Label Studio project (`project_id`: a number, or a ServedProject that
+    Label Studio's /setup call may name), what /predict answers that project is recorded there, since Label Studio
+    stores it: the worker does not push it again, and a task the worker has pushed (or is pushing) gets no second
+    prediction of that version. With `train_first`, a registry without a version gets its first one from `cycle`
+    as soon as the project is known; `training_seconds` (the search budget) is the basis of /predict's Retry-After
+    meanwhile."""
     token = token.get_secret_value() if isinstance(token, SecretStr) else token
     if not token:
         raise ConfigError("the API needs a token. Fix: set CLASSIE_API_TOKEN.")
+    project = (project_id if isinstance(project_id, ServedProject) else
+               ServedProject(project_id, "given") if project_id is not None else ServedProject(needed=False))
     metrics = Metrics()
     retrainer = Retrainer(cycle, settings.debounce_seconds, metrics)
-    endpoints = _Endpoints(settings, registry, metrics, retrainer, ledger, project_id)
+    endpoints = _Endpoints(settings, registry, metrics, retrainer, ledger, project, train_first, training_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        if train_first and project.known:
+            endpoints.train_first("serve started")
+        elif train_first and registry.current() is None:
+            log.info("no model version and no Label Studio project yet: the first version is trained when Label"
+                     " Studio connects serve to a project as its ML backend (its /setup call names the project)")
         yield
         endpoints.predicting.shutdown(wait=False)
 
@@ -233,9 +274,10 @@ def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: M
 
 class _Endpoints:
     def __init__(self, settings: ApiSettings, registry: ModelRegistry, metrics: Metrics, retrainer: Retrainer,
-                 ledger: StateStore | None, project_id: int | None):
+                 ledger: StateStore | None, project: ServedProject, first: bool = False,
+                 training_seconds: float = 300.0):
         self.settings, self.registry, self.metrics, self.retrainer = settings, registry, metrics, retrainer
-        self.ledger, self.project_id = ledger, project_id
+        self.ledger, self.project, self.first, self.training_seconds = ledger, project, first, training_seconds
         self.label_config = functools.lru_cache(maxsize=16)(parse_label_config)  # Label Studio resends it
         self.predicting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self.batcher = Batcher(self.predicting)
@@ -246,12 +288,70 @@ class _Endpoints:
         return version
 
     def health(self) -> dict:
+        """Open to all (Label Studio's connection check, probes): so no error text, which the log has."""
         version = self.current()
-        return {"status": "UP", "model_version": version.name if version else None}
+        answer: dict = {"status": "UP", "model_version": version.name if version else None}
+        if self.project.needed:
+            answer["project"] = self.project.id
+        if version is None:
+            answer["first_version"] = self._no_version(public=True)[0]
+        return answer
 
-    def setup(self) -> dict:
+    async def setup(self, request: Request) -> dict:
+        """Label Studio's check of a backend it connects (and re-checks on each visit of its settings). Its body
+        names the project (`"project": "3.1767225600"`): serve takes it when it has none (service.app.served_project).
+        The body also carries a Label Studio token, which is neither kept nor logged."""
+        try:
+            body = await request.json()
+        except ValueError:  # no body, or not JSON: a plain check
+            body = None
+        if isinstance(body, dict) and body.get("project") is not None:
+            await run_in_threadpool(self._adopt, body["project"])
         version = self.current()
         return {"model_version": version.name if version else "none"}
+
+    def _adopt(self, uid: object) -> None:
+        adoption = self.project.adopt(uid)
+        if adoption.taken:
+            self.train_first(f"Label Studio's /setup call named project {adoption.project_id}")
+
+    def train_first(self, why: str) -> None:
+        """The first version, in the background, when there is none and none is being made."""
+        if not self.first or self.registry.current() is not None or self.retrainer.busy:
+            return
+        log.info("no model version in the state folder: training the first one now, in the background (%s);"
+                 " /predict answers 503 until it lands", why)
+        self.retrainer.schedule(now=True)
+
+    def _no_version(self, public: bool = False) -> tuple[str, str, int | None]:
+        """Why there is no version yet, the fix, and the seconds to wait before asking again (None: waiting will not
+        help). `public`: for /health, open to all, without the error's text."""
+        since = self.retrainer.running_since
+        if since is not None:
+            left = self.training_seconds - (time.time() - since)
+            return (f"first version training since {_utc(since)}", "Retry after it lands (Retry-After: a guess from"
+                    " the search budget); /health says when it has", int(min(60, max(5, math.ceil(left)))))
+        if self.retrainer.busy:
+            return ("first version training about to start", "Retry in a few seconds",
+                    max(1, math.ceil(self.settings.debounce_seconds)))
+        failure = self.retrainer.failure
+        if failure is not None:
+            when = _utc(failure[0])
+            return (f"the first training failed at {when}" + (": see serve's log" if public else f": {failure[1]}"),
+                    "Fix: see serve's log for the cause; the next annotation (the webhook) or `classie-automl train`"
+                    " on this state folder tries again", None)
+        if not self.project.known:
+            return ("serve has no Label Studio project yet", "Fix: connect serve as the project's ML backend"
+                    " (`classie-automl label-studio-init --ml-backend-url <serve's URL>`, or the project's Settings >"
+                    " Model): Label Studio's /setup call names the project, and serve trains the first version"
+                    " then; or start serve with --project-id", None)
+        return ("none in the state folder", "Fix: `classie-automl train` on this state folder (serve picks the"
+                " version up without a restart)", None)
+
+    def _unavailable(self) -> HTTPException:
+        status, fix, retry = self._no_version()
+        return HTTPException(503, f"no model version yet: {status}. {fix}",
+                             headers={"Retry-After": str(retry)} if retry else None)
 
     async def predict(self, request: Request) -> dict:
         body = await _json(request)
@@ -262,7 +362,7 @@ class _Endpoints:
             raise HTTPException(413, f"at most {self.settings.max_tasks} tasks per request")
         version = self.current()
         if version is None:
-            raise HTTPException(503, "no model yet: the first training has not finished")
+            raise self._unavailable()
         schema = self._schema(body.get("label_config"))
         texts = _texts(tasks, schema.text_key if schema else self.settings.text_key)
         # The model, the ledger and the answer in one thread of their own: the event loop stays free for /health
@@ -302,7 +402,8 @@ class _Endpoints:
                  prefill: dict[str, list[str]]) -> bool:
         """Whether to answer for `task`; an answer Label Studio will store for the configured project is recorded."""
         project = task.get("project") or str(body.get("project") or "").split(".")[0]
-        if self.ledger is None or task.get("id") is None or str(project) != str(self.project_id):
+        served = self.project.id
+        if self.ledger is None or task.get("id") is None or served is None or str(project) != str(served):
             return True
         return self.ledger.record_answer(version.name, str(task["id"]), text_hash(text), prefill)
 
@@ -336,7 +437,7 @@ class _Endpoints:
         """The current version's evaluation report, as the training wrote it."""
         version = self.current()
         if version is None:
-            raise HTTPException(503, "no model yet: the first training has not finished")
+            raise self._unavailable()
         path = self.registry.report_path(version)
         if not path.is_file():
             raise HTTPException(404, f"no report for {version.name} (trained before reports were written, or its"
@@ -348,6 +449,10 @@ class _Endpoints:
         self.current()
         self.metrics.show_registry(self.registry)
         return PlainTextResponse(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _listed(by_facet: dict) -> dict:

@@ -286,7 +286,9 @@ def serve(ctx: typer.Context, project: Project,
           port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 9090,
           verbose: VerboseOpt = False) -> None:
     """The HTTP API: /health, /setup, /predict, /webhook (schedules a background cycle), /metrics.
-    Every endpoint but /health needs the token of CLASSIE_API_TOKEN (bearer, or basic auth)."""
+    Every endpoint but /health needs the token of CLASSIE_API_TOKEN (bearer, or basic auth). On Label Studio
+    without --project-id: the project recorded in the state folder, else the one Label Studio connects it to (no
+    restart). With no model version in the state folder, the first is trained in the background at once."""
     from service.app.serving import serve_api
 
     setup_logging(verbose)
@@ -510,7 +512,32 @@ def label_studio_init(
     result = init_project(label_studio_client(settings, secrets), title, tax, assets=records,
                           ml_backend_url=ml_backend_url, webhook_url=webhook_url,
                           api_token=secrets.classie_api_token, wait_seconds=wait, say=typer.echo)
+    _say_who_serves(result.project_id, result.ml_backend)
     typer.echo(f"project {result.project_id}")
+
+
+def _say_who_serves(project_id: int, backend: str | None) -> None:
+    """What the connected API says it serves (its /health), and the setting that names the project elsewhere."""
+    from service.app.health import backend_health
+
+    env_line = f"CLASSIE_LABEL_STUDIO__PROJECT_ID={project_id}"
+    if backend is None:
+        typer.echo(f"no ML backend connected: start `classie-automl serve --platform label-studio` and rerun with"
+                   f" --ml-backend-url <its URL> (serve then takes project {project_id} from Label Studio), or give"
+                   f" a worker {env_line}")
+        return
+    served = backend_health(backend)
+    if served is None:
+        typer.echo(f"ML backend {backend}: not reachable from here to ask which project it serves; a serve started"
+                   f" without --project-id takes project {project_id} from Label Studio's /setup call")
+    elif served.get("project") == project_id:
+        typer.echo(f"ML backend {backend}: serves project {project_id}, no restart needed (model version"
+                   f" {served.get('model_version') or 'none yet: ' + str(served.get('first_version'))})")
+    else:
+        typer.echo(f"warning: the ML backend {backend} serves project {served.get('project')}, not {project_id}"
+                   f" (its --project-id, CLASSIE_LABEL_STUDIO__PROJECT_ID or state folder names it): its webhook cycles"
+                   f" go there. Fix: restart it with --project-id {project_id}, or connect a serve of its own")
+    typer.echo(f"a worker or serve on another state folder needs: {env_line} (or --project-id {project_id})")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from connectors.base import Connector
 from connectors.files import FilesConnector
 from connectors.label_studio import LabelStudioConnector
 from connectors.label_studio_client import LabelStudioClient
+from service.app.served_project import project_from_state
 from service.config import ConfigError, Secrets, Settings
 from service.cycle.worker import Worker
 from service.store.heartbeat import Heartbeat
@@ -35,7 +36,8 @@ def label_studio_client(settings: Settings, secrets: Secrets) -> LabelStudioClie
 
 def build_connector(settings: Settings, secrets: Secrets) -> Connector:
     """The configured platform's connector; a missing setting is named with its flag, a taxonomy path that is a
-    folder said at once (a polling worker would otherwise fail every cycle on it)."""
+    folder said at once (a polling worker would otherwise fail every cycle on it). A Label Studio project not set is
+    the one recorded in the state folder (service.app.served_project)."""
     if settings.taxonomy.path is not None:
         check_taxonomy_path(settings.taxonomy.path)
     if settings.platform == "kili":
@@ -45,10 +47,11 @@ def build_connector(settings: Settings, secrets: Secrets) -> Connector:
 
         return KiliConnector(settings.kili, secrets.kili_api_key, settings.taxonomy.path, settings.security)
     if settings.platform == "label-studio":
-        if settings.label_studio.project_id is None:
-            raise ConfigError("platform label-studio needs --project-id (or [label_studio] project_id).")
-        return LabelStudioConnector(settings.label_studio, label_studio_client(settings, secrets),
-                                    settings.taxonomy.path, settings.security)
+        chosen = settings.label_studio
+        if chosen.project_id is None:  # the project `serve` recorded in the state folder, else the fix
+            chosen = chosen.model_copy(update={"project_id": project_from_state(settings)})
+        return LabelStudioConnector(chosen, label_studio_client(settings, secrets), settings.taxonomy.path,
+                                    settings.security)
     missing = [name for name, value in (("--assets / [files] assets", settings.files.assets),
                                         ("--taxonomy / [taxonomy] path", settings.taxonomy.path)) if value is None]
     if missing:

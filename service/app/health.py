@@ -16,7 +16,7 @@ import requests
 
 from service.store.heartbeat import HEARTBEAT_NAME, read_beat
 
-__all__ = ["HealthStatus", "check_heartbeat", "check_url"]
+__all__ = ["HealthStatus", "backend_health", "check_heartbeat", "check_url"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,14 @@ def check_url(url: str, timeout: float = 5.0) -> HealthStatus:
     if response.status_code != 200:
         return HealthStatus(False, f"{url}: HTTP {response.status_code}")
     return HealthStatus(True, f"{url}: {response.text.strip()[:200]}")
+
+
+def backend_health(backend_url: str, timeout: float = 5.0) -> dict | None:
+    """The API's /health answer (its model version, its Label Studio project, how its first version is doing); None
+    when it cannot be had from here."""
+    try:
+        response = requests.get(backend_url.rstrip("/") + "/health", timeout=timeout)
+        answer = response.json() if response.ok else None
+    except (requests.RequestException, ValueError):
+        return None
+    return answer if isinstance(answer, dict) else None
