@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 from automl.taxonomy import Taxonomy
 from automl.taxonomy_file import load_taxonomy
@@ -149,7 +150,8 @@ def test_init_imports_tasks_with_their_labels_and_a_rerun_adds_nothing(ls, trial
 
 
 def test_init_waits_for_the_api_then_connects_it_with_its_token(ls, trial, tmp_path):
-    """The compose order: the project exists before the API can start, so the init waits for the API."""
+    """The API started after the init (the init waits for it), without a project: Label Studio's /setup call gives
+    it the project, and it starts training its first version at once."""
     name, port = title(), free_port()
     backend = f"http://127.0.0.1:{port}"
     init = subprocess.Popen([CLI, "label-studio-init", "--url", ls.url, "--config", str(trial),
@@ -161,15 +163,18 @@ def test_init_waits_for_the_api_then_connects_it_with_its_token(ls, trial, tmp_p
         if "not answering yet" in line:
             break
     pid = int(next(ln for ln in lines if ln.startswith("project ")).split()[1])
-    server = subprocess.Popen([CLI, "serve", "--platform", "label-studio", "--project-id", str(pid), "--url",
-                               ls.url, "--state", str(tmp_path / "state"), "--port", str(port)],
-                              env=cli_env(ls), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([CLI, "serve", "--platform", "label-studio", "--url", ls.url, "--config", str(trial),
+                               "--state", str(tmp_path / "state"), "--port", str(port)],
+                              env=cli_env(ls, {"CLASSIE_MODEL__BUDGET_SECONDS": "10"}), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     try:
         out, err = init.communicate(timeout=180)
         out = "".join(lines) + out
         assert_no_token(ls, out + err)
         assert init.returncode == 0, err
         assert f"ML backend {backend}: connected" in out and out.strip().endswith(f"project {pid}")
+        assert f"ML backend {backend}: serves project {pid}, no restart needed (model version none yet: first" \
+               " version training" in out
 
         [ml] = ls.client.ml_backends(pid)
         assert ml["url"] == backend and ml["auth_method"] == "BASIC_AUTH"
@@ -189,6 +194,7 @@ def test_init_waits_for_the_api_then_connects_it_with_its_token(ls, trial, tmp_p
                       backend, env={"CLASSIE_API_TOKEN": other})
         assert refused.returncode == 2 and f"the API at {backend} refused the token" in refused.stderr
         assert other not in refused.stdout + refused.stderr
+        assert requests.get(f"{backend}/health", timeout=5).json()["project"] == pid
     finally:
         if init.poll() is None:
             init.kill()
