@@ -456,9 +456,11 @@ class LabelStudioServer:
                 "secret_key": secrets.token_urlsafe(40),
             }
             self._save_credentials(credentials)
-        self.username: str = credentials["username"]
-        self.password: str = credentials["password"]
-        self.legacy_token: str = credentials["token"]
+        # an environment that names the admin (as docker/example.env does) is what Label Studio uses
+        named = {k: str(v) for k, v in (env or {}).items()}
+        self.username: str = named.get("LABEL_STUDIO_USERNAME", credentials["username"])
+        self.password: str = named.get("LABEL_STUDIO_PASSWORD", credentials["password"])
+        self.legacy_token: str = named.get("LABEL_STUDIO_USER_TOKEN", credentials["token"])
         self.pat: str | None = credentials.get("pat")  # made on the first start
         self.legacy_tokens: bool | None = None  # the organization's setting, read at start
         self._secret_key: str = credentials["secret_key"]
@@ -498,8 +500,8 @@ class LabelStudioServer:
     # ---- the admin's session and tokens
 
     def login(self, url: str) -> requests.Session | None:
-        """A session logged in as the admin with its password (the login form, as a browser sends it), or None if
-        the server at `url` does not take it (not ours, or not ready)."""
+        """A session logged in as the admin with its password (the login form, as a browser sends it); None if the
+        server at `url` does not answer yet; PermissionError if it shows the form again (not this admin)."""
         session = requests.Session()
         try:
             session.get(url + "/user/login/", timeout=10)
@@ -508,6 +510,9 @@ class LabelStudioServer:
                 "csrfmiddlewaretoken": session.cookies.get("csrftoken") or ""})
         except requests.RequestException:
             return None
+        if answer.status_code == 200:
+            raise PermissionError(f"the admin's login ({self.username}) was refused at {url}: another server, or"
+                                  " a data dir made with other LABEL_STUDIO_USERNAME/PASSWORD")
         if answer.status_code != 302 or "sessionid" not in session.cookies:
             return None
         session.headers.update({"X-CSRFToken": session.cookies.get("csrftoken") or "", "Referer": url + "/"})
@@ -665,7 +670,11 @@ class LabelStudioServer:
             if bound and int(bound[-1]) != port:
                 self.stop()
                 return f"bound {int(bound[-1])} instead", True
-            admin = self._is_ready(url) if bound else None
+            try:
+                admin = self._is_ready(url) if bound else None
+            except PermissionError as exc:
+                self.stop()
+                return str(exc), False
             if admin is not None:
                 self.port, self.url, self.admin = port, url, admin
                 self._ensure_pat()
