@@ -4,16 +4,20 @@
 
 Starts Label Studio (tests/label_studio_server.py installs it in .ls-venv on first use), imports N UK-CAT charities
 (a fifth with an annotation) in one request, then runs the worker: a first cycle (train with a small budget, push) and
-two no-change cycles, counting the HTTP requests the connector sends.
+`--no-change` cycles with nothing new (3 by default), each line saying its wall time, the HTTP requests the connector
+sent, the bytes they fetched, the time the server took to answer them and the tasks pulled; then the median of the
+no-change cycles. `--full-pull` makes each no-change cycle a complete pull (as every [worker] full_pull_seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +43,8 @@ def config() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--no-change", type=int, default=3, help="no-change cycles after the first")
+    parser.add_argument("--full-pull", action="store_true", help="every no-change cycle a complete pull")
     args = parser.parse_args()
     from service.app.factory import build_worker
     from service.config import Secrets, load_settings
@@ -63,19 +69,29 @@ def main() -> None:
         print(json.dumps({"tasks": len(tasks), "import_s": round(time.perf_counter() - started, 1)}))
         settings = load_settings(None, {"platform": "label-studio", "state_dir": str(work / "state"),
                                         "label_studio": {"project_id": project, "url": ls.url},
-                                        "model": {"budget_seconds": 60}})
+                                        "model": {"budget_seconds": 60},
+                                        "worker": {"full_pull_seconds": 0 if args.full_pull else 3600}})
         worker = build_worker(settings, Secrets(label_studio_api_key=ls.token))
-        sent: list[str] = []
+        sent: list[tuple[str, int, float]] = []  # request, bytes of the answer, seconds until its headers came
         worker.connector.client.http.hooks["response"].append(
-            lambda r, *a, **k: sent.append(f"{r.request.method} {r.url}"))
-        for name in ("first", "no-change", "no-change again"):
+            lambda r, *a, **k: sent.append((f"{r.request.method} {r.url}", len(r.content), r.elapsed.total_seconds())))
+        walls = []
+        for n in range(1 + args.no_change):
             before = len(sent)
             started = time.perf_counter()
             report = worker.run_once()
-            print(json.dumps({"cycle": name, "wall_s": round(time.perf_counter() - started, 2),
-                              "requests": len(sent) - before, "pulled": report.pulled, "trained": report.trained,
-                              "pushed": report.written,
-                              "timings": {k: round(v, 2) for k, v in report.timings.items()}}))
+            wall = time.perf_counter() - started
+            calls = sent[before:]
+            if n:
+                walls.append(wall)
+            print(json.dumps({"cycle": "no-change" if n else "first", "wall_s": round(wall, 2),
+                              "requests": len(calls), "bytes": sum(b for _, b, _ in calls),
+                              "server_s": round(sum(s for _, _, s in calls), 2), "pulled": report.pulled,
+                              "complete_pull": report.complete_pull, "trained": report.trained,
+                              "pushed": report.written, "timings": {k: round(v, 2) for k, v in report.timings.items()},
+                              "calls": dict(Counter(c.split("?")[0] for c, _, _ in calls))}))
+        if walls:
+            print(json.dumps({"no_change_median_s": round(statistics.median(walls), 2), "cycles": len(walls)}))
 
 
 if __name__ == "__main__":
