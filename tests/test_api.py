@@ -71,12 +71,14 @@ def test_health_is_open_and_everything_else_needs_the_token(server):
     url, _, _ = server
     assert requests.get(f"{url}/health").json() == {"status": "UP", "model_version": "v1"}
     for method, path in (("post", "/setup"), ("post", "/predict"), ("post", "/webhook"), ("get", "/metrics"),
-                         ("get", "/report")):
+                         ("get", "/report"), ("get", "/openapi.json")):
         assert requests.request(method, url + path, json={}).status_code == 401
         assert requests.request(method, url + path, json={}, headers=auth("wrong")).status_code == 401
     basic = base64.b64encode(f"user:{TOKEN}".encode()).decode()
     assert requests.post(f"{url}/setup", headers={"Authorization": f"Basic {basic}"}).json() == {
         "model_version": "v1"}
+    schema = requests.get(f"{url}/openapi.json", headers=auth()).json()  # the schema too, with the token
+    assert {"/health", "/setup", "/predict", "/webhook", "/metrics", "/report"} <= set(schema["paths"])
 
 
 def test_predict_batches_and_picks_up_a_new_version_without_restart(server):

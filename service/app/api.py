@@ -253,7 +253,8 @@ def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: M
         yield
         endpoints.predicting.shutdown(wait=False)
 
-    app = FastAPI(title="classie-automl", docs_url=None, redoc_url=None, lifespan=lifespan)
+    # The schema is served like every endpoint but /health: with the token.
+    app = FastAPI(title="classie-automl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.metrics, app.state.retrainer = metrics, retrainer
 
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
@@ -269,6 +270,7 @@ def create_app(settings: ApiSettings, token: SecretStr | str | None, registry: M
     app.add_api_route("/webhook", endpoints.webhook, methods=["POST"], dependencies=guarded)
     app.add_api_route("/metrics", endpoints.prometheus, methods=["GET"], dependencies=guarded)
     app.add_api_route("/report", endpoints.report, methods=["GET"], dependencies=guarded)
+    app.add_api_route("/openapi.json", app.openapi, methods=["GET"], dependencies=guarded, include_in_schema=False)
     return app
 
 
