@@ -74,7 +74,8 @@ class KiliConnector:
         self.settings, self.rules_file = settings, rules
         self.skipped = SkipLog()
         if not api_key or not api_key.get_secret_value():
-            raise KiliError("no Kili API key. Fix: set KILI_API_KEY (an API key from Kili's profile page).")
+            raise KiliError("no Kili API key. Fix: set KILI_API_KEY, or KILI_API_KEY_FILE to a file holding it (an"
+                            " API key from Kili's My account > API Key page).")
         self.where = f"Kili at {settings.endpoint or 'the default endpoint'}"
         try:
             self.kili = self._retrying(Kili)(api_key=api_key.get_secret_value(), api_endpoint=settings.endpoint)
@@ -113,7 +114,8 @@ class KiliConnector:
         projects = self._retrying(self.kili.projects)(project_id=pid, fields=["id", "title", "jsonInterface"],
                                                       disable_tqdm=True)
         if not projects:
-            raise KiliError(f"no Kili project {pid!r} for this API key. Fix: check --project-id.")
+            raise KiliError(f"no Kili project {pid!r} for this API key. Fix: check --project-id (or"
+                            " CLASSIE_KILI__PROJECT_ID): the part after /label/projects/ in the project's address.")
         interface = projects[0]["jsonInterface"]
         if isinstance(interface, str):
             interface = json.loads(interface)

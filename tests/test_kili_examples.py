@@ -252,7 +252,8 @@ def test_the_placeholders_left_as_they_are_stop_the_worker_with_the_fix(tmp_path
         env = {**worker_environment(tmp_path, optional=False), "KILI_API_ENDPOINT": emu.endpoint}
         use_environment(monkeypatch, env)
         with pytest.raises(KiliError, match=re.escape(f"no Kili project '{as_written_env['CLASSIE_KILI__PROJECT_ID']}'"
-                                                      " for this API key.")):
+                                                      " for this API key. Fix: check --project-id (or"
+                                                      " CLASSIE_KILI__PROJECT_ID)")):
             build_worker(load_settings(), read_secrets())
 
 

@@ -42,7 +42,8 @@ def build_connector(settings: Settings, secrets: Secrets) -> Connector:
         check_taxonomy_path(settings.taxonomy.path)
     if settings.platform == "kili":
         if not settings.kili.project_id:
-            raise ConfigError("platform kili needs --project-id (or [kili] project_id).")
+            raise ConfigError("platform kili needs a project. Fix: pass --project-id, or set [kili] project_id or"
+                              " CLASSIE_KILI__PROJECT_ID (the part after /label/projects/ in its address).")
         from connectors.kili import KiliConnector  # the Kili SDK takes a second or two to import
 
         return KiliConnector(settings.kili, secrets.kili_api_key, settings.taxonomy.path, settings.security)
