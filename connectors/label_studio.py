@@ -41,7 +41,7 @@ NOTE_ON_KEY = "classie_label_issue_on"
 NOTE_SEPARATOR = " | "
 # What a pull reads: Label Studio's `include` (a sparse fieldset, applied to each task and to its annotations alike)
 # names the fields used here. Without it each task comes with its predictions, drafts, counters and who updated it,
-# which Label Studio 1.23.2 gathers with queries per task: ~4x the server time and twice the bytes (3,446 tasks:
+# which Label Studio 1.23.2 gathers with queries per task: ~5x the server time and twice the bytes (3,446 tasks,
 # benchmarks/label_studio_cycle.py). `fields=all` is still needed for the annotations to be sent at all.
 TASK_FIELDS = ("id", "data", "updated_at", "annotations")
 ANNOTATION_FIELDS = ("id", "result", "was_cancelled", "created_at", "updated_at")

@@ -1,7 +1,7 @@
 """What a pull costs Label Studio: each task answered with the fields the connector reads and nothing more, in pages of
 `TASK_PAGE_SIZE`, and the same assets as from whole tasks. Label Studio 1.23.2 gathers a task's predictions, drafts and
-who updated it with queries per task: a pull of 3,446 tasks that asked for them took 35-47 s, in 35 pages of 100, and
-the cycle after an import reads them all again (the cursor's overlap). Counted here on the real server, not timed."""
+who updated it with queries per task: reading 3,446 tasks with them took 41 s (median of 3) in 35 pages of 100, 8 s
+without them in 4, and the cycle after an import reads them all again (the cursor's overlap). Counted, not timed."""
 
 from __future__ import annotations
 
