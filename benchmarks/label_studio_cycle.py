@@ -60,8 +60,8 @@ def main() -> None:
                                                 "value": {"taxonomy": paths}}]}]
         tasks.append(task)
     ensure_label_studio()
-    work = Path(tempfile.mkdtemp(prefix="ls-bench-"))
-    with LabelStudioServer(work / "ls") as ls:
+    with tempfile.TemporaryDirectory(prefix="ls-bench-") as scratch, LabelStudioServer(Path(scratch) / "ls") as ls:
+        work = Path(scratch)  # the server's data and the worker's state, removed once the server has stopped
         ls.start()
         project = ls.client.create_project("bench", config())["id"]
         started = time.perf_counter()
