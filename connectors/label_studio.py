@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from automl.records import flatten
 from automl.taxonomy import Taxonomy
@@ -30,7 +30,8 @@ from connectors.label_studio_schema import LabelConfigError, LabelStudioSchema, 
 from connectors.retry import ATTEMPTS, send_until_landed
 from connectors.settings import LabelStudioSettings, SecuritySettings
 
-__all__ = ["ANNOTATION_FIELDS", "NOTE_KEY", "NOTE_ON_KEY", "TASK_FIELDS", "TASK_PAGE_SIZE", "LabelStudioConnector"]
+__all__ = ["ANNOTATION_FIELDS", "NOTE_KEY", "NOTE_ON_KEY", "TASK_FIELDS", "TASK_PAGE_SIZE", "LabelStudioConnector",
+           "data_url"]
 
 log = logging.getLogger(__name__)
 # Where a task shows the likely mistakes in its label: the open-source server has no comments API, so they go into
@@ -50,6 +51,16 @@ ANNOTATION_FIELDS = ("id", "result", "was_cancelled", "created_at", "updated_at"
 # the same (`LabelStudioClient.pages` follows the answer's total).
 TASK_PAGE_SIZE = 1000
 
+
+
+def data_url(server: str, value: str) -> str:
+    """Where a task's text URL points, as the browser resolves it: relative ones against the server; Label Studio's
+    own paths (`/data/upload/...`) under the path prefix the server is reached through (`http://host/ls` behind a
+    proxy), which resolving alone would drop."""
+    value, prefix = value.strip(), urlsplit(server).path.rstrip("/")
+    if prefix and value.startswith("/") and not value.startswith("//") and not value.startswith(prefix + "/"):
+        value = prefix + value
+    return urljoin(server.rstrip("/") + "/", value)
 
 class LabelStudioConnector:
     """One project (`settings.project_id`, set) of the server `client` talks to. `rules` is an optional taxonomy
@@ -140,7 +151,7 @@ class LabelStudioConnector:
             return None, ""
         if not self.schema.text_is_url or not value.strip():
             return value, text_hash(value)
-        url = urljoin(self.client.url + "/", value.strip())  # as the browser resolves it: /data/upload/... too
+        url = data_url(self.client.url, value)
         cached = texts.cached_text(str(task.get("id")), url) if texts else None
         if cached is not None:
             return cached, url

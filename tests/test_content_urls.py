@@ -420,3 +420,18 @@ def test_label_studio_uploaded_text_files_are_read(label_studio):
     assert "/data/upload/" in pulled[0].version
     [(reason, places)] = connector.skipped.places.items()
     assert reason.startswith("content URL refused: 169.254.169.254:80 is a link-local address") and len(places) == 1
+
+
+@pytest.mark.parametrize("server, value, url", [
+    ("http://ls:8080", "/data/upload/1/a.txt", "http://ls:8080/data/upload/1/a.txt"),
+    ("http://ls:8080/", " data/upload/1/a.txt ", "http://ls:8080/data/upload/1/a.txt"),
+    # Behind a proxy at a path prefix: Label Studio's own paths go under it, once.
+    ("http://host/ls", "/data/upload/1/a.txt", "http://host/ls/data/upload/1/a.txt"),
+    ("http://host/ls/", "/ls/data/upload/1/a.txt", "http://host/ls/data/upload/1/a.txt"),
+    ("http://host/ls", "https://files.example.com/a.txt", "https://files.example.com/a.txt"),
+    ("http://host/ls", "//files.example.com/a.txt", "http://files.example.com/a.txt"),
+])
+def test_a_label_studio_text_url_resolves_as_the_browser_does_under_a_path_prefix(server, value, url):
+    from connectors.label_studio import data_url
+
+    assert data_url(server, value) == url
