@@ -40,7 +40,7 @@ class ModelSettings(Section):
     budget_seconds: int = Field(300, ge=1)
     per_run_seconds: int | None = Field(None, ge=1)  # one pipeline fit; default: the level's search time / 4
     memory_mb: int = Field(3072, ge=256)  # one pipeline fit
-    seed: int = 1
+    seed: int = 1  # the random seed of the search and the folds
     max_evaluations: int | None = Field(None, ge=1)  # pipelines tried per level; set it for runs that must repeat
     ensemble_size: int = Field(10, ge=1)  # auto-sklearn's ensemble selection rounds
     max_members: int = Field(3, ge=1)  # pipelines kept from the ensemble
@@ -51,11 +51,12 @@ class ModelSettings(Section):
     cv_folds: int = Field(5, ge=2)  # out-of-fold predictions for thresholds, rules, confidence, held-out metrics
     max_chars: int = learning(3000, ge=1)  # texts are cut here, otherwise unprocessed
     max_df: float = learning(0.2, gt=0, le=1)  # TF-IDF
-    min_df: int = learning(2, ge=1)
-    ngram_max: int = learning(2, ge=1, le=3)
+    min_df: int = learning(2, ge=1)  # TF-IDF: a term in fewer texts is left out
+    ngram_max: int = learning(2, ge=1, le=3)  # word n-grams, 1 up to this long
     # Character n-grams within words, 2 up to this long, beside the word terms: they share evidence between a word's
     # forms and compounds ("disabled", "disability") that the word vocabulary keeps apart. 0: words only.
     char_ngram_max: int = learning(5, ge=0, le=6)
+    # A child code pre-filled without its parent: the parent is pre-filled too (imply_parents), or the child dropped.
     hierarchy: Literal["imply_parents", "require_parent"] = learning("imply_parents")
     # A facet in which every labelled text (100 at least) has exactly one path is treated as single-choice
     # ([taxonomy] single_choice): one path per text, the most likely code level by level.
@@ -71,7 +72,7 @@ class ModelSettings(Section):
     # version) is kept out of training; a new version is scored on it beside the current one and becomes current
     # only if no facet's micro-F1 falls, or effort ratio rises, by more than promote_tolerance. 0: no gate.
     holdout_fraction: float = learning(0.15, ge=0, lt=1)
-    promote_tolerance: float = Field(0.02, ge=0)
+    promote_tolerance: float = Field(0.02, ge=0)  # how much worse on the slice a new version may be
     # Refit a promoted version on every labelled asset, the slice included, with the pipelines its search found (no
     # second search); the slice-free fit is kept beside it to judge the next candidate alike. Off by default: what
     # serves is then exactly what the gate judged (on UK-CAT the refit cost 86 s and gained nothing measurable).
@@ -114,7 +115,7 @@ class ComputeSettings(Section):
 
 class TaxonomySettings(Section):
     path: Path | None = None  # the taxonomy CSV (platform kili: optional, keyword rules by category key)
-    default_facet: str = "subject"
+    default_facet: str = "subject"  # the facet of codes that no facet column or root names
     # A code and its descendants form a facet, e.g. {"population": ["BE"]}.
     facet_roots: dict[str, list[str]] = Field(default_factory=dict)
     # Facets whose every text has exactly one path (section > group > class): decoded as the most likely path, one

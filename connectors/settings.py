@@ -18,11 +18,11 @@ __all__ = ["FilesSettings", "KiliSettings", "LabelStudioSettings", "SecuritySett
 class FilesSettings(Section):
     assets: Path | None = None  # .csv (or .tsv) with a header, or .jsonl (one object per line)
     output: Path | None = None  # default: <state_dir>/preannotations.jsonl
-    id_column: str = "id"
-    text_column: str = "text"
+    id_column: str = "id"  # the column (or JSON key) holding each asset's unique id
+    text_column: str = "text"  # the column (or JSON key) holding the text
     labels_column: str = "labels"  # most specific codes; ancestors are implied
     label_separator: str = Field(";", min_length=1)  # in CSV; JSONL may also give a list
-    encoding: str = "utf-8"
+    encoding: str = "utf-8"  # of the assets file (a Python codec name)
 
     @field_validator("encoding")
     @classmethod
@@ -35,17 +35,17 @@ class FilesSettings(Section):
 
 
 class KiliSettings(Section):
-    project_id: str | None = None
+    project_id: str | None = None  # the Kili project (required with platform kili)
     endpoint: str | None = None  # default: KILI_API_ENDPOINT, then Kili's cloud
     model_name_prefix: str = "classie-automl"  # predictions are named <prefix>-v<N>
-    push_batch: int = Field(100, ge=1, le=1000)
+    push_batch: int = Field(100, ge=1, le=1000)  # predictions sent per Kili call
 
 
 class LabelStudioSettings(Section):
     url: str | None = None  # default: LABEL_STUDIO_URL
-    project_id: int | None = None
+    project_id: int | None = None  # else the state folder's record, else Label Studio's /setup call
     earlier_versions: Literal["keep", "remove"] = "keep"  # predictions of earlier versions on re-predicted tasks
-    push_batch: int = Field(500, ge=1, le=5000)
+    push_batch: int = Field(500, ge=1, le=5000)  # predictions sent per import call
 
 
 class SecuritySettings(Section):

@@ -36,8 +36,8 @@ class ConfigError(InputError):
 
 
 class WorkerSettings(Section):
-    interval_seconds: float = Field(60.0, gt=0)
-    batch_size: int = Field(500, ge=1)
+    interval_seconds: float = Field(60.0, gt=0)  # the wait between two cycles of the polling worker (`run`)
+    batch_size: int = Field(500, ge=1)  # assets predicted and pushed together
     # Retrain when at least this many labelled assets were added, changed or removed since the current model...
     retrain_min_changes: int = Field(1, ge=1)
     # ...and they are at least this fraction of the labelled assets the current model was trained on.
@@ -56,7 +56,7 @@ class WorkerSettings(Section):
     # The polling worker's own Prometheus endpoint (`run` without --once); off unless a port is given. Loopback by
     # default: the metrics carry no secret, but nothing should listen on the network unasked (the image sets 0.0.0.0).
     metrics_port: int | None = Field(None, gt=0, lt=65536)
-    metrics_host: str = Field("127.0.0.1", min_length=1)
+    metrics_host: str = Field("127.0.0.1", min_length=1)  # the address metrics_port listens on
 
     @field_validator("metrics_port", mode="before")
     @classmethod
@@ -67,8 +67,8 @@ class WorkerSettings(Section):
 
 class ApiSettings(Section):
     debounce_seconds: float = Field(10.0, ge=0)  # webhook events within this quiet time make one cycle
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    max_tasks: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)  # a larger request body is refused (413)
+    max_tasks: int = Field(1000, ge=1)  # tasks in one /predict call; more are refused (413)
     text_key: str = "text"  # the task data field read when a /predict call brings no label_config
 
 
@@ -81,14 +81,14 @@ class LabelIssueSettings(Section):
     With `push`, the worker also shows the `top` most likely of the serving version where the labellers look: a Kili
     issue on the label, a note in the Label Studio task's data, label_issues.csv beside the files output."""
 
-    push: bool = False
+    push: bool = False  # show the likely label mistakes on the platform
     top: int = Field(100, ge=1)  # of each version's list, most likely first
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSIE_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
-    platform: Literal["files", "kili", "label-studio"] = "files"
+    platform: Literal["files", "kili", "label-studio"] = "files"  # where the assets are and the pre-annotations go
     state_dir: Path = Path("state")  # models/, preannotations.jsonl (files), logs/, tmp/
     files: FilesSettings = Field(default_factory=FilesSettings)
     kili: KiliSettings = Field(default_factory=KiliSettings)
