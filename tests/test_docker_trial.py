@@ -398,17 +398,20 @@ def test_compose_brings_up_label_studio_the_api_and_the_worker(image: str, figur
         assert up.returncode == 0, up.stderr[-4000:]
         timings["up_returned_init_done"] = round(time.monotonic() - started, 1)
         assert _init_done(compose)
+        # The project init made, as it prints it last (compose no longer assumes it is 1).
+        project_id = int(re.findall(r"project (\d+)\s*$", compose("logs", "--no-color", "init").stdout, re.M)[-1])
         ls_url, token = "http://127.0.0.1:8080", "0123456789abcdef0123456789abcdef01234567"  # example.env's
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         wait_for(lambda: _answers(ls_url + "/health"), 300, "Label Studio")
-        tasks = lambda: session.get(f"{ls_url}/api/predictions", params={"project": 1}, timeout=30).json()  # noqa: E731
+        tasks = lambda: session.get(f"{ls_url}/api/predictions", params={"project": project_id},  # noqa: E731
+                                    timeout=30).json()
         wait_for(lambda: len(tasks()) >= 821, 900, "the worker's v1 pre-annotations")
         timings["up_to_v1_pushed"] = round(time.monotonic() - started, 1)
         # A labeller annotates a task (as another was annotated): Label Studio's webhook reaches the API, which
         # runs a cycle on the shared state; one change meets the retrain rule (retrain_min_changes = 1): v2.
-        tasks = session.get(f"{ls_url}/api/tasks", params={"project": 1, "page_size": 100, "fields": "all"},
-                            timeout=60).json()
+        tasks = session.get(f"{ls_url}/api/tasks", timeout=60,
+                            params={"project": project_id, "page_size": 100, "fields": "all"}).json()
         tasks = tasks.get("tasks") if isinstance(tasks, dict) else tasks
         labelled = next(t for t in tasks if t.get("annotations"))
         target = next(t for t in tasks if not t.get("annotations"))
