@@ -168,7 +168,8 @@ def _read_file(config_file: Path) -> dict:
 # CLASSIE_* variables that are not settings: the API's token (read as a secret), logging (service.app.logs), the
 # health probe's URL (service.app.health), the CLI's --config default, and the set-up scripts' and tests' own.
 NOT_SETTINGS = frozenset({"CLASSIE_API_TOKEN", "CLASSIE_API_TOKEN_FILE", "CLASSIE_LOG_FORMAT", "CLASSIE_LOG_LEVEL",
-                          "CLASSIE_HEALTH_URL", "CLASSIE_CONFIG", "CLASSIE_VENV", "CLASSIE_EXTRAS", "CLASSIE_LS_VENV"})
+                          "CLASSIE_HEALTH_URL", "CLASSIE_CONFIG", "CLASSIE_VENV", "CLASSIE_EXTRAS", "CLASSIE_LS_VENV",
+                          "CLASSIE_BUILD_JOBS"})
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
