@@ -47,7 +47,7 @@ export SKLEARN_BUILD_PARALLEL="$jobs" NPY_NUM_BUILD_JOBS="$jobs" LOKY_MAX_CPU_CO
 export CFLAGS="${CFLAGS--g0}"
 started=$SECONDS
 echo "setup: building $venv (compile jobs: $jobs; the first time on a machine takes ~6 minutes on 2 cores, later" \
-     "~1 minute with pip's cache)" >&2
+     "~1.5 minutes with pip's cache)" >&2
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 export PATH="$venv/bin:$PATH"   # pyrfr's build needs the swig that PyPI's `swig` puts in the venv's bin/
@@ -77,7 +77,7 @@ step "numpy, scipy, Cython, swig, joblib (wheels: seconds)" \
 
 # The packages with no wheel for Python 3.11, each built once into a wheel (kept in pip's cache) and then installed:
 # scikit-learn with $jobs jobs, and beside it the others, one after the other. How long each took on 2 cores:
-declare -A usual=([scikit-learn]="~5 min" [pyrfr]="~1 min" [ConfigSpace]="~2 min")
+declare -A usual=([scikit-learn]="~4.5 min" [pyrfr]="~1 min" [ConfigSpace]="~2 min")
 others=(pyrfr ConfigSpace auto-sklearn smac pynisher liac-arff)   # the last four are pure Python: seconds
 cache_dir="$("${pip[@]}" cache dir 2>/dev/null || true)"   # empty when pip's cache is off (PIP_NO_CACHE_DIR)
 declare -A version state   # state: installed (nothing to do), cached (a wheel in pip's cache) or build
