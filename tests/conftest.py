@@ -4,6 +4,7 @@ import contextlib
 import csv
 import json
 import sqlite3
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,18 @@ def pushed_count(state: Path) -> int:
     """Pre-annotations the state ledger records as pushed."""
     with contextlib.closing(sqlite3.connect(state / "state.sqlite3")) as db:
         return db.execute("SELECT COUNT(*) FROM pushed").fetchone()[0]
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A loopback stub server's handler: `reply` sends a JSON body; requests are not logged."""
+
+    def reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args: object) -> None:
+        pass

@@ -9,12 +9,13 @@ import base64
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 import connectors.retry
+from conftest import JsonHandler
 from connectors.errors import PlatformUnavailable
 from connectors.label_studio_client import (
     LEGACY,
@@ -41,7 +42,7 @@ def jwt(**claims) -> str:
 PAT_TOKEN = jwt(token_type="refresh", exp=8103888086, iat=1796688086, jti="pat-1", user_id="1")
 
 
-class Stub(BaseHTTPRequestHandler):
+class Stub(JsonHandler):
     calls: list[str] = []
     headers_seen: list[str] = []  # the Authorization header of each call
     failures = 0  # answer 503 to this many requests first
@@ -54,31 +55,31 @@ class Stub(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - the stdlib's name
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         if self.path != "/api/token/refresh/":
-            return self._send(404, {"detail": "Not found."})
+            return self.reply(404, {"detail": "Not found."})
         Stub.refresh_bodies.append(body)
         if Stub.refresh_failures:
             Stub.refresh_failures -= 1
-            return self._send(503, {"detail": "starting"})
+            return self.reply(503, {"detail": "starting"})
         if body.get("refresh") != PAT_TOKEN or Stub.revoked:
-            return self._send(401, {"detail": "Token is blacklisted"})
+            return self.reply(401, {"detail": "Token is blacklisted"})
         access = jwt(token_type="access", iat=1796688086, exp=1796688086 + Stub.access_lifetime,
                      jti=f"access-{len(Stub.refresh_bodies)}")
         Stub.valid_access.add(access)
-        return self._send(200, {"access": access})
+        return self.reply(200, {"access": access})
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization") or ""
         Stub.headers_seen.append(header)
         if header == f"Token {TOKEN}":
             if Stub.legacy_off:
-                self._send(401, {"detail": "Authentication token no longer valid: legacy token authentication has"
+                self.reply(401, {"detail": "Authentication token no longer valid: legacy token authentication has"
                                            " been disabled for this organization"})
                 return False
             return True
         if header.startswith("Bearer ") and header[7:] in Stub.valid_access and not Stub.jwt_off:
             return True
         detail = "Invalid token." if header.startswith("Token ") else "Authentication credentials were not provided."
-        self._send(401, {"detail": detail})
+        self.reply(401, {"detail": detail})
         return False
 
     def do_GET(self):  # noqa: N802 - the stdlib's name
@@ -89,26 +90,15 @@ class Stub(BaseHTTPRequestHandler):
             return None
         if Stub.failures:
             Stub.failures -= 1
-            return self._send(503, {"detail": "starting"})
+            return self.reply(503, {"detail": "starting"})
         page = int(query.get("page", 1))
         if url.path == "/api/tasks":  # 250 tasks; 404 past the last page
             ids = list(range((page - 1) * PAGE_SIZE, min(250, page * PAGE_SIZE)))
-            return self._send(200, {"tasks": [{"id": i} for i in ids]}) if ids else self._send(404, {})
+            return self.reply(200, {"tasks": [{"id": i} for i in ids]}) if ids else self.reply(404, {})
         if url.path == "/api/projects":  # 120 projects, "next" on all but the last page
             ids = list(range((page - 1) * PAGE_SIZE, min(120, page * PAGE_SIZE)))
-            return self._send(200, {"results": [{"id": i} for i in ids], "next": "more" if page == 1 else None})
-        return self._send(400, {"validation_errors": {"non_field_errors": [f"bad request, token {OTHER_SECRET}"]}})
-
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args):
-        pass
+            return self.reply(200, {"results": [{"id": i} for i in ids], "next": "more" if page == 1 else None})
+        return self.reply(400, {"validation_errors": {"non_field_errors": [f"bad request, token {OTHER_SECRET}"]}})
 
 
 @pytest.fixture

@@ -5,17 +5,16 @@ without them in 4, and the cycle after an import reads them all again (the curso
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from math import ceil
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from automl.records import Proposal
-from conftest import example_rows
+from conftest import JsonHandler, example_rows
 from connectors.base import PreAnnotation
 from connectors.label_studio import ANNOTATION_FIELDS, NOTE_ON_KEY, TASK_FIELDS, TASK_PAGE_SIZE, LabelStudioConnector
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
@@ -96,7 +95,7 @@ def test_a_pull_reads_the_fields_it_uses_in_few_pages_and_a_quiet_one_reads_one_
     assert len(reread) == stamped > 1 and len(answers) == 1
 
 
-class _CappedTasks(BaseHTTPRequestHandler):
+class _CappedTasks(JsonHandler):
     """A project of 230 tasks behind a server that caps a page at 40 (Label Studio's TASK_API_PAGE_SIZE_MAX), whose
     last annotation comes without its result."""
 
@@ -108,28 +107,17 @@ class _CappedTasks(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/api/projects/1":
-            return self._send(200, {"id": 1, "label_config": self.CONFIG})
+            return self.reply(200, {"id": 1, "label_config": self.CONFIG})
         self.calls.append(query)
         page, size = int(query["page"]), min(int(query["page_size"]), 40)
         ids = list(range((page - 1) * size, min(230, page * size)))
         if not ids:
-            return self._send(404, {"detail": "Invalid page."})
+            return self.reply(404, {"detail": "Invalid page."})
         tasks = [{"id": i, "data": {"text": f"task {i}"}, "updated_at": "2026-12-08T00:00:00Z", "annotations": []}
                  for i in ids]
         if ids[-1] == 229:
             tasks[-1]["annotations"] = [{"id": 7, "was_cancelled": False, "updated_at": "2026-12-08T00:00:00Z"}]
-        return self._send(200, {"total": 230, "total_annotations": 1, "total_predictions": 0, "tasks": tasks})
-
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args):
-        pass
+        return self.reply(200, {"total": 230, "total_annotations": 1, "total_predictions": 0, "tasks": tasks})
 
 
 @pytest.fixture

@@ -13,14 +13,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
 import label_studio_server
-from conftest import ROOT
+from conftest import ROOT, JsonHandler
 from label_studio_server import (
     LABEL_STUDIO_VERSION,
     LOCK_NAME,
@@ -192,34 +192,23 @@ def test_model_version_is_set_and_read_back(label_studio: LabelStudioServer, pro
 # ------------------------------------------------------------------------- a loopback ML backend stub
 
 
-class _StubBackend(BaseHTTPRequestHandler):
+class _StubBackend(JsonHandler):
     calls: list[dict]
     auth: str
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _handle(self, body: dict | None) -> None:
         self.calls.append({"method": self.command, "path": self.path, "auth": self.headers.get("Authorization"),
                            "body": body})  # fmt: skip
         if self.headers.get("Authorization") != self.auth:
-            self._reply(401, {"error": "unauthorized"})
+            self.reply(401, {"error": "unauthorized"})
         elif self.path == "/health":
-            self._reply(200, {"status": "UP"})
+            self.reply(200, {"status": "UP"})
         elif self.path == "/setup":
-            self._reply(200, {"model_version": "stub-1"})
+            self.reply(200, {"model_version": "stub-1"})
         elif self.path == "/webhook":
-            self._reply(200, {})
+            self.reply(200, {})
         else:
-            self._reply(404, {})
+            self.reply(404, {})
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         self._handle(None)
