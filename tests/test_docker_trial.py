@@ -419,10 +419,12 @@ def test_compose_brings_up_label_studio_the_api_and_the_worker(image: str, figur
                             json={"result": labelled["annotations"][0]["result"]})
         assert made.status_code == 201, made.text
         annotated = time.monotonic()
-        wait_for(lambda: "1 label change(s), trained v2" in logs("classie-trial_api_1"), 600,
-                 "the webhook's cycle in the API to train v2")
-        timings["annotation_to_v2_trained_by_the_api"] = round(time.monotonic() - annotated, 1)
-        assert "v2 promoted" in logs("classie-trial_api_1")
+        # Whichever comes first trains v2, once: the API's webhook cycle or the worker's next one (they share the
+        # state folder's cycle lock; the other then finds v2 and trains nothing).
+        both = lambda: logs("classie-trial_api_1") + logs("classie-trial_worker_1")  # noqa: E731
+        wait_for(lambda: "1 label change(s), trained v2" in both(), 600, "the webhook's or the worker's cycle: v2")
+        timings["annotation_to_v2_trained"] = round(time.monotonic() - annotated, 1)
+        assert "v2 promoted" in both() and both().count("trained v2") == 1
     finally:
         logs_text = compose("logs", "--no-color").stdout
         (tmp_path / "compose.log").write_text(logs_text)
