@@ -63,30 +63,19 @@ def test_a_lone_call_and_a_large_one_go_alone_and_an_error_reaches_every_waiting
 
 @pytest.fixture
 def served(tmp_path, small_taxonomy):
-    import socket
-
-    import uvicorn
-
     from automl.model import PreAnnotator
     from automl.settings import ModelSettings
     from automl.taxonomy_file import load_taxonomy
     from service.app.api import create_app
     from service.config import ApiSettings
     from service.store.registry import ModelRegistry
+    from test_api import running  # uvicorn on a free loopback port, as `serve` runs it
 
     registry = ModelRegistry(tmp_path / "models")
     registry.register(PreAnnotator(load_taxonomy(small_taxonomy), ModelSettings()).fit([], []), "fp", {})
     app = create_app(ApiSettings(), "tok", registry, lambda: None)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
-    server.should_exit = True
-    thread.join(5)
+    with running(app) as url:
+        yield url, app
 
 
 def test_concurrent_requests_get_the_answers_they_would_get_alone(served):

@@ -8,14 +8,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
-from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 import connectors.retry
-from conftest import JsonHandler
+from conftest import JsonHandler, serving
 from connectors.errors import PlatformUnavailable
 from connectors.label_studio_client import (
     LEGACY,
@@ -107,11 +105,8 @@ def stub(monkeypatch):
     Stub.calls, Stub.headers_seen, Stub.refresh_bodies, Stub.valid_access = [], [], [], set()
     Stub.failures = Stub.refresh_failures = 0
     Stub.access_lifetime, Stub.revoked, Stub.legacy_off, Stub.jwt_off = 300, False, False, False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(Stub) as url:
+        yield url
 
 
 def test_pages_of_both_kinds(stub):

@@ -5,16 +5,14 @@ without them in 4, and the cycle after an import reads them all again (the curso
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
-from http.server import ThreadingHTTPServer
 from math import ceil
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from automl.records import Proposal
-from conftest import JsonHandler, example_rows
+from conftest import JsonHandler, example_rows, serving
 from connectors.base import PreAnnotation
 from connectors.label_studio import ANNOTATION_FIELDS, NOTE_ON_KEY, TASK_FIELDS, TASK_PAGE_SIZE, LabelStudioConnector
 from connectors.label_studio_client import LabelStudioClient, LabelStudioError
@@ -123,11 +121,8 @@ class _CappedTasks(JsonHandler):
 @pytest.fixture
 def capped():
     _CappedTasks.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CappedTasks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(_CappedTasks) as url:
+        yield url
 
 
 def test_a_server_that_caps_the_page_size_is_read_to_the_end_and_a_missing_result_stops_the_pull(capped):
